@@ -1,0 +1,1 @@
+"""opbench: verified, reproducible benchmarks of convolution kernels across compilers, libraries and CUDA."""

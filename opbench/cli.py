@@ -1,0 +1,131 @@
+"""`python -m opbench <command>`: the commands the workflow's rules run, and `bench`, the main entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from opbench import jobs
+from opbench.backends import BenchSettings
+
+
+def _problem_args(p: argparse.ArgumentParser, *, dtype: bool = True, layout: bool = True) -> None:
+    p.add_argument("--op", required=True)
+    p.add_argument("--shape", required=True, help="shape id, e.g. n1_h56_w56_c64_k64_r3_s3_st1_p1")
+    if dtype:
+        p.add_argument("--dtype", required=True)
+    if layout:
+        p.add_argument("--layout", required=True)
+
+
+def _job_args(p: argparse.ArgumentParser) -> None:
+    _problem_args(p)
+    p.add_argument("--backend", required=True)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--inputs", type=Path, required=True)
+    p.add_argument(
+        "--artifact", type=Path, default=None, help="compiled module or binary, if the backend has one"
+    )
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
+
+
+def _job_kwargs(a: argparse.Namespace) -> dict:
+    options = dict(item.split("=", 1) for item in a.option)
+    return dict(
+        backend=a.backend, op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, variant=a.variant,
+        inputs=a.inputs, artifact=a.artifact, options=options,
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "bench", help="run the matrix with Snakemake, then the summary (the README's main command)"
+    )
+    p.add_argument("--configfile", type=Path, default=None, help="config file (default: config.yaml)")
+    p.add_argument("--cores", default="all")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments after --")
+
+    p = sub.add_parser("generate-mlir", help="write the op's MLIR program")
+    _problem_args(p)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("make-inputs", help="random inputs from a seed")
+    _problem_args(p)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("reference", help="float64 NumPy reference output")
+    _problem_args(p, dtype=False)
+    p.add_argument("--inputs", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("run", help="run a backend once, save its output")
+    _job_args(p)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("verify", help="judge an output against the reference")
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--reference", type=Path, required=True)
+    p.add_argument("--tolerance", type=float, required=True)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("benchmark", help="time a backend")
+    _job_args(p)
+    p.add_argument("--warmup-ms", type=float, required=True)
+    p.add_argument("--repetitions", type=int, required=True)
+    p.add_argument("--min-sample-ms", type=float, required=True)
+    p.add_argument("--flush-l2", type=int, choices=(0, 1), required=True)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("record", help="merge verification, timing and provenance into the job's record")
+    p.add_argument("--point", required=True, help="JSON object of the point's fields")
+    p.add_argument("--flags", default="")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--config-hash", required=True)
+    p.add_argument("--verification", type=Path)
+    p.add_argument("--timing", type=Path)
+    p.add_argument("--skip-reason")
+    p.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.command == "bench":
+        from opbench.driver import bench
+
+        extra = a.snakemake_args[1:] if a.snakemake_args[:1] == ["--"] else a.snakemake_args
+        return bench(configfile=a.configfile, cores=a.cores, snakemake_args=extra)
+    if a.command == "generate-mlir":
+        jobs.generate_mlir(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, out=a.out)
+    elif a.command == "make-inputs":
+        jobs.make_inputs(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, seed=a.seed, out=a.out)
+    elif a.command == "reference":
+        jobs.compute_reference(op=a.op, shape=a.shape, layout=a.layout, inputs=a.inputs, out=a.out)
+    elif a.command == "run":
+        jobs.run(out=a.out, **_job_kwargs(a))
+    elif a.command == "verify":
+        jobs.verify(output=a.output, reference=a.reference, tolerance=a.tolerance, out=a.out)
+    elif a.command == "benchmark":
+        settings = BenchSettings(
+            warmup_ms=a.warmup_ms,
+            repetitions=a.repetitions,
+            min_sample_ms=a.min_sample_ms,
+            flush_l2=bool(a.flush_l2),
+        )
+        jobs.benchmark(settings=settings, out=a.out, **_job_kwargs(a))
+    elif a.command == "record":
+        jobs.record(
+            point=json.loads(a.point), flags=a.flags, seed=a.seed, config_hash=a.config_hash,
+            verification=a.verification, timing=a.timing, skip_reason=a.skip_reason, out=a.out,
+        )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The work of each workflow job, one function per rule. Snakemake rules call these through `opbench.cli`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opbench import provenance
+from opbench.backends import BenchSettings, Job, get_backend
+from opbench.dtypes import get_dtype
+from opbench.ops import get_op
+from opbench.records import make_record, write_record
+from opbench.timing import gbps, summarize, tflops
+from opbench.verify import judge
+
+
+def generate_mlir(*, op: str, shape: str, dtype: str, layout: str, out: Path) -> None:
+    the_op = get_op(op)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(the_op.mlir(the_op.shape_from_name(shape), get_dtype(dtype), layout))
+
+
+def make_inputs(*, op: str, shape: str, dtype: str, layout: str, seed: int, out: Path) -> None:
+    """Random inputs from the problem's seed, in the layout, rounded to the dtype, stored as float32 .npz."""
+    the_op = get_op(op)
+    arrays = the_op.make_inputs(the_op.shape_from_name(shape), get_dtype(dtype), layout, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_inputs(path: Path, op: str) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {name: data[name] for name in get_op(op).input_names}
+
+
+def compute_reference(*, op: str, shape: str, layout: str, inputs: Path, out: Path) -> None:
+    the_op = get_op(op)
+    reference = the_op.reference(load_inputs(inputs, op), the_op.shape_from_name(shape), layout)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, reference)
+
+
+def _job(
+    *, backend: str, op: str, shape: str, dtype: str, layout: str, variant: str, inputs: Path,
+    artifact: Path | None, options: dict[str, str],
+) -> Job:  # fmt: skip
+    return Job(
+        op=op, shape=get_op(op).shape_from_name(shape), dtype=get_dtype(dtype), layout=layout, variant=variant,
+        inputs=load_inputs(inputs, op), artifact=artifact, options=options,
+    )  # fmt: skip
+
+
+def run(*, backend: str, out: Path, **job: Any) -> None:
+    """Run once and save the output as it came (its own dtype)."""
+    output = get_backend(backend).run(_job(backend=backend, **job))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, output)
+
+
+def verify(*, output: Path, reference: Path, tolerance: float, out: Path) -> None:
+    verdict = judge(np.load(output), np.load(reference), tolerance)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(verdict.to_dict(), indent=1) + "\n")
+
+
+def benchmark(*, backend: str, settings: BenchSettings, out: Path, **job: Any) -> None:
+    result = get_backend(backend).benchmark(_job(backend=backend, **job), settings)
+    result["stats"] = summarize(result["samples_ms"]).to_dict()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def provenance_fields() -> dict[str, Any]:
+    return {
+        "commit": provenance.git_commit(),
+        "iree_compile": provenance.iree_compile_version(),
+        "iree_runtime": provenance.iree_runtime_version(),
+        "nvcc": provenance.nvcc_version(),
+        "cuda_driver": provenance.cuda_driver_version(),
+        "host": provenance.host(),
+        "timestamp": provenance.timestamp(),
+    }
+
+
+def record(
+    *,
+    point: dict[str, Any],
+    flags: str,
+    seed: int,
+    config_hash: str,
+    verification: Path | None,
+    timing: Path | None,
+    skip_reason: str | None,
+    out: Path,
+) -> None:
+    """Merge a point's verification and timing (or its SKIP reason) with provenance into its record."""
+    fields: dict[str, Any] = {**point, "flags": flags, "seed": seed, "config_hash": config_hash,
+                              **provenance_fields()}  # fmt: skip
+    if skip_reason:
+        fields.update(status="SKIP", reason=skip_reason)
+    else:
+        assert verification is not None and timing is not None
+        verdict = json.loads(verification.read_text())
+        bench = json.loads(timing.read_text())
+        stats = bench["stats"]
+        the_op = get_op(point["op"])
+        shape = the_op.shape_from_name(point["shape"])
+        dtype = get_dtype(point["dtype"])
+        fields.update(
+            status=verdict["status"], reason=verdict["reason"], relerr=verdict["relerr"],
+            tolerance=verdict["tolerance"], median_ms=stats["median_ms"], min_ms=stats["min_ms"],
+            p90_ms=stats["p90_ms"], cv=stats["cv"], samples=stats["samples"], timing_method=bench["method"],
+            tflops=tflops(shape.flops(), stats["median_ms"]),
+            gbps=gbps(shape.min_bytes(dtype.itemsize, dtype.output_itemsize), stats["median_ms"]),
+            device=bench.get("device"),
+            **{k: bench[k] for k in ("torch", "cudnn") if k in bench},
+        )  # fmt: skip
+    write_record(make_record(**fields), out)

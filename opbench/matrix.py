@@ -1,0 +1,82 @@
+"""Expand a validated config into the points of the benchmark matrix, and name each point's files."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from opbench.backends import get_backend
+from opbench.dtypes import get_dtype
+from opbench.ops import get_op
+
+
+@dataclass(frozen=True, kw_only=True)
+class Point:
+    """One row of the result tables: an op on one shape, dtype and layout, through one backend variant."""
+
+    op: str
+    suite: str
+    layer: str
+    count: int
+    batch: int
+    shape: str  # the shape's readable id, e.g. n1_h56_w56_c64_k64_r3_s3_st1_p1
+    dtype: str
+    layout: str
+    backend: str
+    variant: str
+
+    @property
+    def problem_dir(self) -> str:
+        """Where inputs and the reference live: shared by every backend and suite."""
+        return f"{self.op}/{self.layout}/{self.dtype}/{self.shape}"
+
+    @property
+    def run_dir(self) -> str:
+        """Where one backend variant's output, verification and timing of a problem live."""
+        return f"{self.backend}/{self.variant}/{self.problem_dir}"
+
+    @property
+    def record_path(self) -> str:
+        """The per-job record, relative to results/<machine>/records/."""
+        return (
+            f"{self.op}/{self.suite}/{self.layer}/{self.backend}/{self.variant}/{self.layout}/{self.dtype}/"
+            f"{self.shape}.json"
+        )
+
+
+def problem_seed(base_seed: int, op: str, shape: str, dtype: str) -> int:
+    """Seed of one problem's inputs: derived from the config's seed and the problem, the same on every run."""
+    digest = hashlib.sha256(f"{base_seed}/{op}/{shape}/{dtype}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def expand(config: dict[str, Any]) -> list[Point]:
+    """Every point of the matrix, each once, in config order. Unsupported combinations are left out."""
+    points: dict[tuple, Point] = {}
+    for entry in config["matrix"]:
+        for op_name in entry["ops"]:
+            op = get_op(op_name)
+            for suite_name in entry["suites"]:
+                suite = config["suites"][suite_name]
+                for batch in entry.get("batches", suite["batches"]):
+                    for layer in suite["layers"]:
+                        shape = op.shape_from_layer(layer, batch).name
+                        for dtype in entry["dtypes"]:
+                            for layout in entry["layouts"]:
+                                for backend_name in entry["backends"]:
+                                    backend = get_backend(backend_name)
+                                    for variant in config["backends"][backend_name]["variants"]:
+                                        if "variants" in entry and variant not in entry["variants"]:
+                                            continue
+                                        if not backend.supports(op_name, get_dtype(dtype), layout, variant):
+                                            continue
+                                        point = Point(
+                                            op=op_name, suite=suite_name, layer=layer["name"],
+                                            count=layer.get("count", 1), batch=batch, shape=shape,
+                                            dtype=dtype, layout=layout, backend=backend_name, variant=variant,
+                                        )  # fmt: skip
+                                        points.setdefault(
+                                            (suite_name, layer["name"], shape, op_name, dtype, layout,
+                                             backend_name, variant), point)  # fmt: skip
+    return list(points.values())

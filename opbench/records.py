@@ -1,0 +1,51 @@
+"""The result record: one JSON object per job and one row of summary.csv, with one stable set of fields.
+
+docs/records.md documents every field; add fields at the end, never rename or reorder them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+FIELDS: tuple[str, ...] = (
+    # what was measured
+    "op", "suite", "layer", "count", "shape", "batch", "dtype", "layout", "backend", "variant", "flags",
+    # the verdict
+    "status", "reason", "relerr", "tolerance",
+    # timing
+    "median_ms", "min_ms", "p90_ms", "cv", "samples", "timing_method",
+    # throughput
+    "tflops", "gbps", "peak_tflops_frac", "peak_gbps_frac",
+    # provenance
+    "device", "seed", "commit", "config_hash", "iree_compile", "iree_runtime", "nvcc", "cuda_driver",
+    "torch", "cudnn", "host", "timestamp",
+)  # fmt: skip
+
+STATUSES = ("PASS", "FAIL", "SKIP")
+
+
+def make_record(**fields: Any) -> dict[str, Any]:
+    """A record with every field present (None where not applicable); unknown fields are an error."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise KeyError(f"unknown record fields: {sorted(unknown)}")
+    if fields.get("status") not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {fields.get('status')!r}")
+    if fields["status"] != "PASS" and not fields.get("reason"):
+        raise ValueError(f"a {fields['status']} record needs a reason")
+    return {name: fields.get(name) for name in FIELDS}
+
+
+def write_record(record: dict[str, Any], path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    record = json.loads(Path(path).read_text())
+    missing = set(FIELDS) - set(record)
+    if missing:
+        raise ValueError(f"{path}: record lacks fields {sorted(missing)}")
+    return record

@@ -1,0 +1,159 @@
+# Config validation, the expanded matrix, wildcard constraints and input functions. Rule files hold only rules.
+import json
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir)))  # the opbench package beside the Snakefile
+
+from snakemake.exceptions import WorkflowError
+
+from opbench import hardware
+from opbench.backends import availability, get_backend
+from opbench.backends.iree import tool as iree_tool
+from opbench.config import ConfigError, config_hash, validate
+from opbench.matrix import expand, problem_seed
+from opbench.provenance import iree_compile_version
+
+try:
+    CFG = validate({k: v for k, v in config.items() if k != "summary_allow_missing"})
+except ConfigError as error:
+    raise WorkflowError(f"invalid config: {error}") from None
+
+PY = sys.executable
+MACHINE = hardware.machine_name(CFG["machine"], CFG["gpu"])
+RESULTS = f"results/{MACHINE}"
+PROBLEMS = "results/problems"
+CONFIG_HASH = config_hash(CFG)
+DEVICES = hardware.devices(CFG["gpu"])
+POINTS = expand(CFG)
+AVAILABILITY = {name: availability(get_backend(name), DEVICES) for name in CFG["backends"]}
+# Points with no job at all here (their device is absent and there is nothing to compile): SKIP rows.
+SKIPPED = {
+    p: AVAILABILITY[p.backend].reason
+    for p in POINTS
+    if not AVAILABILITY[p.backend].compiles
+}
+POINTS_BY_RECORD = {p.record_path: p for p in POINTS}
+BENCH = CFG["benchmark"]
+
+
+wildcard_constraints:
+    op=r"[a-z][a-z0-9_]*",
+    layout=r"[a-z]+_[a-z]+",
+    dtype=r"[a-z0-9_]+",
+    shape=r"n\d+_h\d+_w\d+_c\d+_k\d+_r\d+_s\d+_st[\dx]+_p[\dx]+(_d[\dx]+)?",
+    backend=r"[a-z][a-z0-9-]*",
+    variant=r"[A-Za-z0-9][A-Za-z0-9_.]*",
+    suite=r"[A-Za-z0-9][A-Za-z0-9_.]*",
+    layer=r"[A-Za-z0-9][A-Za-z0-9_.]*",
+
+
+def point_of(wildcards):
+    key = (
+        f"{wildcards.op}/{wildcards.suite}/{wildcards.layer}/{wildcards.backend}/{wildcards.variant}/"
+        f"{wildcards.layout}/{wildcards.dtype}/{wildcards.shape}.json"
+    )
+    return POINTS_BY_RECORD[key]
+
+
+def op_code(wildcards):
+    """The package modules whose code decides an op's inputs, reference and MLIR (edits rerun their jobs)."""
+    return [f"opbench/ops/{wildcards.op}.py", "opbench/mlirgen.py"]
+
+
+def seed_of(wildcards):
+    return problem_seed(CFG["seed"], wildcards.op, wildcards.shape, wildcards.dtype)
+
+
+def backend_settings(wildcards):
+    return CFG["backends"][wildcards.backend]
+
+
+def iree_compile_flags(wildcards):
+    return shlex.join(get_backend(wildcards.backend).compile_flags(backend_settings(wildcards), wildcards.variant))
+
+
+def iree_compiler(wildcards):
+    try:
+        return iree_tool("iree-compile")
+    except (FileNotFoundError, ImportError):
+        return "iree-compile"
+
+
+def host_cpu_of(wildcards):
+    """llvm-cpu modules built for `host` depend on the CPU they were built on."""
+    settings = backend_settings(wildcards)
+    if wildcards.backend == "iree-llvm-cpu" and settings.get("target", "host") == "host":
+        return hardware.cpu_model()
+    return ""
+
+
+def artifact_of(wildcards):
+    backend = get_backend(wildcards.backend)
+    if backend.artifact == "vmfb":
+        return f"compiled/{wildcards.backend}/{wildcards.variant}/{wildcards.op}/{wildcards.layout}/{wildcards.dtype}/{wildcards.shape}.vmfb"
+    return []
+
+
+def backend_options(wildcards):
+    backend = get_backend(wildcards.backend)
+    options = {}
+    if backend.artifact == "vmfb":
+        options["driver"] = backend.driver(backend_settings(wildcards))
+    return " ".join(f"--option {shlex.quote(f'{k}={v}')}" for k, v in options.items())
+
+
+def tolerance_of(wildcards):
+    from opbench.dtypes import get_dtype
+
+    key = get_backend(wildcards.backend).tolerance_key(get_dtype(wildcards.dtype), wildcards.variant)
+    return CFG["tolerances"][key]
+
+
+def bench_threads(wildcards):
+    """CPU benchmarks take every core, so nothing else runs beside them and disturbs the timing."""
+    return workflow.cores if get_backend(wildcards.backend).device == "cpu" else 1
+
+
+def gpu_count(wildcards):
+    return 1 if get_backend(wildcards.backend).device == "cuda" else 0
+
+
+def record_inputs(wildcards):
+    point = point_of(wildcards)
+    run_dir = f"{RESULTS}/runs/{point.run_dir}"
+    if AVAILABILITY[point.backend].runs:
+        return {"verification": f"{run_dir}/verify.json", "timing": f"{run_dir}/bench.json"}
+    return {"artifact": artifact_of(wildcards)}
+
+
+def record_args(wildcards, input):
+    point = point_of(wildcards)
+    if AVAILABILITY[point.backend].runs:
+        return f"--verification {input.verification} --timing {input.timing}"
+    return f"--skip-reason {shlex.quote(AVAILABILITY[point.backend].reason + ' (compiled OK)')}"
+
+
+def point_json(wildcards):
+    point = point_of(wildcards)
+    fields = {k: getattr(point, k) for k in
+              ("op", "suite", "layer", "count", "shape", "batch", "dtype", "layout", "backend", "variant")}
+    return shlex.quote(json.dumps(fields))
+
+
+def variant_flags(wildcards):
+    settings = backend_settings(wildcards)
+    return shlex.quote(" ".join(get_backend(wildcards.backend).variant_flags(settings, wildcards.variant)))
+
+
+def record_paths():
+    """Records the summary reads: every point with a job; after a failed run, only those that exist."""
+    paths = [f"{RESULTS}/records/{p.record_path}" for p in POINTS if p not in SKIPPED]
+    if config.get("summary_allow_missing"):
+        paths = [path for path in paths if Path(path).exists()]
+    return paths
+
+
+def summary_outputs():
+    return [f"{RESULTS}/summary.md", f"{RESULTS}/summary.csv", f"{RESULTS}/plots"]

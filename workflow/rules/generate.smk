@@ -1,0 +1,42 @@
+# Problem generation: the op's MLIR program, its random inputs and its float64 reference.
+
+
+rule generate_mlir:
+    input:
+        code=op_code,
+    output:
+        "compiled/mlir/{op}/{layout}/{dtype}/{shape}.mlir",
+    log:
+        "results/logs/generate_mlir/{op}/{layout}/{dtype}/{shape}.log",
+    shell:
+        "{PY} -m opbench generate-mlir --op {wildcards.op} --shape {wildcards.shape} --dtype {wildcards.dtype}"
+        " --layout {wildcards.layout} --out {output} > {log} 2>&1"
+
+
+rule make_inputs:
+    input:
+        code=op_code,
+    output:
+        f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/inputs.npz",
+    params:
+        seed=seed_of,
+    log:
+        "results/logs/make_inputs/{op}/{layout}/{dtype}/{shape}.log",
+    shell:
+        "{PY} -m opbench make-inputs --op {wildcards.op} --shape {wildcards.shape} --dtype {wildcards.dtype}"
+        " --layout {wildcards.layout} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule reference:
+    input:
+        code=op_code,
+        inputs=rules.make_inputs.output[0],
+    output:
+        f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/reference.npy",
+    log:
+        "results/logs/reference/{op}/{layout}/{dtype}/{shape}.log",
+    benchmark:
+        "results/logs/reference/{op}/{layout}/{dtype}/{shape}.bench.tsv"
+    shell:
+        "{PY} -m opbench reference --op {wildcards.op} --shape {wildcards.shape} --layout {wildcards.layout}"
+        " --inputs {input.inputs} --out {output} > {log} 2>&1"

@@ -1,0 +1,33 @@
+# Aggregation: every record (SKIP rows for points that have no job here) into tables and plots.
+
+
+localrules:
+    summary,
+
+
+rule summary:
+    input:
+        records=record_paths(),
+    output:
+        md=report(f"{RESULTS}/summary.md", category="Summary", caption="../report/summary.rst"),
+        csv=report(f"{RESULTS}/summary.csv", category="Summary", caption="../report/summary.rst"),
+        plots=report(
+            directory(f"{RESULTS}/plots"),
+            patterns=["{name}.png"],
+            category="Plots",
+            caption="../report/plots.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/summary.log",
+    run:
+        from opbench.report import summarize_workflow
+
+        summarize_workflow(
+            points=POINTS,
+            records_dir=Path(f"{RESULTS}/records"),
+            skipped=SKIPPED,
+            outdir=Path(RESULTS),
+            title=f"opbench results: {MACHINE}",
+            config_hash=CONFIG_HASH,
+            log=Path(log[0]),
+        )

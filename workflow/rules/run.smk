@@ -1,0 +1,78 @@
+# Execution: run once, verify against the reference, time, and merge all of it into the job's record.
+
+
+rule run:
+    input:
+        artifact=artifact_of,
+        inputs=rules.make_inputs.output[0],
+    output:
+        f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/output.npy",
+    params:
+        options=backend_options,
+        artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
+    resources:
+        gpu=gpu_count,
+    log:
+        f"{RESULTS}/logs/run/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
+    shell:
+        "{PY} -m opbench run --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
+        " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
+        " --inputs {input.inputs} {params.artifact} {params.options} --out {output} > {log} 2>&1"
+
+
+rule verify:
+    input:
+        output=rules.run.output[0],
+        reference=rules.reference.output[0],
+    output:
+        f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/verify.json",
+    params:
+        tolerance=tolerance_of,
+    log:
+        f"{RESULTS}/logs/verify/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
+    shell:
+        "{PY} -m opbench verify --output {input.output} --reference {input.reference}"
+        " --tolerance {params.tolerance} --out {output} > {log} 2>&1"
+
+
+rule benchmark:
+    input:
+        artifact=artifact_of,
+        inputs=rules.make_inputs.output[0],
+        # timed after its output is judged; a FAIL is still timed, so a fast wrong kernel shows as both
+        verified=rules.verify.output[0],
+    output:
+        f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/bench.json",
+    params:
+        options=backend_options,
+        artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
+        settings=(
+            f"--warmup-ms {BENCH['warmup_ms']} --repetitions {BENCH['repetitions']}"
+            f" --min-sample-ms {BENCH['min_sample_ms']} --flush-l2 {int(BENCH['flush_l2'])}"
+        ),
+    threads: bench_threads
+    resources:
+        gpu=gpu_count,
+    log:
+        f"{RESULTS}/logs/benchmark/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
+    shell:
+        "{PY} -m opbench benchmark --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
+        " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
+        " --inputs {input.inputs} {params.artifact} {params.options} {params.settings} --out {output} > {log} 2>&1"
+
+
+rule record:
+    input:
+        unpack(record_inputs),
+    output:
+        f"{RESULTS}/records/{{op}}/{{suite}}/{{layer}}/{{backend}}/{{variant}}/{{layout}}/{{dtype}}/{{shape}}.json",
+    params:
+        point=point_json,
+        flags=variant_flags,
+        seed=seed_of,
+        results=record_args,
+    log:
+        f"{RESULTS}/logs/record/{{op}}/{{suite}}/{{layer}}/{{backend}}/{{variant}}/{{layout}}/{{dtype}}/{{shape}}.log",
+    shell:
+        "{PY} -m opbench record --point {params.point} --flags {params.flags} --seed {params.seed}"
+        f" --config-hash {CONFIG_HASH} {{params.results}} --out {{output}} > {{log}} 2>&1"

@@ -25,9 +25,7 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", required=True)
     p.add_argument("--variant", required=True)
     p.add_argument("--inputs", type=Path, required=True)
-    p.add_argument(
-        "--artifact", type=Path, default=None, help="compiled module or binary, if the backend has one"
-    )
+    p.add_argument("--artifact", type=Path, default=None, help="compiled module or binary, if the backend has one")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
 
 
@@ -43,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser(
-        "bench", help="run the matrix with Snakemake, then the summary (the README's main command)"
-    )
+    p = sub.add_parser("bench", help="run the matrix with Snakemake, then the summary (the README's main command)")
     p.add_argument("--configfile", type=Path, default=None, help="config file (default: config.yaml)")
     p.add_argument("--cores", default="all")
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments after --")

@@ -129,9 +129,7 @@ def _check_semantics(config: dict[str, Any]) -> None:
             if backend not in BACKENDS:
                 raise _unknown(f"{key}.backends", backend, BACKENDS)
             if backend not in config["backends"]:
-                raise ConfigError(
-                    f"config key '{key}.backends': backend {backend!r} has no entry under 'backends'"
-                )
+                raise ConfigError(f"config key '{key}.backends': backend {backend!r} has no entry under 'backends'")
         for variant in entry.get("variants", []):
             if not any(variant in config["backends"][b]["variants"] for b in entry["backends"]):
                 raise ConfigError(

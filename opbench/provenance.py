@@ -32,9 +32,7 @@ def iree_compile_version() -> str | None:
     except (FileNotFoundError, ImportError):
         return None
     try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=60, check=True
-        ).stdout
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
     except (subprocess.SubprocessError, OSError):
         return None
     match = re.search(r"IREE compiler version (\S+ @ \S+)", out)

@@ -100,14 +100,9 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         by_layer: dict[tuple, dict[str, str]] = defaultdict(dict)
         for row in group:
             by_layer[(row["layer"], row["shape"])][_series(row)] = _cell(row)
-        table = [
-            [layer, shape, *(cells.get(s, "") for s in series)] for (layer, shape), cells in by_layer.items()
-        ]
+        table = [[layer, shape, *(cells.get(s, "") for s in series)] for (layer, shape), cells in by_layer.items()]
         if len(by_layer) > 1:
-            means = [
-                geomean(r["tflops"] for r in group if _series(r) == s and r["status"] == "PASS")
-                for s in series
-            ]
+            means = [geomean(r["tflops"] for r in group if _series(r) == s and r["status"] == "PASS") for s in series]
             table.append(["geomean (PASS)", "", *(f"{m * 1000:.1f}" if m == m else "" for m in means)])
         lines += [
             "",
@@ -122,10 +117,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         lines += ["", "## Not passed", ""]
         lines.append(
             tabulate(
-                [
-                    [r["status"], r["layer"], r["shape"], r["dtype"], r["layout"], _series(r), r["reason"]]
-                    for r in bad
-                ],
+                [[r["status"], r["layer"], r["shape"], r["dtype"], r["layout"], _series(r), r["reason"]] for r in bad],
                 headers=["status", "layer", "shape", "dtype", "layout", "backend:variant", "reason"],
                 tablefmt="github",
             )

@@ -144,9 +144,7 @@ def _input_flags(inputs: list[np.ndarray], dtype: DType, workdir: Path) -> list[
     return flags
 
 
-def run_module(
-    *, module: Path, function: str, driver: str, inputs: list[np.ndarray], dtype: DType
-) -> np.ndarray:
+def run_module(*, module: Path, function: str, driver: str, inputs: list[np.ndarray], dtype: DType) -> np.ndarray:
     """Run one call with iree-run-module and return its (single) result."""
     with tempfile.TemporaryDirectory(prefix="opbench-iree-") as tmp:
         workdir = Path(tmp)

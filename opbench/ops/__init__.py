@@ -55,9 +55,7 @@ OPS: dict[str, Op] = {}
 
 def register_op(cls: type[Op]) -> type[Op]:
     if cls.name in OPS:
-        raise ValueError(
-            f"op {cls.name!r} registered twice ({type(OPS[cls.name]).__name__} and {cls.__name__})"
-        )
+        raise ValueError(f"op {cls.name!r} registered twice ({type(OPS[cls.name]).__name__} and {cls.__name__})")
     OPS[cls.name] = cls()
     return cls
 

@@ -17,4 +17,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         summary_outputs(),
+        device_probes(),
     default_target: True

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-l2", type=int, choices=(0, 1), required=True)
     p.add_argument("--out", type=Path, required=True)
 
+    p = sub.add_parser("probe-device", help="describe the device (and scheduler allocation) of GPU jobs")
+    p.add_argument("--device", required=True, choices=("cuda",))
+    p.add_argument("--out", type=Path, required=True)
+
     p = sub.add_parser("record", help="merge verification, timing and provenance into the job's record")
     p.add_argument("--point", required=True, help="JSON object of the point's fields")
     p.add_argument("--flags", default="")
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             flush_l2=bool(a.flush_l2),
         )
         jobs.benchmark(settings=settings, out=a.out, **_job_kwargs(a))
+    elif a.command == "probe-device":
+        from opbench.device_probe import write_probe
+
+        write_probe(a.device, a.out)
     elif a.command == "record":
         jobs.record(
             point=json.loads(a.point), flags=a.flags, seed=a.seed, config_hash=a.config_hash,

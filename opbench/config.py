@@ -79,6 +79,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         raise ConfigError(_schema_error_message(error))
+    if isinstance(config["gpu"], str) and config["gpu"] != "auto":
+        config["gpu"] = config["gpu"] == "true"
     _check_semantics(config)
     return config
 

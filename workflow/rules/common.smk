@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))  # the opbench package beside th
 from snakemake.exceptions import WorkflowError
 
 from opbench import hardware
-from opbench.backends import availability, get_backend
+from opbench.backends import BACKENDS, availability, get_backend
 from opbench.backends.iree import tool as iree_tool
 from opbench.config import ConfigError, config_hash, validate
 from opbench.matrix import expand, problem_seed
@@ -36,6 +36,9 @@ SKIPPED = {
 }
 POINTS_BY_RECORD = {p.record_path: p for p in POINTS}
 BENCH = CFG["benchmark"]
+# Rules are split by the device their backend needs, so that only GPU jobs ask the scheduler for a GPU.
+GPU_BACKENDS = "|".join(name for name, b in BACKENDS.items() if b.device == "cuda")
+CPU_BACKENDS = "|".join(name for name, b in BACKENDS.items() if b.device != "cuda")
 
 
 wildcard_constraints:
@@ -111,15 +114,6 @@ def tolerance_of(wildcards):
     return CFG["tolerances"][key]
 
 
-def bench_threads(wildcards):
-    """CPU benchmarks take every core, so nothing else runs beside them and disturbs the timing."""
-    return workflow.cores if get_backend(wildcards.backend).device == "cpu" else 1
-
-
-def gpu_count(wildcards):
-    return 1 if get_backend(wildcards.backend).device == "cuda" else 0
-
-
 def record_inputs(wildcards):
     point = point_of(wildcards)
     run_dir = f"{RESULTS}/runs/{point.run_dir}"
@@ -157,3 +151,8 @@ def record_paths():
 
 def summary_outputs():
     return [f"{RESULTS}/summary.md", f"{RESULTS}/summary.csv", f"{RESULTS}/plots"]
+
+
+def device_probes():
+    """One probe job per GPU kind that rows run on here: where the benchmarks' GPU jobs land."""
+    return [f"{RESULTS}/device/cuda.json"] if "cuda" in DEVICES else []

@@ -2,6 +2,8 @@
 
 
 rule run:
+    wildcard_constraints:
+        backend=CPU_BACKENDS,
     input:
         artifact=artifact_of,
         inputs=rules.make_inputs.output[0],
@@ -10,14 +12,21 @@ rule run:
     params:
         options=backend_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
-    resources:
-        gpu=gpu_count,
     log:
         f"{RESULTS}/logs/run/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
     shell:
         "{PY} -m opbench run --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
         " --inputs {input.inputs} {params.artifact} {params.options} --out {output} > {log} 2>&1"
+
+
+# GPU rows: the same jobs, each asking the scheduler for one GPU (CPU rules ask for none, so a gpu_model set for
+# these never turns into --gpus=model:0 on CPU jobs).
+use rule run as run_gpu with:
+    wildcard_constraints:
+        backend=GPU_BACKENDS,
+    resources:
+        gpu=1,
 
 
 rule verify:
@@ -36,6 +45,8 @@ rule verify:
 
 
 rule benchmark:
+    wildcard_constraints:
+        backend=CPU_BACKENDS,
     input:
         artifact=artifact_of,
         inputs=rules.make_inputs.output[0],
@@ -50,15 +61,21 @@ rule benchmark:
             f"--warmup-ms {BENCH['warmup_ms']} --repetitions {BENCH['repetitions']}"
             f" --min-sample-ms {BENCH['min_sample_ms']} --flush-l2 {int(BENCH['flush_l2'])}"
         ),
-    threads: bench_threads
-    resources:
-        gpu=gpu_count,
+    threads: workflow.cores  # alone on the machine: nothing else disturbs a CPU timing
     log:
         f"{RESULTS}/logs/benchmark/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
     shell:
         "{PY} -m opbench benchmark --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
         " --inputs {input.inputs} {params.artifact} {params.options} {params.settings} --out {output} > {log} 2>&1"
+
+
+use rule benchmark as benchmark_gpu with:
+    wildcard_constraints:
+        backend=GPU_BACKENDS,
+    threads: 1
+    resources:
+        gpu=1,
 
 
 rule record:
@@ -76,3 +93,16 @@ rule record:
     shell:
         "{PY} -m opbench record --point {params.point} --flags {params.flags} --seed {params.seed}"
         f" --config-hash {CONFIG_HASH} {{params.results}} --out {{output}} > {{log}} 2>&1"
+
+
+rule probe_device:
+    output:
+        f"{RESULTS}/device/{{device}}.json",
+    wildcard_constraints:
+        device="cuda",
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/probe_device/{{device}}.log",
+    shell:
+        "{PY} -m opbench probe-device --device {wildcards.device} --out {output} > {log} 2>&1"

@@ -91,9 +91,25 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Short, stable hash of a (validated) config, recorded with every result."""
+    """Short, stable hash of a (validated) config or of any part of it."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def point_config(
+    config: dict[str, Any], *, backend: str, variant: str, suite: str, layer: str, tolerance_key: str
+) -> dict[str, Any]:
+    """The part of the config that decides one result: its hash is the record's config_hash, so editing one
+    backend's flags changes (and reruns) only that backend's records."""
+    settings = {k: v for k, v in config["backends"][backend].items() if k != "variants"}
+    return {
+        "backend": settings,
+        "variant_flags": config["backends"][backend]["variants"][variant],
+        "layer": next(entry for entry in config["suites"][suite]["layers"] if entry["name"] == layer),
+        "benchmark": config["benchmark"],
+        "tolerance": config["tolerances"][tolerance_key],
+        "seed": config["seed"],
+    }
 
 
 def _unknown(key: str, value: str, known: Any) -> ConfigError:

@@ -133,13 +133,15 @@ def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
     width = 0.8 / max(1, len(series))
     for i, name in enumerate(series):
         rows = {r["layer"]: r for r in group if _series(r) == name}
+        labelled = False
         for j, layer in enumerate(layers):
             row = rows.get(layer)
             if row is None or row["status"] == "SKIP":
                 continue
             x = j + (i - (len(series) - 1) / 2) * width
             if row["status"] == "PASS":
-                ax.bar(x, row["tflops"] * 1000, width, color=f"C{i}", label=name if j == 0 else None)
+                ax.bar(x, row["tflops"] * 1000, width, color=f"C{i}", label=None if labelled else name)
+                labelled = True
             else:
                 ax.bar(x, 0, width, color="red")
                 ax.annotate("FAIL", (x, 0), rotation=90, color="red", ha="center", va="bottom", fontsize=8)

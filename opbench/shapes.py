@@ -46,8 +46,8 @@ class Conv2dShape:
                 raise ShapeError(f"{name} must be a positive integer, got {value!r}")
         for name, low in (("stride", 1), ("pad", 0), ("dilation", 1)):
             pair = getattr(self, name)
-            if any(not isinstance(v, int) or v < low for v in pair):
-                raise ShapeError(f"{name} must be integers >= {low}, got {list(pair)!r}")
+            if not isinstance(pair, tuple) or len(pair) != 2 or any(not isinstance(v, int) or v < low for v in pair):
+                raise ShapeError(f"{name} must be a (height, width) pair of integers >= {low}, got {pair!r}")
         if self.p < 1 or self.q < 1:
             raise ShapeError(
                 f"output would be empty: {self.p}x{self.q} from input {self.h}x{self.w}, "

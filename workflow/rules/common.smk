@@ -11,7 +11,8 @@ from snakemake.exceptions import WorkflowError
 from opbench import hardware
 from opbench.backends import BACKENDS, availability, get_backend
 from opbench.backends.iree import tool as iree_tool
-from opbench.config import ConfigError, config_hash, validate
+from opbench.dtypes import get_dtype
+from opbench.config import ConfigError, config_hash, point_config, validate
 from opbench.matrix import expand, problem_seed
 from opbench.provenance import iree_compile_version
 
@@ -62,7 +63,8 @@ def point_of(wildcards):
 
 def op_code(wildcards):
     """The package modules whose code decides an op's inputs, reference and MLIR (edits rerun their jobs)."""
-    return [f"opbench/ops/{wildcards.op}.py", "opbench/mlirgen.py"]
+    package = Path(workflow.basedir) / "opbench"
+    return [str(package / "ops" / f"{wildcards.op}.py"), str(package / "mlirgen.py")]
 
 
 def seed_of(wildcards):
@@ -107,11 +109,21 @@ def backend_options(wildcards):
     return " ".join(f"--option {shlex.quote(f'{k}={v}')}" for k, v in options.items())
 
 
-def tolerance_of(wildcards):
-    from opbench.dtypes import get_dtype
+def tolerance_key_of(wildcards):
+    return get_backend(wildcards.backend).tolerance_key(get_dtype(wildcards.dtype), wildcards.variant)
 
-    key = get_backend(wildcards.backend).tolerance_key(get_dtype(wildcards.dtype), wildcards.variant)
-    return CFG["tolerances"][key]
+
+def tolerance_of(wildcards):
+    return CFG["tolerances"][tolerance_key_of(wildcards)]
+
+
+def point_config_hash(wildcards):
+    return config_hash(
+        point_config(
+            CFG, backend=wildcards.backend, variant=wildcards.variant, suite=wildcards.suite,
+            layer=wildcards.layer, tolerance_key=tolerance_key_of(wildcards),
+        )
+    )
 
 
 def record_inputs(wildcards):

@@ -87,12 +87,13 @@ rule record:
         point=point_json,
         flags=variant_flags,
         seed=seed_of,
+        config_hash=point_config_hash,
         results=record_args,
     log:
         f"{RESULTS}/logs/record/{{op}}/{{suite}}/{{layer}}/{{backend}}/{{variant}}/{{layout}}/{{dtype}}/{{shape}}.log",
     shell:
         "{PY} -m opbench record --point {params.point} --flags {params.flags} --seed {params.seed}"
-        f" --config-hash {CONFIG_HASH} {{params.results}} --out {{output}} > {{log}} 2>&1"
+        " --config-hash {params.config_hash} {params.results} --out {output} > {log} 2>&1"
 
 
 rule probe_device:

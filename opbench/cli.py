@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-l2", type=int, choices=(0, 1), required=True)
     p.add_argument("--out", type=Path, required=True)
 
+    p = sub.add_parser("build-cuda", help="build one CUDA kernel variant; log its resource report and SASS summary")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--arch", action="append", required=True)
+    p.add_argument("--flags", default="", help="extra nvcc flags, one string")
+    p.add_argument("--out", type=Path, required=True)
+
     p = sub.add_parser("probe-device", help="describe the device (and scheduler allocation) of GPU jobs")
     p.add_argument("--device", required=True, choices=("cuda",))
     p.add_argument("--out", type=Path, required=True)
@@ -89,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-hash", required=True)
     p.add_argument("--verification", type=Path)
     p.add_argument("--timing", type=Path)
+    p.add_argument("--device-probe", type=Path, help="the device probe's JSON (measured peaks)")
     p.add_argument("--skip-reason")
     p.add_argument("--out", type=Path, required=True)
     return parser
@@ -119,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             flush_l2=bool(a.flush_l2),
         )
         jobs.benchmark(settings=settings, out=a.out, **_job_kwargs(a))
+    elif a.command == "build-cuda":
+        from opbench.backends.cuda import build
+
+        build(variant=a.variant, archs=a.arch, flags=shlex.split(a.flags), out=a.out)
     elif a.command == "probe-device":
         from opbench.device_probe import write_probe
 
@@ -126,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.command == "record":
         jobs.record(
             point=json.loads(a.point), flags=a.flags, seed=a.seed, config_hash=a.config_hash,
-            verification=a.verification, timing=a.timing, skip_reason=a.skip_reason, out=a.out,
+            verification=a.verification, timing=a.timing, device_probe=a.device_probe, skip_reason=a.skip_reason,
+            out=a.out,
         )  # fmt: skip
     return 0
 

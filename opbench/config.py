@@ -117,6 +117,12 @@ def _unknown(key: str, value: str, known: Any) -> ConfigError:
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
+    if "cuda" in config["backends"]:
+        from opbench.backends.cuda import known_variants
+
+        for variant in config["backends"]["cuda"]["variants"]:
+            if variant not in known_variants():
+                raise _unknown("backends.cuda.variants", variant, known_variants())
     for suite_name, suite in config["suites"].items():
         seen: set[str] = set()
         for i, layer in enumerate(suite["layers"]):

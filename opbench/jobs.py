@@ -96,6 +96,7 @@ def record(
     timing: Path | None,
     skip_reason: str | None,
     out: Path,
+    device_probe: Path | None = None,
 ) -> None:
     """Merge a point's verification and timing (or its SKIP reason) with provenance into its record."""
     fields: dict[str, Any] = {**point, "flags": flags, "seed": seed, "config_hash": config_hash,
@@ -119,4 +120,11 @@ def record(
             device=bench.get("device"),
             **{k: bench[k] for k in ("torch", "cudnn") if k in bench},
         )  # fmt: skip
+        if device_probe is not None:
+            peaks = json.loads(device_probe.read_text()).get("peaks", {})
+            precision = get_backend(point["backend"]).tolerance_key(dtype, point["variant"])
+            if precision in peaks:
+                fields["peak_tflops_frac"] = fields["tflops"] / peaks[precision]
+            if "copy_gbps" in peaks:
+                fields["peak_gbps_frac"] = fields["gbps"] / peaks["copy_gbps"]
     write_record(make_record(**fields), out)

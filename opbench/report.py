@@ -92,9 +92,11 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         "",
         f"Commit `{provenance.get('commit')}`, config `{provenance.get('config_hash')}`, "
         f"iree-compile `{provenance.get('iree_compile')}`, nvcc `{provenance.get('nvcc')}`.",
-        "Cells: GFLOP/s from the median time; FAIL and SKIP rows are listed below the tables.",
+        "Cells: GFLOP/s from the median time. Failed and skipped rows are listed below the tables with their reasons.",
     ]
     for key, group in _groups(rows).items():
+        if all(r["status"] == "SKIP" for r in group):
+            continue  # counted in the SKIP list below
         series = list(dict.fromkeys(_series(r) for r in group))
         devices = sorted({str(r["device"]) for r in group if r["device"]})
         by_layer: dict[tuple, dict[str, str]] = defaultdict(dict)
@@ -112,9 +114,19 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             "",
             tabulate(table, headers=["layer", "shape", *series], tablefmt="github", disable_numparse=True),
         ]
-    bad = [r for r in rows if r["status"] != "PASS"]
+    skipped = Counter((_series(r), r["reason"]) for r in rows if r["status"] == "SKIP")
+    if skipped:
+        lines += ["", "## Skipped", ""]
+        lines.append(
+            tabulate(
+                [[series, count, reason] for (series, reason), count in skipped.items()],
+                headers=["backend:variant", "rows", "reason"],
+                tablefmt="github",
+            )
+        )
+    bad = [r for r in rows if r["status"] == "FAIL"]
     if bad:
-        lines += ["", "## Not passed", ""]
+        lines += ["", "## Failed", ""]
         lines.append(
             tabulate(
                 [[r["status"], r["layer"], r["shape"], r["dtype"], r["layout"], _series(r), r["reason"]] for r in bad],

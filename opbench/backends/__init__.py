@@ -58,6 +58,10 @@ class Backend(ABC):
     def supports(self, op: str, dtype: DType, layout: str, variant: str) -> bool:
         """Whether the backend implements this combination (unsupported ones are left out of the matrix)."""
 
+    def requirement_missing(self) -> str | None:
+        """Why the backend cannot run on this machine even with its device present (a missing library), or None."""
+        return None
+
     def tolerance_key(self, dtype: DType, variant: str) -> str:
         """Which tolerance judges this row (a TF32 variant of float32 is judged as tf32)."""
         return dtype.tolerance_key
@@ -95,6 +99,9 @@ def get_backend(name: str) -> Backend:
 def availability(backend: Backend, devices: set[str]) -> Availability:
     """Run where the backend's device is present; compile-only where only a compiler is needed."""
     if backend.device in devices:
+        missing = backend.requirement_missing()
+        if missing:
+            return Availability(runs=False, compiles=False, reason=missing)
         return Availability(runs=True, compiles=True)
     if backend.artifact == "vmfb":
         return Availability(
@@ -103,4 +110,6 @@ def availability(backend: Backend, devices: set[str]) -> Availability:
     return Availability(runs=False, compiles=False, reason=f"no {backend.device} device on this machine")
 
 
+from opbench.backends import cuda as _cuda  # noqa: E402, F401
+from opbench.backends import cudnn as _cudnn  # noqa: E402, F401
 from opbench.backends import iree as _iree  # noqa: E402, F401

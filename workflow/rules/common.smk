@@ -14,7 +14,7 @@ from opbench.backends.iree import tool as iree_tool
 from opbench.dtypes import get_dtype
 from opbench.config import ConfigError, config_hash, point_config, validate
 from opbench.matrix import expand, problem_seed
-from opbench.provenance import iree_compile_version
+from opbench.provenance import iree_compile_version, nvcc_version
 
 try:
     CFG = validate({k: v for k, v in config.items() if k != "summary_allow_missing"})
@@ -94,10 +94,26 @@ def host_cpu_of(wildcards):
     return ""
 
 
+CUDA_HEADERS = sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "cuda", "common").glob("*.cuh"))
+
+
+def cuda_arch_args(wildcards):
+    return " ".join(f"--arch {arch}" for arch in CFG["backends"]["cuda"]["archs"])
+
+
+def cuda_nvcc_flags(wildcards):
+    settings = CFG["backends"]["cuda"]
+    return shlex.quote(shlex.join(settings["nvcc_flags"] + settings["variants"][wildcards.variant]))
+
+
 def artifact_of(wildcards):
+    """What a run needs built first: a .vmfb per problem for IREE, one binary per variant for our kernels."""
     backend = get_backend(wildcards.backend)
+    w = wildcards
     if backend.artifact == "vmfb":
-        return f"compiled/{wildcards.backend}/{wildcards.variant}/{wildcards.op}/{wildcards.layout}/{wildcards.dtype}/{wildcards.shape}.vmfb"
+        return f"compiled/{w.backend}/{w.variant}/{w.op}/{w.layout}/{w.dtype}/{w.shape}.vmfb"
+    if backend.artifact == "binary":
+        return f"compiled/cuda/{w.variant}/conv2d_{w.variant}"
     return []
 
 
@@ -130,14 +146,18 @@ def record_inputs(wildcards):
     point = point_of(wildcards)
     run_dir = f"{RESULTS}/runs/{point.run_dir}"
     if AVAILABILITY[point.backend].runs:
-        return {"verification": f"{run_dir}/verify.json", "timing": f"{run_dir}/bench.json"}
+        inputs = {"verification": f"{run_dir}/verify.json", "timing": f"{run_dir}/bench.json"}
+        if get_backend(point.backend).device == "cuda":
+            inputs["probe"] = f"{RESULTS}/device/cuda.json"  # the card's measured peaks
+        return inputs
     return {"artifact": artifact_of(wildcards)}
 
 
 def record_args(wildcards, input):
     point = point_of(wildcards)
     if AVAILABILITY[point.backend].runs:
-        return f"--verification {input.verification} --timing {input.timing}"
+        probe = f" --device-probe {input.probe}" if "probe" in input.keys() else ""
+        return f"--verification {input.verification} --timing {input.timing}{probe}"
     return f"--skip-reason {shlex.quote(AVAILABILITY[point.backend].reason + ' (compiled OK)')}"
 
 

@@ -1,5 +1,5 @@
-# Compilation: iree-compile per (backend, variant, problem). The compiler's version is a parameter, so an
-# upgraded iree-compile recompiles; the host CPU too, for llvm-cpu modules built for `host`.
+# Compilation: iree-compile per (backend, variant, problem), nvcc per CUDA kernel variant. The compilers' versions
+# are parameters, so an upgraded compiler rebuilds; the host CPU too, for llvm-cpu modules built for `host`.
 
 
 rule compile_iree:
@@ -20,3 +20,23 @@ rule compile_iree:
         "results/logs/compile/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.bench.tsv"
     shell:
         "{params.compiler} {input.mlir} {params.flags} -o {output} > {log} 2>&1"
+
+
+rule build_cuda:
+    input:
+        harness="cuda/common/harness.cu",
+        headers=CUDA_HEADERS,
+        variant="cuda/variants/{variant}.cu",
+    output:
+        "compiled/cuda/{variant}/conv2d_{variant}",
+    params:
+        archs=cuda_arch_args,
+        flags=cuda_nvcc_flags,
+        toolchain=nvcc_version(),
+    log:
+        "results/logs/build_cuda/{variant}.log",
+    benchmark:
+        "results/logs/build_cuda/{variant}.bench.tsv"
+    shell:
+        "{PY} -m opbench build-cuda --variant {wildcards.variant} {params.archs} --flags {params.flags}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,260 @@
+// conv2d.cuh: what the harness and every variant share.
+//
+//   * CHECK_CUDA / CHECK_LAUNCH: the one error-check macro (file + line, exit 1).
+//   * ConvProblem: the problem, its derived output size P x Q and the implicit-GEMM view.
+//   * Json: a tiny builder for the variant-specific "detail" and "launch_config" objects.
+//   * time_launches_ms(): event timing helper for variants that tune in variant_prepare().
+//   * The variant interface: five functions that exactly one variant file defines.
+//
+// Layouts (fixed by the contract): X is NHWC [N,H,W,C], Wt is KRSC [K,R,S,C], Y is NHWC
+// [N,P,Q,K], all float32; cross-correlation with zero padding, like torch conv2d.
+// Implicit GEMM view: Y[m][k] = sum_kk A[m][kk] * Wt[k][kk] with
+//   m  = (n*P + p)*Q + q          in [0, M = N*P*Q)     (a row of Y, contiguous K floats)
+//   kk = (r*S + s)*C + c          in [0, KG = R*S*C)    (contiguous in both X and Wt)
+//   A[m][kk] = X[n, p*stride_h - pad_h + r*dil_h, q*stride_w - pad_w + s*dil_w, c] (0 outside)
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+// ---------------------------------------------------------------------------------------------
+// Error checking. Every CUDA runtime call goes through CHECK_CUDA; every kernel launch is
+// followed by CHECK_LAUNCH() (launch-configuration errors surface through cudaGetLastError).
+// ---------------------------------------------------------------------------------------------
+#define CHECK_CUDA(call)                                                                       \
+  do {                                                                                         \
+    cudaError_t check_cuda_err_ = (call);                                                      \
+    if (check_cuda_err_ != cudaSuccess) {                                                      \
+      std::fprintf(stderr, "CUDA error %s (%s) at %s:%d in: %s\n",                             \
+                   cudaGetErrorName(check_cuda_err_), cudaGetErrorString(check_cuda_err_),     \
+                   __FILE__, __LINE__, #call);                                                 \
+      std::exit(1);                                                                            \
+    }                                                                                          \
+  } while (0)
+
+#define CHECK_LAUNCH() CHECK_CUDA(cudaGetLastError())
+
+// A fatal non-CUDA error (bad launch geometry, impossible configuration): message + exit 1.
+#define FAIL(...)                                                                              \
+  do {                                                                                         \
+    std::fprintf(stderr, "error at %s:%d: ", __FILE__, __LINE__);                              \
+    std::fprintf(stderr, __VA_ARGS__);                                                         \
+    std::fprintf(stderr, "\n");                                                                \
+    std::exit(1);                                                                              \
+  } while (0)
+
+// ---------------------------------------------------------------------------------------------
+// The problem. Plain ints so it can be passed by value to kernels. The harness guarantees,
+// before any variant sees it, that every size is >= 1, P,Q >= 1, and that X, Wt and Y each
+// have fewer than 2^31 elements, so all in-kernel element offsets fit in int32.
+// ---------------------------------------------------------------------------------------------
+struct ConvProblem {
+  int n = 0, h = 0, w = 0, c = 0;     // input  [N,H,W,C]
+  int k = 0, r = 0, s = 0;            // filter [K,R,S,C]
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int dil_h = 1, dil_w = 1;
+  int p = 0, q = 0;                   // derived output size, set by finalize()
+
+  // Output extent along one axis; may be <= 0 for an invalid problem (never divides a
+  // negative numerator, which would round toward zero and yield a bogus 1).
+  static int64_t out_size(int64_t in, int64_t pad, int64_t dil, int64_t ksize, int64_t stride) {
+    const int64_t span = in + 2 * pad - dil * (ksize - 1) - 1;
+    if (span < 0 || stride < 1) return 0;
+    return span / stride + 1;
+  }
+
+  // Validates every field and sets p, q. Returns "" or an error message that names the flag.
+  std::string finalize() {
+    struct Field { const char* flag; int value; int min; };
+    const Field fields[] = {
+        {"--n", n, 1},           {"--h", h, 1},           {"--w", w, 1},
+        {"--c", c, 1},           {"--k", k, 1},           {"--r", r, 1},
+        {"--s", s, 1},           {"--stride-h", stride_h, 1}, {"--stride-w", stride_w, 1},
+        {"--pad-h", pad_h, 0},   {"--pad-w", pad_w, 0},   {"--dil-h", dil_h, 1},
+        {"--dil-w", dil_w, 1}};
+    for (const Field& f : fields) {
+      if (f.value < f.min)
+        return std::string(f.flag) + " must be >= " + std::to_string(f.min) + " (got " +
+               std::to_string(f.value) + ")";
+    }
+    const int64_t P = out_size(h, pad_h, dil_h, r, stride_h);
+    const int64_t Q = out_size(w, pad_w, dil_w, s, stride_w);
+    if (P < 1)
+      return "output height P < 1: the dilated filter (--r " + std::to_string(r) +
+             ", --dil-h " + std::to_string(dil_h) + ") is taller than the padded input (--h " +
+             std::to_string(h) + " + 2 * --pad-h " + std::to_string(pad_h) + ")";
+    if (Q < 1)
+      return "output width Q < 1: the dilated filter (--s " + std::to_string(s) +
+             ", --dil-w " + std::to_string(dil_w) + ") is wider than the padded input (--w " +
+             std::to_string(w) + " + 2 * --pad-w " + std::to_string(pad_w) + ")";
+    const int64_t kLimit = int64_t(1) << 31;
+    const int64_t x_count = int64_t(n) * h * w * c;
+    const int64_t w_count = int64_t(k) * r * s * c;
+    const int64_t y_count = int64_t(n) * P * Q * k;
+    if (x_count >= kLimit) return "input N*H*W*C = " + std::to_string(x_count) + " >= 2^31 elements (32-bit indexing limit)";
+    if (w_count >= kLimit) return "filter K*R*S*C = " + std::to_string(w_count) + " >= 2^31 elements (32-bit indexing limit)";
+    if (y_count >= kLimit) return "output N*P*Q*K = " + std::to_string(y_count) + " >= 2^31 elements (32-bit indexing limit)";
+    // Padding larger than the input is legal (just zeros). Kernels form ih = p*stride_h -
+    // pad_h + r*dil_h in int32, with r up to R + 16 when a cursor runs past the reduction's
+    // end: keep every such value far from overflow.
+    const int64_t kCoordLimit = int64_t(1) << 30;
+    if (int64_t(h) + 2 * int64_t(pad_h) + int64_t(dil_h) * (int64_t(r) + 16) >= kCoordLimit)
+      return "--h + 2 * --pad-h + --dil-h * (--r + 16) must be < 2^30 (32-bit index arithmetic)";
+    if (int64_t(w) + 2 * int64_t(pad_w) + int64_t(dil_w) * (int64_t(s) + 16) >= kCoordLimit)
+      return "--w + 2 * --pad-w + --dil-w * (--s + 16) must be < 2^30 (32-bit index arithmetic)";
+    p = int(P);
+    q = int(Q);
+    return "";
+  }
+
+  __host__ __device__ int64_t x_elems() const { return int64_t(n) * h * w * c; }
+  __host__ __device__ int64_t w_elems() const { return int64_t(k) * r * s * c; }
+  __host__ __device__ int64_t y_elems() const { return int64_t(n) * p * q * k; }
+  // Implicit-GEMM sizes: M rows (output pixels), N columns (output channels), KG reduction.
+  __host__ __device__ int gemm_m() const { return n * p * q; }
+  __host__ __device__ int gemm_n() const { return k; }
+  __host__ __device__ int gemm_k() const { return r * s * c; }
+  double flops() const { return 2.0 * double(gemm_m()) * double(gemm_n()) * double(gemm_k()); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// JSON building for "detail" / "launch_config". Keys are added in order; values are encoded
+// here (strings escaped, non-finite numbers as null). Nested objects/arrays via add_raw().
+// ---------------------------------------------------------------------------------------------
+std::string json_escape(const std::string& s);     // defined in harness.cu
+std::string json_number(double v);                 // "%.9g", or "null" if not finite
+
+class Json {
+ public:
+  Json& add_int(const char* key, long long v) { return add_raw(key, std::to_string(v)); }
+  Json& add_num(const char* key, double v) { return add_raw(key, json_number(v)); }
+  Json& add_bool(const char* key, bool v) { return add_raw(key, v ? "true" : "false"); }
+  Json& add_str(const char* key, const std::string& v) {
+    return add_raw(key, "\"" + json_escape(v) + "\"");
+  }
+  Json& add_dim3(const char* key, dim3 d) {
+    return add_raw(key, "[" + std::to_string(d.x) + ", " + std::to_string(d.y) + ", " +
+                            std::to_string(d.z) + "]");
+  }
+  // value must already be valid JSON text (an object, array, number, ...)
+  Json& add_raw(const char* key, const std::string& value) {
+    body_ += (body_.empty() ? "\"" : ", \"") + json_escape(key) + "\": " + value;
+    return *this;
+  }
+  std::string str() const { return "{" + body_ + "}"; }
+
+ private:
+  std::string body_;
+};
+
+// The usual launch description: grid, block, dynamic + static shared memory bytes.
+inline Json launch_json(dim3 grid, dim3 block, size_t smem_bytes) {
+  Json j;
+  j.add_dim3("grid", grid).add_dim3("block", block).add_int("smem_bytes", (long long)smem_bytes);
+  return j;
+}
+
+// Fails clearly (instead of a cryptic "invalid configuration") when a grid exceeds limits.
+inline void check_grid(dim3 grid, const char* kernel) {
+  if (grid.x < 1 || grid.y < 1 || grid.z < 1 || grid.x > 2147483647u || grid.y > 65535u ||
+      grid.z > 65535u)
+    FAIL("grid (%u, %u, %u) of kernel %s exceeds CUDA limits for this problem", grid.x, grid.y,
+         grid.z, kernel);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The buffers of one problem instance on the device. The harness owns several copies (to
+// rotate through in bench mode so data is not L2-resident) and passes them all to prepare.
+// ---------------------------------------------------------------------------------------------
+struct DeviceSet {
+  const float* x;
+  const float* w;
+  float* y;
+};
+
+// Mean per-launch time in ms of `launch(i)` (i = running launch index, use it to rotate sets):
+// `warmup` untimed launches, then `reps` launches between two events. For tuning only.
+template <class LaunchFn>
+float time_launches_ms(LaunchFn&& launch, int warmup, int reps, cudaStream_t stream) {
+  int i = 0;
+  for (int w = 0; w < warmup; ++w) launch(i++);
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  CHECK_CUDA(cudaEventRecord(start, stream));
+  for (int r = 0; r < reps; ++r) launch(i++);
+  CHECK_CUDA(cudaEventRecord(stop, stream));
+  CHECK_CUDA(cudaEventSynchronize(stop));
+  float ms = 0.f;
+  CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+  CHECK_CUDA(cudaEventDestroy(start));
+  CHECK_CUDA(cudaEventDestroy(stop));
+  return ms / float(reps);
+}
+
+// max |got - ref| / max |ref| over all elements (inf if any element is non-finite in one and
+// not bitwise equal in the other). Used by tuning variants to cross-check their candidates.
+inline double max_rel_diff(const std::vector<float>& ref, const std::vector<float>& got) {
+  double ref_max = 0.0, diff_max = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (std::isfinite(ref[i])) ref_max = std::max(ref_max, double(std::fabs(ref[i])));
+    if (std::memcmp(&ref[i], &got[i], sizeof(float)) == 0) continue;
+    if (!std::isfinite(ref[i]) || !std::isfinite(got[i])) return INFINITY;
+    diff_max = std::max(diff_max, std::fabs(double(ref[i]) - double(got[i])));
+  }
+  return ref_max > 0 ? diff_max / ref_max : diff_max;
+}
+
+// Copies a device output of `prob` to the host.
+inline std::vector<float> copy_output(const ConvProblem& prob, const float* y) {
+  std::vector<float> h(size_t(prob.y_elems()));
+  CHECK_CUDA(cudaMemcpy(h.data(), y, h.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+// Candidates of a tuning variant whose output differs from the reference candidate by more
+// than this (relative to max |Y|) are rejected: fp32 reassociation stays far below it.
+constexpr double kCandidateTolerance = 1e-5;
+
+// ---------------------------------------------------------------------------------------------
+// The variant interface. Exactly one file under cuda/variants/ defines these; the harness
+// (cuda/common/harness.cu) owns everything else: arguments, .npy I/O, buffers, poisoning,
+// timing and the JSON record. The call order is:
+//   variant_workspace_bytes -> variant_prepare (once, untimed) -> variant_describe
+//   -> variant_launch (many times; must be stream-ordered and self-contained: any zeroing it
+//      relies on, e.g. for atomics, happens inside it).
+// All may assume the problem passed ConvProblem::finalize() and that pointers are
+// cudaMalloc'ed (256-byte aligned). Any error: CHECK_CUDA / FAIL (exit 1).
+// ---------------------------------------------------------------------------------------------
+const char* variant_name();
+// Bytes of device scratch the launch needs (0 if none); allocated once by the harness.
+size_t variant_workspace_bytes(const ConvProblem& prob);
+// One-time selection/tuning outside timing. May launch and time on any of the sets (their
+// outputs may be overwritten); must leave the device idle (synchronized) on return.
+void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
+                     void* workspace, cudaStream_t stream);
+// Compute Y = conv2d(X, Wt) asynchronously on `stream`. Every launch followed by CHECK_LAUNCH.
+void variant_launch(const ConvProblem& prob, const float* x, const float* w, float* y,
+                    void* workspace, cudaStream_t stream);
+// Fill the "detail" (variant-specific choices) and "launch_config" (grid/block/smem of what
+// variant_launch runs) JSON objects.
+void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config);
+
+// ---------------------------------------------------------------------------------------------
+// .npy I/O (host only; defined in harness.cu). read_npy_f32 checks magic, version (1.x-3.x),
+// dtype '<f4', C order, the exact shape and the data length; on any mismatch it returns false
+// and sets `error` to a message naming the file and what is wrong.
+// ---------------------------------------------------------------------------------------------
+bool read_npy_f32(const std::string& path, const std::vector<int64_t>& expected_shape,
+                  std::vector<float>& data, std::string& error);
+bool write_npy_f32(const std::string& path, const std::vector<int64_t>& shape,
+                   const float* data, std::string& error);

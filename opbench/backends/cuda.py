@@ -1,0 +1,114 @@
+"""Our hand-written CUDA conv2d kernels: one executable per variant (cuda/variants/<variant>.cu + the harness).
+
+The harness reads NHWC input and KRSC (= nhwc_fhwc) filter .npy files, poisons the output, runs or times with
+CUDA events over back-to-back launches rotating through buffer copies larger than L2, and prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from opbench.backends import Backend, BenchSettings, Job, register_backend
+from opbench.dtypes import DType
+from opbench.shapes import Conv2dShape
+
+REPO = Path(__file__).resolve().parents[2]
+CUDA_DIR = REPO / "cuda"
+
+
+def variant_source(variant: str) -> Path:
+    return CUDA_DIR / "variants" / f"{variant}.cu"
+
+
+def known_variants() -> list[str]:
+    """The variants are the files: one table, the filesystem."""
+    return sorted(p.stem for p in (CUDA_DIR / "variants").glob("*.cu"))
+
+
+def nvcc_command(*, variant: str, archs: list[str], flags: list[str], out: Path) -> list[str]:
+    """The build line: the shared harness plus one variant file, every arch, resource report on."""
+    gencode = [f"-gencode=arch=compute_{arch.removeprefix('sm_')},code={arch}" for arch in archs]
+    return [
+        "nvcc", "-std=c++17", *flags, "-Xptxas", "-v", *gencode, f"-I{CUDA_DIR / 'common'}",
+        str(CUDA_DIR / "common" / "harness.cu"), str(variant_source(variant)), "-o", str(out),
+    ]  # fmt: skip
+
+
+def build(*, variant: str, archs: list[str], flags: list[str], out: Path) -> None:
+    """Build one variant; print nvcc's resource report and the SASS instruction summary (the rule's log)."""
+    from opbench.sass import sass_summary
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = nvcc_command(variant=variant, archs=archs, flags=flags, out=out)
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    try:
+        print("SASS instruction counts per arch and kernel:\n" + json.dumps(sass_summary(out), indent=1))
+    except (FileNotFoundError, subprocess.CalledProcessError) as error:
+        print(f"no SASS summary: cuobjdump/nvdisasm unavailable ({error})")
+
+
+def problem_flags(shape: Conv2dShape) -> list[str]:
+    values = {
+        "n": shape.n, "h": shape.h, "w": shape.w, "c": shape.c, "k": shape.k, "r": shape.r, "s": shape.s,
+        "stride-h": shape.stride[0], "stride-w": shape.stride[1], "pad-h": shape.pad[0], "pad-w": shape.pad[1],
+        "dil-h": shape.dilation[0], "dil-w": shape.dilation[1],
+    }  # fmt: skip
+    return [arg for key, value in values.items() for arg in (f"--{key}", str(value))]
+
+
+@register_backend
+class CudaKernels(Backend):
+    name = "cuda"
+    device = "cuda"
+    artifact: ClassVar[str] = "binary"
+
+    def supports(self, op: str, dtype: DType, layout: str, variant: str) -> bool:
+        return op == "conv2d" and dtype.name == "f32" and layout == "nhwc_fhwc"
+
+    def variant_flags(self, settings: dict[str, Any], variant: str) -> list[str]:
+        return list(settings["variants"][variant])
+
+    def _call(self, job: Job, mode: str, extra: list[str]) -> tuple[dict[str, Any], np.ndarray | None]:
+        """Run the binary once; return its JSON record and, in run mode, its output."""
+        if job.artifact is None:
+            raise ValueError("the cuda backend runs a built binary: no artifact given")
+        with tempfile.TemporaryDirectory(prefix="opbench-cuda-") as tmp:
+            paths = {name: Path(tmp) / f"{name}.npy" for name in (*job.inputs, "output")}
+            for name, array in job.inputs.items():
+                np.save(paths[name], np.ascontiguousarray(array, dtype=np.float32))
+            cmd = [
+                str(job.artifact), "--mode", mode, "--input", str(paths["input"]), "--filter", str(paths["filter"]),
+                *problem_flags(job.shape), *extra,
+                *(["--output", str(paths["output"])] if mode == "run" else []),
+            ]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}")
+            output = np.load(paths["output"]) if mode == "run" else None
+        return json.loads(proc.stdout), output
+
+    def run(self, job: Job) -> np.ndarray:
+        _, output = self._call(job, "run", [])
+        assert output is not None
+        return output
+
+    def benchmark(self, job: Job, settings: BenchSettings) -> dict[str, Any]:
+        result, _ = self._call(
+            job, "bench",
+            ["--warmup-ms", str(settings.warmup_ms), "--reps", str(settings.repetitions),
+             "--min-sample-ms", str(settings.min_sample_ms), "--flush-l2", str(int(settings.flush_l2))],
+        )  # fmt: skip
+        if not result.get("bench_output_consistent", True):
+            raise RuntimeError("the timed launches produced a different output than the verified run")
+        result["method"] = (
+            f"CUDA events around {result['inner']} back-to-back launches per sample, "
+            f"{result['buffer_copies']} rotating buffer copies (flush_l2={result['flush_l2']})"
+        )
+        return result

@@ -1,0 +1,58 @@
+"""What a CUDA binary's machine code contains: instruction counts per kernel and architecture (cuobjdump -sass).
+
+Read before claiming a kernel does what was meant: FFMA vs HMMA vs HGMMA, 128-bit loads, local-memory traffic.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+# Mnemonics worth counting, with the prefixes that identify them.
+WATCHED: dict[str, tuple[str, ...]] = {
+    "FFMA": ("FFMA",),
+    "HMMA (mma.sync)": ("HMMA",),
+    "HGMMA (wgmma)": ("HGMMA",),
+    "LDS.128": ("LDS.128",),
+    "LDG.E.128": ("LDG.E.128",),
+    "LDGSTS (cp.async)": ("LDGSTS",),
+    "UTMALDG (TMA)": ("UTMALDG",),
+    "LDL (local load)": ("LDL",),
+    "STL (local store)": ("STL",),
+    "RED/ATOM": ("RED", "ATOM"),
+}
+_FUNCTION = re.compile(r"^\s*Function : (\S+)")
+_ARCH = re.compile(r"arch = (sm_\d+a?)")
+_INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+
+
+def parse_sass(text: str) -> dict[str, dict[str, dict[str, int]]]:
+    """arch -> kernel -> watched mnemonic -> count."""
+    summary: dict[str, dict[str, dict[str, int]]] = {}
+    arch, kernel, counts = "unknown", None, Counter()
+
+    def flush() -> None:
+        if kernel is not None:
+            summary.setdefault(arch, {})[kernel] = {
+                name: sum(n for op, n in counts.items() if op.startswith(prefixes))
+                for name, prefixes in WATCHED.items()
+            }
+
+    for line in text.splitlines():
+        if m := _ARCH.search(line):
+            flush()
+            arch, kernel, counts = m.group(1), None, Counter()
+        elif m := _FUNCTION.match(line):
+            flush()
+            kernel, counts = m.group(1), Counter()
+        elif kernel and (m := _INSTRUCTION.search(line)):
+            counts[m.group(1)] += 1
+    flush()
+    return summary
+
+
+def sass_summary(binary: Path) -> dict[str, dict[str, dict[str, int]]]:
+    out = subprocess.run(["cuobjdump", "-sass", str(binary)], capture_output=True, text=True, check=True).stdout
+    return parse_sass(out)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# On a GPU machine without a package index: install the carried wheelhouse (.whl/), run the GPU tests and the
+# published GPU matrix, and copy results to $OUT (the device tool's output folder) or results/export/.
+#   usage: scripts/gpu_run.sh [CONFIGFILE]      (default config/gpu-resnet50.yaml)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config=${1:-config/gpu-resnet50.yaml}
+out=${OUT:-results/export}
+mkdir -p "$out"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/opbench-site .whl/*.whl
+  export PYTHONPATH=/tmp/opbench-site:$PWD PATH=/tmp/opbench-site/bin:$PATH
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+# Correctness runs may share the GPU; benchmarks run one at a time (the default profile's gpu=1).
+python3 -m snakemake --cores "$(nproc)" --configfile "$config" --resources gpu=8 --until verify -q \
+  > "$out/phase1.log" 2>&1 || echo "phase 1 (build, run, verify) had failures: see $out/phase1.log"
+python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log" | tail -5 || true
+status=0
+python3 -m opbench bench --configfile "$config" --cores "$(nproc)" -- -q > "$out/bench.log" 2>&1 || status=$?
+tail -5 "$out/bench.log"
+machine=$(ls -td results/*/summary.md | head -1 | xargs dirname)
+tar czf "$out/results.tgz" --exclude='*.npy' --exclude='*.npz' "$machine" results/logs/build_cuda
+cp "$machine/summary.md" "$out/"
+exit $status

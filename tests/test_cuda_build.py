@@ -1,0 +1,161 @@
+"""Build checks for the hand-written CUDA conv2d variants (cuda/).
+
+Every file in cuda/variants/*.cu is a variant (the filesystem is the table of variants). For
+each one this compiles harness + variant with the exact command line the workflow uses, for
+sm_90 and sm_80, and checks:
+  * nvcc exits 0 and ptxas reports 0 spill bytes for every function on both architectures;
+  * the binary rejects a missing / invalid flag with a usage error naming the flag, and a
+    malformed .npy with an error naming the file, before any CUDA call (so this passes on a
+    machine without a GPU: a CUDA call there would fail with exit 1 and a "CUDA error").
+No GPU is needed. Skipped (with the reason) when nvcc is not installed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CUDA_DIR = REPO / "cuda"
+VARIANT_FILES = sorted((CUDA_DIR / "variants").glob("*.cu"))
+VARIANTS = [p.stem for p in VARIANT_FILES]
+ARCHS = ("90", "80")
+USAGE_EXIT = 2  # harness: usage / input errors exit 2, CUDA errors exit 1
+
+# A small valid problem: X [2,5,5,3], W [4,3,3,3] -> Y [2,5,5,4].
+PROBLEM = {"--n": 2, "--h": 5, "--w": 5, "--c": 3, "--k": 4, "--r": 3, "--s": 3,
+           "--stride-h": 1, "--stride-w": 1, "--pad-h": 1, "--pad-w": 1}
+
+
+def _nvcc() -> str | None:
+    return os.environ.get("NVCC") or shutil.which("nvcc") or (
+        "/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
+
+
+def compile_command(nvcc: str, variant_file: Path, out: Path) -> list[str]:
+    """The workflow's compile line: harness.cu + one variant, include dir cuda/common."""
+    gencode = [a for arch in ARCHS for a in ("-gencode", f"arch=compute_{arch},code=sm_{arch}")]
+    return [nvcc, "-O3", "-std=c++17", "-lineinfo", "-Xptxas", "-v", *gencode,
+            f"-I{CUDA_DIR / 'common'}", str(CUDA_DIR / "common" / "harness.cu"),
+            str(variant_file), "-o", str(out)]
+
+
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory) -> dict[str, dict]:
+    """Compiles every variant once, in parallel; returns {variant: {binary, rc, log}}."""
+    nvcc = _nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found (set NVCC or put nvcc on PATH): CUDA build tests skipped")
+    out_dir = tmp_path_factory.mktemp("cuda_build")
+
+    def build(variant_file: Path) -> tuple[str, dict]:
+        binary = out_dir / f"conv2d_{variant_file.stem}"
+        proc = subprocess.run(compile_command(nvcc, variant_file, binary), capture_output=True,
+                              text=True, timeout=900)
+        return variant_file.stem, {"binary": binary, "rc": proc.returncode,
+                                   "log": proc.stdout + proc.stderr}
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return dict(pool.map(build, VARIANT_FILES))
+
+
+def parse_ptxas(log: str) -> tuple[dict[str, int], list[tuple[str, int, int]]]:
+    """Returns ({arch: number of entry functions}, [(function, spill stores, spill loads)])."""
+    entries: dict[str, int] = {}
+    for _, arch in re.findall(r"Compiling entry function '([^']+)' for '(sm_\d+)'", log):
+        entries[arch] = entries.get(arch, 0) + 1
+    spills = [(fn, int(st), int(ld)) for fn, st, ld in re.findall(
+        r"Function properties for (\S+)\s*\n\s*\d+ bytes stack frame, (\d+) bytes spill stores, "
+        r"(\d+) bytes spill loads", log)]
+    return entries, spills
+
+
+def write_npy(path: Path, shape: tuple[int, ...], descr: str = "<f4") -> None:
+    """Minimal .npy v1.0 writer (no numpy needed); data is zeros of the right size."""
+    itemsize = int(descr[2:])
+    dims = ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "")
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}"
+    header += " " * (-(10 + len(header) + 1) % 64) + "\n"
+    count = 1
+    for d in shape:
+        count *= d
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
+                     + bytes(count * itemsize))
+
+
+def run_binary(binary: Path, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60)
+
+
+def problem_args(**overrides) -> list[str]:
+    flags = {**PROBLEM, **overrides}
+    return [str(a) for kv in flags.items() if kv[1] is not None for a in kv]
+
+
+@pytest.fixture(scope="session")
+def npy_files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("npy")
+    files = {"x": d / "x.npy", "w": d / "w.npy", "x_bad_shape": d / "x_bad_shape.npy",
+             "x_f64": d / "x_f64.npy"}
+    write_npy(files["x"], (2, 5, 5, 3))
+    write_npy(files["w"], (4, 3, 3, 3))
+    write_npy(files["x_bad_shape"], (2, 5, 6, 3))
+    write_npy(files["x_f64"], (2, 5, 5, 3), "<f8")
+    return files
+
+
+def test_variants_exist():
+    assert {"naive", "smem_tiled", "register_tiled", "split_reduction"} <= set(VARIANTS)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_compiles_without_spills(builds, variant):
+    b = builds[variant]
+    assert b["rc"] == 0, f"nvcc failed for {variant}:\n{b['log'][-4000:]}"
+    entries, spills = parse_ptxas(b["log"])
+    for arch in ARCHS:
+        assert entries.get(f"sm_{arch}", 0) >= 1, f"no kernel compiled for sm_{arch}:\n{b['log']}"
+    assert spills, f"no ptxas -v function report found:\n{b['log']}"
+    spilling = [s for s in spills if s[1] or s[2]]
+    assert not spilling, f"register spills (function, stores, loads): {spilling}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_missing_flag_is_usage_error(builds, variant, npy_files):
+    binary = builds[variant]["binary"]
+    if builds[variant]["rc"] != 0:
+        pytest.fail(f"{variant} did not build")
+    base = ["--mode", "run", "--input", str(npy_files["x"]), "--filter", str(npy_files["w"]),
+            "--output", str(npy_files["x"].parent / "y.npy")]
+    for missing in ("--k", "--stride-w", "--pad-h"):
+        proc = run_binary(binary, base + problem_args(**{missing: None}))
+        assert proc.returncode == USAGE_EXIT, (missing, proc.returncode, proc.stderr)
+        assert re.search(rf"missing required flag {re.escape(missing)}\b", proc.stderr), proc.stderr
+        assert proc.stdout == "", "stdout must hold only the JSON record"
+    proc = run_binary(binary, ["--input", str(npy_files["x"])])
+    assert proc.returncode == USAGE_EXIT and "missing required flag --mode" in proc.stderr
+    proc = run_binary(binary, base + problem_args(**{"--stride-h": 0}))
+    assert proc.returncode == USAGE_EXIT and "--stride-h must be >= 1" in proc.stderr, proc.stderr
+    proc = run_binary(binary, base + problem_args(**{"--r": 9}))  # filter taller than input
+    assert proc.returncode == USAGE_EXIT and "--r 9" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_malformed_npy_rejected_before_cuda(builds, variant, npy_files):
+    binary = builds[variant]["binary"]
+    if builds[variant]["rc"] != 0:
+        pytest.fail(f"{variant} did not build")
+    for bad, expect in (("x_bad_shape", r"shape is \(2, 5, 6, 3\), expected \(2, 5, 5, 3\)"),
+                        ("x_f64", r"dtype is '<f8', expected '<f4'")):
+        proc = run_binary(binary, ["--mode", "bench", "--input", str(npy_files[bad]),
+                                   "--filter", str(npy_files["w"]), *problem_args()])
+        assert proc.returncode == USAGE_EXIT, (bad, proc.returncode, proc.stderr)
+        assert str(npy_files[bad]) in proc.stderr and re.search(expect, proc.stderr), proc.stderr
+        assert "CUDA error" not in proc.stderr
+        assert proc.stdout == ""

@@ -1,0 +1,122 @@
+"""GPU tests: every CUDA kernel variant and cuDNN, verified on edge shapes against the float64 reference.
+
+Marked `gpu`; skipped cleanly where no NVIDIA GPU (or nvcc) is present. Run them on the GPU machine:
+`python -m pytest -m gpu tests/test_gpu.py`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zlib
+from pathlib import Path
+
+import pytest
+
+from opbench import hardware
+from opbench.backends import BenchSettings, Job, get_backend
+from opbench.backends.cuda import build, known_variants
+from opbench.backends.cudnn import torch_missing
+from opbench.dtypes import get_dtype
+from opbench.ops import get_op
+from opbench.verify import judge
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not hardware.nvidia_gpus(), reason="no NVIDIA GPU (nvidia-smi lists none)"),
+]
+
+# Edge shapes: C=3, K and C not multiples of any tile, odd H/W, stride 2, pad 0 and 3, 1x1 and 7x7, batch 1, dilation.
+EDGE_LAYERS = {
+    "c3_odd_7x7_s2_p3": {"h": 31, "w": 29, "c": 3, "k": 17, "r": 7, "s": 7, "stride": 2, "pad": 3},
+    "k_c_odd_3x3": {"h": 13, "w": 11, "c": 37, "k": 70, "r": 3, "s": 3, "stride": 1, "pad": 1},
+    "pw_1x1_p0": {"h": 9, "w": 9, "c": 130, "k": 66, "r": 1, "s": 1, "stride": 1, "pad": 0},
+    "s2_1x1": {"h": 15, "w": 15, "c": 64, "k": 129, "r": 1, "s": 1, "stride": 2, "pad": 0},
+    "dil2_asym": {"h": 12, "w": 17, "c": 5, "k": 9, "r": 3, "s": 3, "stride": [1, 2], "pad": [2, 1], "dilation": 2},
+    "deep_7x7_small_out": {"h": 7, "w": 7, "c": 512, "k": 256, "r": 3, "s": 3, "stride": 1, "pad": 1},
+}
+BATCHES = (1, 3)
+SETTINGS = BenchSettings(warmup_ms=5, repetitions=3, min_sample_ms=1, flush_l2=True)
+
+
+@pytest.fixture(scope="session")
+def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every variant built for this machine's GPU (sm_90 and sm_80), or reused from the workflow's compiled/."""
+    if not shutil.which("nvcc"):
+        pytest.skip("nvcc not on PATH")
+    out = tmp_path_factory.mktemp("cuda")
+    paths = {}
+    for variant in known_variants():
+        built = REPO / "compiled" / "cuda" / variant / f"conv2d_{variant}"
+        sources = [REPO / "cuda" / "variants" / f"{variant}.cu", *(REPO / "cuda" / "common").iterdir()]
+        if built.exists() and all(built.stat().st_mtime > s.stat().st_mtime for s in sources):
+            paths[variant] = built
+        else:
+            paths[variant] = out / f"conv2d_{variant}"
+            build(variant=variant, archs=["sm_90", "sm_80"], flags=["-O3"], out=paths[variant])
+    return paths
+
+
+def _job(backend: str, variant: str, layer: dict, batch: int, artifact: Path | None, seed: int) -> Job:
+    op = get_op("conv2d")
+    shape = op.shape_from_layer(layer, batch)
+    dtype = get_dtype("f32")
+    return Job(
+        op="conv2d", shape=shape, dtype=dtype, layout="nhwc_fhwc", variant=variant,
+        inputs=op.make_inputs(shape, dtype, "nhwc_fhwc", seed), artifact=artifact, options={},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("layer", sorted(EDGE_LAYERS))
+@pytest.mark.parametrize("variant", known_variants())
+def test_cuda_variant_verifies_on_edge_shapes(binaries: dict[str, Path], variant: str, layer: str, batch: int) -> None:
+    job = _job(
+        "cuda",
+        variant,
+        EDGE_LAYERS[layer],
+        batch,
+        binaries[variant],
+        seed=zlib.crc32(f"{variant}{layer}{batch}".encode()),
+    )
+    output = get_backend("cuda").run(job)
+    reference = get_op("conv2d").reference(job.inputs, job.shape, job.layout)
+    verdict = judge(output, reference, tolerance=1e-4)
+    assert verdict.status == "PASS", verdict.reason
+
+
+@pytest.mark.parametrize("variant", known_variants())
+def test_cuda_benchmark_reports_device_time(binaries: dict[str, Path], variant: str) -> None:
+    job = _job("cuda", variant, EDGE_LAYERS["k_c_odd_3x3"], 3, binaries[variant], seed=7)
+    result = get_backend("cuda").benchmark(job, SETTINGS)
+    assert len(result["samples_ms"]) == SETTINGS.repetitions and min(result["samples_ms"]) > 0
+    assert result["bench_output_consistent"] is True
+    assert result["inner"] >= 1 and "CUDA events" in result["method"]
+
+
+@pytest.mark.skipif(torch_missing() is not None, reason=str(torch_missing()))
+@pytest.mark.parametrize("variant", ["fp32", "tf32"])
+@pytest.mark.parametrize("layer", sorted(EDGE_LAYERS))
+def test_cudnn_verifies_on_edge_shapes(variant: str, layer: str) -> None:
+    job = _job("cudnn", variant, EDGE_LAYERS[layer], 3, None, seed=11)
+    output = get_backend("cudnn").run(job)
+    reference = get_op("conv2d").reference(job.inputs, job.shape, job.layout)
+    tolerance = {"fp32": 1e-4, "tf32": 2e-3}[variant]
+    assert judge(output, reference, tolerance).status == "PASS"
+
+
+@pytest.mark.skipif(torch_missing() is not None, reason=str(torch_missing()))
+def test_cudnn_benchmark_uses_graph_replay() -> None:
+    job = _job("cudnn", "fp32", EDGE_LAYERS["k_c_odd_3x3"], 3, None, seed=3)
+    result = get_backend("cudnn").benchmark(job, SETTINGS)
+    assert len(result["samples_ms"]) == SETTINGS.repetitions and min(result["samples_ms"]) > 0
+    assert "CUDA-graph" in result["method"] and result["torch"] and result["cudnn"]
+
+
+def test_deliberately_wrong_kernel_output_fails(binaries: dict[str, Path]) -> None:
+    """The harness output judged against a reference of different inputs must FAIL: the check can fail."""
+    job = _job("cuda", "naive", EDGE_LAYERS["k_c_odd_3x3"], 1, binaries["naive"], seed=5)
+    other = _job("cuda", "naive", EDGE_LAYERS["k_c_odd_3x3"], 1, binaries["naive"], seed=6)
+    output = get_backend("cuda").run(job)
+    wrong_reference = get_op("conv2d").reference(other.inputs, other.shape, other.layout)
+    assert judge(output, wrong_reference, tolerance=1e-4).status == "FAIL"

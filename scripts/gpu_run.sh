@@ -17,10 +17,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -m snakemake --cores "$(nproc)" --configfile "$config" --resources gpu=8 --until verify -q \
   > "$out/phase1.log" 2>&1 || echo "phase 1 (build, run, verify) had failures: see $out/phase1.log"
 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log" | tail -5 || true
+# Leave time to package the results when a time budget is given (GPU_RUN_SECONDS, e.g. a lease's limit).
+budget=$(( ${GPU_RUN_SECONDS:-86400} - SECONDS - 45 ))
 status=0
-python3 -m opbench bench --configfile "$config" --cores "$(nproc)" -- -q > "$out/bench.log" 2>&1 || status=$?
+timeout "$budget" python3 -m opbench bench --configfile "$config" --cores "$(nproc)" -- -q > "$out/bench.log" 2>&1 \
+  || status=$?
 tail -5 "$out/bench.log"
-machine=$(ls -td results/*/summary.md | head -1 | xargs dirname)
+[ "$status" = 124 ] && echo "bench stopped at the time budget; rerun this script to resume"
+machine=$(ls -td results/*/records | head -1 | xargs dirname)
 tar czf "$out/results.tgz" --exclude='*.npy' --exclude='*.npz' "$machine" results/logs/build_cuda
-cp "$machine/summary.md" "$out/"
+[ -f "$machine/summary.md" ] && cp "$machine/summary.md" "$out/"
 exit $status

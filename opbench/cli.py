@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cores", default="all")
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments after --")
 
+    p = sub.add_parser("publish", help="copy a GPU run's results into results/published/<card>/")
+    p.add_argument("--results", type=Path, required=True, help="results/<machine> of the run")
+    p.add_argument("--card", required=True, help="folder name under results/published/, e.g. nvidia-h200")
+    p.add_argument("--logs", type=Path, default=Path("results/logs"), help="the run's results/logs (build logs)")
+
     p = sub.add_parser("generate-mlir", help="write the op's MLIR program")
     _problem_args(p)
     p.add_argument("--out", type=Path, required=True)
@@ -109,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
 
         extra = a.snakemake_args[1:] if a.snakemake_args[:1] == ["--"] else a.snakemake_args
         return bench(configfile=a.configfile, cores=a.cores, snakemake_args=extra)
+    if a.command == "publish":
+        from opbench.publish import publish
+
+        print(publish(results=a.results, card=a.card, logs=a.logs))
+        return 0
     if a.command == "generate-mlir":
         jobs.generate_mlir(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, out=a.out)
     elif a.command == "make-inputs":

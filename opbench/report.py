@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -66,8 +67,14 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
             writer.writerow({k: ("" if row[k] is None else row[k]) for k in FIELDS})
 
 
-def _cell(row: dict[str, Any]) -> str:
-    return f"{row['tflops'] * 1000:.1f}" if row["status"] == "PASS" else row["status"]
+def _unit(group: list[dict[str, Any]]) -> tuple[str, float]:
+    """GFLOP/s for CPU-sized numbers, TFLOP/s once a group's best passes 1 TFLOP/s."""
+    best = max((r["tflops"] for r in group if r["status"] == "PASS"), default=0.0)
+    return ("TFLOP/s", 1.0) if best >= 1.0 else ("GFLOP/s", 1000.0)
+
+
+def _cell(row: dict[str, Any], scale: float) -> str:
+    return f"{row['tflops'] * scale:.{1 if scale > 1 else 2}f}" if row["status"] == "PASS" else row["status"]
 
 
 def _series(row: dict[str, Any]) -> str:
@@ -92,25 +99,27 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         "",
         f"Commit `{provenance.get('commit')}`, config `{provenance.get('config_hash')}`, "
         f"iree-compile `{provenance.get('iree_compile')}`, nvcc `{provenance.get('nvcc')}`.",
-        "Cells: GFLOP/s from the median time. Failed and skipped rows are listed below the tables with their reasons.",
+        "Failed and skipped rows are listed below the tables with their reasons.",
     ]
     for key, group in _groups(rows).items():
         if all(r["status"] == "SKIP" for r in group):
             continue  # counted in the SKIP list below
         series = list(dict.fromkeys(_series(r) for r in group))
         devices = sorted({str(r["device"]) for r in group if r["device"]})
+        unit, scale = _unit(group)
         by_layer: dict[tuple, dict[str, str]] = defaultdict(dict)
         for row in group:
-            by_layer[(row["layer"], row["shape"])][_series(row)] = _cell(row)
+            by_layer[(row["layer"], row["shape"])][_series(row)] = _cell(row, scale)
         table = [[layer, shape, *(cells.get(s, "") for s in series)] for (layer, shape), cells in by_layer.items()]
         if len(by_layer) > 1:
             means = [geomean(r["tflops"] for r in group if _series(r) == s and r["status"] == "PASS") for s in series]
-            table.append(["geomean (PASS)", "", *(f"{m * 1000:.1f}" if m == m else "" for m in means)])
+            digits = 1 if scale > 1 else 2
+            table.append(["geomean (PASS)", "", *(f"{m * scale:.{digits}f}" if m == m else "" for m in means)])
         lines += [
             "",
             "## " + ", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)),
             "",
-            f"Device: {', '.join(devices) or 'n/a'}",
+            f"Device: {', '.join(devices) or 'n/a'}. Cells: {unit} from the median time.",
             "",
             tabulate(table, headers=["layer", "shape", *series], tablefmt="github", disable_numparse=True),
         ]
@@ -141,6 +150,7 @@ def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
     """Bars of GFLOP/s per layer and backend:variant; FAIL bars are red and labelled, SKIPs are absent."""
     series = list(dict.fromkeys(_series(r) for r in group if r["status"] != "SKIP"))
     layers = list(dict.fromkeys(r["layer"] for r in group))
+    unit, scale = _unit(group)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(layers) * max(1, len(series))), 4.5))
     width = 0.8 / max(1, len(series))
     for i, name in enumerate(series):
@@ -152,7 +162,7 @@ def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
                 continue
             x = j + (i - (len(series) - 1) / 2) * width
             if row["status"] == "PASS":
-                ax.bar(x, row["tflops"] * 1000, width, color=f"C{i}", label=None if labelled else name)
+                ax.bar(x, row["tflops"] * scale, width, color=f"C{i}", label=None if labelled else name)
                 labelled = True
             else:
                 ax.bar(x, 0, width, color="red")
@@ -161,9 +171,39 @@ def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=8)
     ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("GFLOP/s (median)")
+    ax.set_ylabel(f"{unit} (median)")
     ax.set_title(", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_roofline(key: tuple, group: list[dict[str, Any]], peaks: dict[str, float], path: Path) -> None:
+    """Each PASS row at its arithmetic intensity (FLOPs over the fewest bytes it must move) against the card's
+    measured ceilings: min(peak rate, intensity x copy bandwidth) for each precision class present."""
+    rows = [r for r in group if r["status"] == "PASS" and r["gbps"]]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    intensities = [1000 * r["tflops"] / r["gbps"] for r in rows]
+    lo, hi = min(intensities) / 2, max(intensities) * 2
+    bandwidth = peaks["copy_gbps"] / 1000  # TB/s
+    present = {_precision(r) for r in rows}
+    ceilings = [k for k in ("f32", "tf32", "f16", "bf16") if k in peaks and k in present]
+    for i, precision in enumerate(ceilings):
+        knee = peaks[precision] / bandwidth
+        xs = [lo, knee, max(hi, knee * 2)] if knee > lo else [lo, max(hi, lo * 2)]
+        ax.plot(xs, [min(peaks[precision], x * bandwidth) for x in xs], color="k", lw=1, ls=("-", "--", ":", "-.")[i],
+                label=f"{precision} ceiling {peaks[precision]:.0f} TFLOP/s, {bandwidth:.2f} TB/s")  # fmt: skip
+    for i, name in enumerate(dict.fromkeys(_series(r) for r in rows)):
+        mine = [(x, r["tflops"]) for x, r in zip(intensities, rows, strict=True) if _series(r) == name]
+        ax.scatter(*zip(*mine, strict=True), s=14, color=f"C{i}", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / minimum byte)")
+    ax.set_ylabel("TFLOP/s (median)")
+    ax.set_title("roofline: " + ", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)), fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -173,8 +213,11 @@ def plot_name(key: tuple) -> str:
     return "__".join(str(v) for v in key) + ".png"
 
 
-def write_summary(rows: list[dict[str, Any]], outdir: Path, title: str) -> list[Path]:
-    """Write summary.csv, summary.md and one plot per group into outdir; return the plot paths."""
+def write_summary(
+    rows: list[dict[str, Any]], outdir: Path, title: str, peaks: dict[str, float] | None = None
+) -> list[Path]:
+    """Write summary.csv, summary.md and one plot per group into outdir (and a roofline per group where the
+    device's measured peaks are known); return the plot paths."""
     outdir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, outdir / "summary.csv")
     (outdir / "summary.md").write_text(markdown(rows, title))
@@ -187,7 +230,18 @@ def write_summary(rows: list[dict[str, Any]], outdir: Path, title: str) -> list[
         path = plots_dir / plot_name(key)
         plot_group(key, group, path)
         paths.append(path)
+        if peaks and "copy_gbps" in peaks and any(r["status"] == "PASS" for r in group):
+            path = plots_dir / ("roofline__" + plot_name(key))
+            plot_roofline(key, group, peaks, path)
+            paths.append(path)
     return paths
+
+
+def _precision(row: dict[str, Any]) -> str:
+    from opbench.backends import get_backend
+    from opbench.dtypes import get_dtype
+
+    return get_backend(row["backend"]).tolerance_key(get_dtype(row["dtype"]), row["variant"])
 
 
 def failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -208,13 +262,15 @@ def summarize_workflow(
     title: str,
     config_hash: str,
     log: Path,
+    device_probe: Path | None = None,
 ) -> list[dict[str, Any]]:
     """The summary rule: collect every point's record (SKIP/FAIL where none) and write tables and plots."""
     from opbench.jobs import provenance_fields
 
     fields = {**provenance_fields(), "config_hash": config_hash}
     rows = collect(points, records_dir, skipped, fields, log_hint=f"{outdir}/logs/")
-    write_summary(rows, outdir, title)
+    peaks = json.loads(device_probe.read_text()).get("peaks") if device_probe else None
+    write_summary(rows, outdir, title, peaks)
     counts = Counter(r["status"] for r in rows)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"{len(rows)} rows: {dict(counts)}\n")

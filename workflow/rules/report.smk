@@ -8,6 +8,7 @@ localrules:
 rule summary:
     input:
         records=record_paths(),
+        probe=device_probes(),
     output:
         md=report(f"{RESULTS}/summary.md", category="Summary", caption="../report/summary.rst"),
         csv=report(f"{RESULTS}/summary.csv", category="Summary", caption="../report/summary.rst"),
@@ -30,4 +31,5 @@ rule summary:
             title=f"opbench results: {MACHINE}",
             config_hash=CONFIG_HASH,
             log=Path(log[0]),
+            device_probe=Path(input.probe[0]) if input.probe else None,
         )

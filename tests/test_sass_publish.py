@@ -1,0 +1,72 @@
+"""SASS summaries (read by the CUDA build rule) and publishing a GPU run with its roofline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from opbench.publish import publish
+from opbench.records import make_record, write_record
+from opbench.sass import parse_sass
+
+SASS = """
+	code for sm_90
+		Function : _Z6kernelPf
+	.headerflags	@"EF_CUDA_SM90 EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
+        /*0070*/                   LDG.E.128.CONSTANT R8, desc[UR6][R2.64] ;   /* 0x0000000602087981 */
+        /*0080*/                   LDS.128 R12, [R3] ;                         /* 0x0000000003 */
+        /*00e0*/                   FFMA R9, R8, R9, R10 ;                      /* 0x0000000908097223 */
+        /*00f0*/              @!P0 FFMA R9, R8, R9, R10 ;                      /* 0x0000000908097223 */
+        /*0100*/                   REDG.E.ADD.F32.FTZ.RN.STRONG.GPU desc[UR6][R6.64], R11 ; /* 0x0000 */
+        /*0110*/                   HGMMA.64x128x16.F32 R24, gdesc[UR4], R24 ; /* 0x0000 */
+arch = sm_80
+	code for sm_80
+		Function : _Z6kernelPf
+        /*0050*/                   LDG.E.128 R8, [R2.64] ;                     /* 0x0000000402087981 */
+        /*0060*/                   STL [R1], R8 ;                              /* 0x0000000402087981 */
+"""
+
+
+def test_parse_sass_counts_watched_instructions_per_arch_and_kernel() -> None:
+    summary = parse_sass("arch = sm_90\n" + SASS)
+    sm90 = summary["sm_90"]["_Z6kernelPf"]
+    assert sm90["FFMA"] == 2  # the predicated one counts too
+    assert sm90["LDG.E.128"] == 1 and sm90["LDS.128"] == 1 and sm90["RED/ATOM"] == 1
+    assert sm90["HGMMA (wgmma)"] == 1 and sm90["HMMA (mma.sync)"] == 0
+    sm80 = summary["sm_80"]["_Z6kernelPf"]
+    assert sm80["FFMA"] == 0 and sm80["STL (local store)"] == 1 and sm80["LDG.E.128"] == 1
+
+
+def _row(layer: str, backend: str, variant: str, tflops: float, gbps: float) -> dict:
+    return make_record(
+        op="conv2d", suite="resnet50", layer=layer, count=1, shape=f"n16_{layer}", batch=16, dtype="f32",
+        layout="nhwc_fhwc", backend=backend, variant=variant, status="PASS", relerr=1e-7, tolerance=1e-4,
+        median_ms=1.0, tflops=tflops, gbps=gbps, device="NVIDIA H200",
+    )  # fmt: skip
+
+
+def test_publish_renders_tables_roofline_and_copies_provenance(tmp_path: Path) -> None:
+    results = tmp_path / "results" / "nvidia-h200"
+    rows = [
+        _row("l1", "cuda", "register_tiled", 30.0, 500.0),
+        _row("l1", "cudnn", "fp32", 20.0, 400.0),
+        _row("l1", "cudnn", "tf32", 120.0, 2400.0),
+        _row("l2", "cuda", "register_tiled", 10.0, 1000.0),
+    ]
+    for i, row in enumerate(rows):
+        write_record(row, results / "records" / f"{i}.json")
+    (results / "device").mkdir()
+    peaks = {"f32": 51.0, "tf32": 363.0, "copy_gbps": 4232.0}
+    (results / "device" / "cuda.json").write_text(json.dumps({"peaks": peaks}))
+    logs = tmp_path / "results" / "logs"
+    (logs / "build_cuda").mkdir(parents=True)
+    (logs / "build_cuda" / "register_tiled.log").write_text("0 bytes spill stores, 0 bytes spill loads\n")
+
+    out = publish(results=results, card="nvidia-h200", logs=logs, out_root=tmp_path / "published")
+    md = (out / "summary.md").read_text()
+    assert "cuda:register_tiled" in md and "TFLOP/s" in md and "30.0" in md
+    assert json.loads((out / "device.json").read_text())["peaks"] == peaks
+    assert (out / "build" / "register_tiled.log").exists()
+    plots = sorted(p.name for p in (out / "plots").iterdir())
+    assert plots == ["conv2d__resnet50__16__f32__nhwc_fhwc.png", "roofline__conv2d__resnet50__16__f32__nhwc_fhwc.png"]
+    assert all((out / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in plots)

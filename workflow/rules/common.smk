@@ -1,4 +1,5 @@
 # Config validation, the expanded matrix, wildcard constraints and input functions. Rule files hold only rules.
+import functools
 import json
 import shlex
 import sys
@@ -61,10 +62,12 @@ def point_of(wildcards):
     return POINTS_BY_RECORD[key]
 
 
+PACKAGE = Path(workflow.basedir) / "opbench"
+
+
 def op_code(wildcards):
     """The package modules whose code decides an op's inputs, reference and MLIR (edits rerun their jobs)."""
-    package = Path(workflow.basedir) / "opbench"
-    return [str(package / "ops" / f"{wildcards.op}.py"), str(package / "mlirgen.py")]
+    return [str(PACKAGE / "ops" / f"{wildcards.op}.py"), str(PACKAGE / "mlirgen.py")]
 
 
 def seed_of(wildcards):
@@ -79,11 +82,16 @@ def iree_compile_flags(wildcards):
     return shlex.join(get_backend(wildcards.backend).compile_flags(backend_settings(wildcards), wildcards.variant))
 
 
-def iree_compiler(wildcards):
+@functools.cache
+def _iree_compiler_path():
     try:
         return iree_tool("iree-compile")
     except (FileNotFoundError, ImportError):
         return "iree-compile"
+
+
+def iree_compiler(wildcards):
+    return _iree_compiler_path()
 
 
 def host_cpu_of(wildcards):

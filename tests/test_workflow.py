@@ -50,7 +50,7 @@ def make_workdir(tmp_path: Path, config: dict) -> Path:
     work.mkdir()
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(REPO / name, work / name)
-    for name in ("workflow", "opbench", "profiles"):
+    for name in ("workflow", "opbench", "profiles", "cuda"):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     write_config(work, config)
     return work
@@ -69,9 +69,13 @@ def planned_jobs(work: Path, env: dict | None = None) -> dict[str, list[str]]:
     """Rule name -> outputs of the jobs a dry run would execute."""
     proc = snakemake(work, "--dry-run", env=env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+    return planned_jobs_from(proc.stdout + proc.stderr)
+
+
+def planned_jobs_from(text: str) -> dict[str, list[str]]:
     jobs: dict[str, list[str]] = {}
     rule = None
-    for line in (proc.stdout + proc.stderr).splitlines():
+    for line in text.splitlines():
         if m := re.match(r"^(?:local)?rule (\w+):", line):
             rule = m.group(1)
         elif rule and (m := re.match(r"^\s+output: (.*)$", line)):
@@ -246,3 +250,27 @@ def test_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in finished} == before, "finished jobs were redone"
     assert [r["status"] for r in summary_rows(work) if r["backend"] == "iree-llvm-cpu"] == ["PASS", "PASS"]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+def test_editing_one_cuda_variant_rebuilds_only_that_variant(tmp_path: Path) -> None:
+    config = json.loads(json.dumps(SMALL))
+    config.update(gpu=True, machine="ci-gpu")
+    config["backends"]["cuda"] = {"archs": ["sm_80"], "variants": {"naive": [], "smem_tiled": []}}
+    config["matrix"] = [{"ops": ["conv2d"], "suites": ["tiny"], "dtypes": ["f32"], "layouts": ["nhwc_fhwc"],
+                         "backends": ["cuda"]}]  # fmt: skip
+    work = make_workdir(tmp_path, config)
+    built = snakemake(work, "--until", "build_cuda")
+    assert built.returncode == 0, built.stderr[-3000:]
+    log = (work / "results/logs/build_cuda/naive.log").read_text()
+    assert "0 bytes spill stores, 0 bytes spill loads" in log  # the resource report is kept in the log
+    assert set(planned_until_build(work)) == set()
+    naive = work / "cuda/variants/naive.cu"
+    naive.write_text(naive.read_text() + "\n// an edit\n")
+    assert planned_until_build(work) == ["compiled/cuda/naive/conv2d_naive"]
+
+
+def planned_until_build(work: Path) -> list[str]:
+    proc = snakemake(work, "--until", "build_cuda", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    return planned_jobs_from(proc.stdout + proc.stderr).get("build_cuda", [])

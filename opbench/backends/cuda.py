@@ -7,6 +7,7 @@ CUDA events over back-to-back launches rotating through buffer copies larger tha
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -24,6 +25,26 @@ CUDA_DIR = REPO / "cuda"
 
 def variant_source(variant: str) -> Path:
     return CUDA_DIR / "variants" / f"{variant}.cu"
+
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+
+
+def build_sources(variant: str) -> list[Path]:
+    """The files a variant's binary is built from: the harness, the variant file and every project header they
+    include (transitively). The build rule's inputs: editing one variant rebuilds only that variant."""
+    todo = [CUDA_DIR / "common" / "harness.cu", variant_source(variant)]
+    seen: list[Path] = []
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.append(path)
+        for name in _INCLUDE.findall(path.read_text()):
+            header = CUDA_DIR / "common" / name
+            if header.exists():
+                todo.append(header)
+    return sorted(seen)
 
 
 def known_variants() -> list[str]:

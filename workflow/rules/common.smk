@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from opbench import hardware
 from opbench.backends import BACKENDS, availability, get_backend
+from opbench.backends.cuda import build_sources
 from opbench.backends.iree import tool as iree_tool
 from opbench.dtypes import get_dtype
 from opbench.config import ConfigError, config_hash, point_config, validate
@@ -102,7 +103,9 @@ def host_cpu_of(wildcards):
     return ""
 
 
-CUDA_HEADERS = sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "cuda", "common").glob("*.cuh"))
+def cuda_sources(wildcards):
+    """The harness, the variant's file and the headers they include: the only inputs of its build."""
+    return [str(p.relative_to(workflow.basedir)) for p in build_sources(wildcards.variant)]
 
 
 def cuda_arch_args(wildcards):

@@ -24,9 +24,7 @@ rule compile_iree:
 
 rule build_cuda:
     input:
-        harness="cuda/common/harness.cu",
-        headers=CUDA_HEADERS,
-        variant="cuda/variants/{variant}.cu",
+        cuda_sources,
     output:
         "compiled/cuda/{variant}/conv2d_{variant}",
     params:

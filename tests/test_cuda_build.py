@@ -9,6 +9,7 @@ sm_90 and sm_80, and checks:
     machine without a GPU: a CUDA call there would fail with exit 1 and a "CUDA error").
 No GPU is needed. Skipped (with the reason) when nvcc is not installed.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,21 +30,46 @@ ARCHS = ("90", "80")
 USAGE_EXIT = 2  # harness: usage / input errors exit 2, CUDA errors exit 1
 
 # A small valid problem: X [2,5,5,3], W [4,3,3,3] -> Y [2,5,5,4].
-PROBLEM = {"--n": 2, "--h": 5, "--w": 5, "--c": 3, "--k": 4, "--r": 3, "--s": 3,
-           "--stride-h": 1, "--stride-w": 1, "--pad-h": 1, "--pad-w": 1}
+PROBLEM = {
+    "--n": 2,
+    "--h": 5,
+    "--w": 5,
+    "--c": 3,
+    "--k": 4,
+    "--r": 3,
+    "--s": 3,
+    "--stride-h": 1,
+    "--stride-w": 1,
+    "--pad-h": 1,
+    "--pad-w": 1,
+}
 
 
 def _nvcc() -> str | None:
-    return os.environ.get("NVCC") or shutil.which("nvcc") or (
-        "/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
+    return (
+        os.environ.get("NVCC")
+        or shutil.which("nvcc")
+        or ("/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
+    )
 
 
 def compile_command(nvcc: str, variant_file: Path, out: Path) -> list[str]:
     """The workflow's compile line: harness.cu + one variant, include dir cuda/common."""
     gencode = [a for arch in ARCHS for a in ("-gencode", f"arch=compute_{arch},code=sm_{arch}")]
-    return [nvcc, "-O3", "-std=c++17", "-lineinfo", "-Xptxas", "-v", *gencode,
-            f"-I{CUDA_DIR / 'common'}", str(CUDA_DIR / "common" / "harness.cu"),
-            str(variant_file), "-o", str(out)]
+    return [
+        nvcc,
+        "-O3",
+        "-std=c++17",
+        "-lineinfo",
+        "-Xptxas",
+        "-v",
+        *gencode,
+        f"-I{CUDA_DIR / 'common'}",
+        str(CUDA_DIR / "common" / "harness.cu"),
+        str(variant_file),
+        "-o",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +82,8 @@ def builds(tmp_path_factory) -> dict[str, dict]:
 
     def build(variant_file: Path) -> tuple[str, dict]:
         binary = out_dir / f"conv2d_{variant_file.stem}"
-        proc = subprocess.run(compile_command(nvcc, variant_file, binary), capture_output=True,
-                              text=True, timeout=900)
-        return variant_file.stem, {"binary": binary, "rc": proc.returncode,
-                                   "log": proc.stdout + proc.stderr}
+        proc = subprocess.run(compile_command(nvcc, variant_file, binary), capture_output=True, text=True, timeout=900)
+        return variant_file.stem, {"binary": binary, "rc": proc.returncode, "log": proc.stdout + proc.stderr}
 
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         return dict(pool.map(build, VARIANT_FILES))
@@ -70,9 +94,14 @@ def parse_ptxas(log: str) -> tuple[dict[str, int], list[tuple[str, int, int]]]:
     entries: dict[str, int] = {}
     for _, arch in re.findall(r"Compiling entry function '([^']+)' for '(sm_\d+)'", log):
         entries[arch] = entries.get(arch, 0) + 1
-    spills = [(fn, int(st), int(ld)) for fn, st, ld in re.findall(
-        r"Function properties for (\S+)\s*\n\s*\d+ bytes stack frame, (\d+) bytes spill stores, "
-        r"(\d+) bytes spill loads", log)]
+    spills = [
+        (fn, int(st), int(ld))
+        for fn, st, ld in re.findall(
+            r"Function properties for (\S+)\s*\n\s*\d+ bytes stack frame, (\d+) bytes spill stores, "
+            r"(\d+) bytes spill loads",
+            log,
+        )
+    ]
     return entries, spills
 
 
@@ -85,8 +114,7 @@ def write_npy(path: Path, shape: tuple[int, ...], descr: str = "<f4") -> None:
     count = 1
     for d in shape:
         count *= d
-    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
-                     + bytes(count * itemsize))
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(count * itemsize))
 
 
 def run_binary(binary: Path, args: list[str]) -> subprocess.CompletedProcess:
@@ -101,8 +129,7 @@ def problem_args(**overrides) -> list[str]:
 @pytest.fixture(scope="session")
 def npy_files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("npy")
-    files = {"x": d / "x.npy", "w": d / "w.npy", "x_bad_shape": d / "x_bad_shape.npy",
-             "x_f64": d / "x_f64.npy"}
+    files = {"x": d / "x.npy", "w": d / "w.npy", "x_bad_shape": d / "x_bad_shape.npy", "x_f64": d / "x_f64.npy"}
     write_npy(files["x"], (2, 5, 5, 3))
     write_npy(files["w"], (4, 3, 3, 3))
     write_npy(files["x_bad_shape"], (2, 5, 6, 3))
@@ -131,8 +158,16 @@ def test_missing_flag_is_usage_error(builds, variant, npy_files):
     binary = builds[variant]["binary"]
     if builds[variant]["rc"] != 0:
         pytest.fail(f"{variant} did not build")
-    base = ["--mode", "run", "--input", str(npy_files["x"]), "--filter", str(npy_files["w"]),
-            "--output", str(npy_files["x"].parent / "y.npy")]
+    base = [
+        "--mode",
+        "run",
+        "--input",
+        str(npy_files["x"]),
+        "--filter",
+        str(npy_files["w"]),
+        "--output",
+        str(npy_files["x"].parent / "y.npy"),
+    ]
     for missing in ("--k", "--stride-w", "--pad-h"):
         proc = run_binary(binary, base + problem_args(**{missing: None}))
         assert proc.returncode == USAGE_EXIT, (missing, proc.returncode, proc.stderr)
@@ -151,10 +186,14 @@ def test_malformed_npy_rejected_before_cuda(builds, variant, npy_files):
     binary = builds[variant]["binary"]
     if builds[variant]["rc"] != 0:
         pytest.fail(f"{variant} did not build")
-    for bad, expect in (("x_bad_shape", r"shape is \(2, 5, 6, 3\), expected \(2, 5, 5, 3\)"),
-                        ("x_f64", r"dtype is '<f8', expected '<f4'")):
-        proc = run_binary(binary, ["--mode", "bench", "--input", str(npy_files[bad]),
-                                   "--filter", str(npy_files["w"]), *problem_args()])
+    for bad, expect in (
+        ("x_bad_shape", r"shape is \(2, 5, 6, 3\), expected \(2, 5, 5, 3\)"),
+        ("x_f64", r"dtype is '<f8', expected '<f4'"),
+    ):
+        proc = run_binary(
+            binary,
+            ["--mode", "bench", "--input", str(npy_files[bad]), "--filter", str(npy_files["w"]), *problem_args()],
+        )
         assert proc.returncode == USAGE_EXIT, (bad, proc.returncode, proc.stderr)
         assert str(npy_files[bad]) in proc.stderr and re.search(expect, proc.stderr), proc.stderr
         assert "CUDA error" not in proc.stderr

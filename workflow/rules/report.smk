@@ -3,6 +3,7 @@
 
 localrules:
     summary,
+    record,  # a second of merging JSON: not worth a cluster job
 
 
 rule summary:

@@ -88,17 +88,30 @@ def _groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     return groups
 
 
+PROVENANCE_FIELDS = ("commit", "iree_compile", "iree_runtime", "nvcc", "cuda_driver", "torch", "cudnn", "host")
+
+
+def _provenance(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The distinct values of each provenance field over the rows that measured something, plus the time span."""
+    measured = [r for r in rows if r["status"] != "SKIP"] or rows
+    values = {f: sorted({str(r[f]) for r in measured if r[f] is not None}) for f in PROVENANCE_FIELDS}
+    stamps = sorted(str(r["timestamp"]) for r in measured if r["timestamp"])
+    if stamps:
+        values["recorded"] = [f"{stamps[0]} to {stamps[-1]}"]
+    return {f: v for f, v in values.items() if v}
+
+
 def markdown(rows: list[dict[str, Any]], title: str) -> str:
     """Per (op, suite, batch, dtype, layout): one table, a row per layer, a column per backend:variant."""
     counts = Counter(row["status"] for row in rows)
-    provenance = rows[0] if rows else {}
     lines = [
         f"# {title}",
         "",
         f"{len(rows)} results: " + ", ".join(f"{counts[s]} {s}" for s in ("PASS", "FAIL", "SKIP")),
         "",
-        f"Commit `{provenance.get('commit')}`, config `{provenance.get('config_hash')}`, "
-        f"iree-compile `{provenance.get('iree_compile')}`, nvcc `{provenance.get('nvcc')}`.",
+        "Provenance (each row of summary.csv carries its own): "
+        + ", ".join(f"{field} `{'`, `'.join(values)}`" for field, values in _provenance(rows).items())
+        + ".",
         "Failed and skipped rows are listed below the tables with their reasons.",
     ]
     for key, group in _groups(rows).items():

@@ -257,10 +257,6 @@ def _precision(row: dict[str, Any]) -> str:
     return get_backend(row["backend"]).tolerance_key(get_dtype(row["dtype"]), row["variant"])
 
 
-def failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if r["status"] == "FAIL"]
-
-
 def geomean(values: Iterable[float]) -> float:
     vals = [v for v in values if v and v > 0]
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else float("nan")

@@ -47,6 +47,15 @@ def devices(gpu_setting: bool | str) -> set[str]:
     return found
 
 
+def device_name(device: str) -> str:
+    """What a row ran on, for the `device` column: the CPU's model, the GPU's name, else the device kind."""
+    if device == "cpu":
+        return cpu_model()
+    if device == "cuda" and nvidia_gpus():
+        return nvidia_gpus()[0]
+    return device
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
 

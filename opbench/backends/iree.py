@@ -54,7 +54,7 @@ class IreeBackend(Backend):
             module=_artifact(job), function=job.op, driver=job.options["driver"],
             inputs=list(job.inputs.values()), dtype=job.dtype, settings=settings,
         )  # fmt: skip
-        result["device"] = hardware.cpu_model() if self.device == "cpu" else job.options["driver"]
+        result["device"] = hardware.device_name(self.device)
         return result
 
 

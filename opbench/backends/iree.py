@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -117,8 +118,8 @@ class IreeVulkanSpirv(IreeBackend):
 
 
 def tool(name: str) -> str:
-    """Path of an IREE command-line tool: on PATH, else the copy inside the installed wheel."""
-    found = shutil.which(name)
+    """Path of an IREE command-line tool: on PATH, beside this Python (a venv not activated), else in the wheel."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found:
         return found
     if name == "iree-compile":

@@ -1,5 +1,4 @@
 # Config validation, the expanded matrix, wildcard constraints and input functions. Rule files hold only rules.
-import functools
 import json
 import shlex
 import sys
@@ -83,7 +82,6 @@ def iree_compile_flags(wildcards):
     return shlex.join(get_backend(wildcards.backend).compile_flags(backend_settings(wildcards), wildcards.variant))
 
 
-@functools.cache
 def _iree_compiler_path():
     try:
         return iree_tool("iree-compile")
@@ -91,8 +89,9 @@ def _iree_compiler_path():
         return "iree-compile"
 
 
-def iree_compiler(wildcards):
-    return _iree_compiler_path()
+# Where iree-compile is does not decide what it builds (its version, a parameter of the compile rule, does), so
+# the path is no parameter: the same compiler reached through another path recompiles nothing.
+IREE_COMPILE = _iree_compiler_path()
 
 
 def host_cpu_of(wildcards):

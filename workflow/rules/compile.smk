@@ -10,7 +10,6 @@ rule compile_iree:
     wildcard_constraints:
         backend=r"iree-[a-z0-9-]+",
     params:
-        compiler=iree_compiler,
         flags=iree_compile_flags,
         toolchain=iree_compile_version(),
         host_cpu=host_cpu_of,
@@ -19,7 +18,7 @@ rule compile_iree:
     benchmark:
         "results/logs/compile/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.bench.tsv"
     shell:
-        "{params.compiler} {input.mlir} {params.flags} -o {output} > {log} 2>&1"
+        "{IREE_COMPILE} {input.mlir} {params.flags} -o {output} > {log} 2>&1"
 
 
 rule build_cuda:

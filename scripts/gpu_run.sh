@@ -16,15 +16,22 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 # Correctness runs may share the GPU; benchmarks run one at a time (the default profile's gpu=1).
 python3 -m snakemake --cores "$(nproc)" --configfile "$config" --resources gpu=8 --until verify -q \
   > "$out/phase1.log" 2>&1 || echo "phase 1 (build, run, verify) had failures: see $out/phase1.log"
-python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log" | tail -5 || true
+tests=0
+python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider > "$out/gpu_tests.log" 2>&1 || tests=$?
+tail -5 "$out/gpu_tests.log"
 # Leave time to package the results when a time budget is given (GPU_RUN_SECONDS, e.g. a lease's limit).
 budget=$(( ${GPU_RUN_SECONDS:-86400} - SECONDS - 45 ))
 status=0
 timeout "$budget" python3 -m opbench bench --configfile "$config" --cores "$(nproc)" -- -q > "$out/bench.log" 2>&1 \
   || status=$?
 tail -5 "$out/bench.log"
-[ "$status" = 124 ] && echo "bench stopped at the time budget; rerun this script to resume"
+if [ "$status" = 124 ]; then
+  # The killed run left Snakemake's lock behind; we know no other run is active, so release it for the resume.
+  python3 -m snakemake --unlock --cores 1 --configfile "$config" > /dev/null 2>&1
+  echo "bench stopped at the time budget; rerun this script to resume"
+fi
 machine=$(ls -td results/*/records | head -1 | xargs dirname)
 tar czf "$out/results.tgz" --exclude='*.npy' --exclude='*.npz' "$machine" results/logs/build_cuda
 [ -f "$machine/summary.md" ] && cp "$machine/summary.md" "$out/"
-exit $status
+[ "$tests" = 0 ] || echo "GPU tests failed: see $out/gpu_tests.log"
+exit $(( status != 0 ? status : tests ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -118,7 +119,14 @@ class IreeVulkanSpirv(IreeBackend):
 
 
 def tool(name: str) -> str:
-    """Path of an IREE command-line tool: on PATH, beside this Python (a venv not activated), else in the wheel."""
+    """Path of an IREE command-line tool: $IREE_COMPILE (etc., the name in capitals) where set, else on PATH,
+    beside this Python (a venv not activated), else in the wheel."""
+    override = os.environ.get(name.upper().replace("-", "_"))
+    if override is not None:
+        found = shutil.which(override)
+        if not found:
+            raise FileNotFoundError(f"{name}: ${name.upper().replace('-', '_')}={override!r} is not an executable")
+        return found
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found:
         return found

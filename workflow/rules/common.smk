@@ -89,6 +89,19 @@ def _iree_compiler_path():
         return "iree-compile"
 
 
+IREE_VERSION = iree_compile_version()
+
+
+def iree_toolchain(wildcards):
+    """The compile rule's toolchain parameter: this node's iree-compile version, or, where it has none, the
+    version that built the module (so a run-only node does not ask to recompile)."""
+    if IREE_VERSION is not None:
+        return IREE_VERSION
+    w = wildcards
+    built = Path(f"compiled/{w.backend}/{w.variant}/{w.op}/{w.layout}/{w.dtype}/{w.shape}.vmfb.toolchain")
+    return built.read_text().strip() if built.exists() else "no iree-compile on this node"
+
+
 # Where iree-compile is does not decide what it builds (its version, a parameter of the compile rule, does), so
 # the path is no parameter: the same compiler reached through another path recompiles nothing.
 IREE_COMPILE = _iree_compiler_path()

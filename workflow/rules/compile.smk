@@ -1,24 +1,28 @@
 # Compilation: iree-compile per (backend, variant, problem), nvcc per CUDA kernel variant. The compilers' versions
 # are parameters, so an upgraded compiler rebuilds; the host CPU too, for llvm-cpu modules built for `host`.
+# Each module keeps the version that built it beside it (.toolchain): a node without iree-compile (a GPU node
+# that only runs) takes that as the parameter and recompiles nothing.
 
 
 rule compile_iree:
     input:
         mlir=rules.generate_mlir.output[0],
     output:
-        "compiled/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.vmfb",
+        vmfb="compiled/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.vmfb",
+        toolchain="compiled/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.vmfb.toolchain",
     wildcard_constraints:
         backend=r"iree-[a-z0-9-]+",
     params:
         flags=iree_compile_flags,
-        toolchain=iree_compile_version(),
+        toolchain=iree_toolchain,
         host_cpu=host_cpu_of,
     log:
         "results/logs/compile/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.log",
     benchmark:
         "results/logs/compile/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.bench.tsv"
     shell:
-        "{IREE_COMPILE} {input.mlir} {params.flags} -o {output} > {log} 2>&1"
+        "{IREE_COMPILE} {input.mlir} {params.flags} -o {output.vmfb} > {log} 2>&1"
+        " && echo {params.toolchain:q} > {output.toolchain}"
 
 
 rule build_cuda:

@@ -106,6 +106,11 @@ def probe(device: str) -> dict[str, Any]:
     return result
 
 
+def read_peaks(probe: Path) -> dict[str, float]:
+    """The measured peaks of a probe's JSON (empty where none were measured): the one reader of that file."""
+    return json.loads(probe.read_text()).get("peaks", {})
+
+
 def write_probe(device: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(probe(device), indent=1) + "\n")

@@ -10,6 +10,7 @@ import numpy as np
 
 from opbench import provenance
 from opbench.backends import BenchSettings, Job, get_backend
+from opbench.device_probe import read_peaks
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
 from opbench.records import make_record, write_record
@@ -121,7 +122,7 @@ def record(
             **{k: bench[k] for k in ("torch", "cudnn") if k in bench},
         )  # fmt: skip
         if device_probe is not None:
-            peaks = json.loads(device_probe.read_text()).get("peaks", {})
+            peaks = read_peaks(device_probe)
             precision = get_backend(point["backend"]).tolerance_key(dtype, point["variant"])
             if precision in peaks:
                 fields["peak_tflops_frac"] = fields["tflops"] / peaks[precision]

@@ -7,10 +7,10 @@ measured peaks, and copies the provenance: the probe, the CUDA build logs (resou
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from pathlib import Path
 
+from opbench.device_probe import read_peaks
 from opbench.records import read_record
 from opbench.report import write_summary
 
@@ -22,7 +22,7 @@ def publish(*, results: Path, card: str, logs: Path, out_root: Path = Path("resu
     order = _summary_order(results / "summary.csv")
     rows = sorted(records, key=lambda row: order.get(_key(row), len(order)))
     probe = results / "device" / "cuda.json"
-    peaks = json.loads(probe.read_text()).get("peaks") if probe.exists() else None
+    peaks = read_peaks(probe) if probe.exists() else None
 
     out = out_root / card
     if out.exists():

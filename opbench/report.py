@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -274,11 +273,12 @@ def summarize_workflow(
     device_probe: Path | None = None,
 ) -> list[dict[str, Any]]:
     """The summary rule: collect every point's record (SKIP/FAIL where none) and write tables and plots."""
+    from opbench.device_probe import read_peaks
     from opbench.jobs import provenance_fields
 
     fields = {**provenance_fields(), "config_hash": config_hash}
     rows = collect(points, records_dir, skipped, fields, log_hint=f"{outdir}/logs/")
-    peaks = json.loads(device_probe.read_text()).get("peaks") if device_probe else None
+    peaks = read_peaks(device_probe) if device_probe else None
     write_summary(rows, outdir, title, peaks)
     counts = Counter(r["status"] for r in rows)
     log.parent.mkdir(parents=True, exist_ok=True)

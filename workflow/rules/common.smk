@@ -97,8 +97,7 @@ def iree_toolchain(wildcards):
     version that built the module (so a run-only node does not ask to recompile)."""
     if IREE_VERSION is not None:
         return IREE_VERSION
-    w = wildcards
-    built = Path(f"compiled/{w.backend}/{w.variant}/{w.op}/{w.layout}/{w.dtype}/{w.shape}.vmfb.toolchain")
+    built = Path(module_path(wildcards) + ".toolchain")
     return built.read_text().strip() if built.exists() else "no iree-compile on this node"
 
 
@@ -129,14 +128,18 @@ def cuda_nvcc_flags(wildcards):
     return shlex.quote(shlex.join(settings["nvcc_flags"] + settings["variants"][wildcards.variant]))
 
 
+def module_path(wildcards):
+    """The compile rule's .vmfb (its output pattern, filled in)."""
+    return rules.compile_iree.output.vmfb.format(**dict(wildcards.items()))
+
+
 def artifact_of(wildcards):
     """What a run needs built first: a .vmfb per problem for IREE, one binary per variant for our kernels."""
     backend = get_backend(wildcards.backend)
-    w = wildcards
     if backend.artifact == "vmfb":
-        return f"compiled/{w.backend}/{w.variant}/{w.op}/{w.layout}/{w.dtype}/{w.shape}.vmfb"
+        return module_path(wildcards)
     if backend.artifact == "binary":
-        return f"compiled/cuda/{w.variant}/conv2d_{w.variant}"
+        return rules.build_cuda.output[0].format(variant=wildcards.variant)
     return []
 
 

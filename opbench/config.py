@@ -118,11 +118,15 @@ def _unknown(key: str, value: str, known: Any) -> ConfigError:
 
 def _check_semantics(config: dict[str, Any]) -> None:
     if "cuda" in config["backends"]:
-        from opbench.backends.cuda import known_variants
+        from opbench.backends.cuda import known_variants, variant_info
 
         for variant in config["backends"]["cuda"]["variants"]:
             if variant not in known_variants():
                 raise _unknown("backends.cuda.variants", variant, known_variants())
+            try:
+                variant_info(variant)
+            except ValueError as error:
+                raise ConfigError(f"config key 'backends.cuda.variants.{variant}': {error}") from None
     for suite_name, suite in config["suites"].items():
         seen: set[str] = set()
         for i, layer in enumerate(suite["layers"]):

@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from opbench.backends.cuda import nvcc_command, variant_archs
+
 REPO = Path(__file__).resolve().parents[1]
 CUDA_DIR = REPO / "cuda"
 VARIANT_FILES = sorted((CUDA_DIR / "variants").glob("*.cu"))
 VARIANTS = [p.stem for p in VARIANT_FILES]
-ARCHS = ("90", "80")
+DEFAULT_ARCHS = ["sm_90", "sm_80"]  # config.yaml's backends.cuda.archs; a variant may declare its own
 USAGE_EXIT = 2  # harness: usage / input errors exit 2, CUDA errors exit 1
 
 # A small valid problem: X [2,5,5,3], W [4,3,3,3] -> Y [2,5,5,4].
@@ -53,23 +55,12 @@ def _nvcc() -> str | None:
     )
 
 
-def compile_command(nvcc: str, variant_file: Path, out: Path) -> list[str]:
-    """The workflow's compile line: harness.cu + one variant, include dir cuda/common."""
-    gencode = [a for arch in ARCHS for a in ("-gencode", f"arch=compute_{arch},code=sm_{arch}")]
-    return [
-        nvcc,
-        "-O3",
-        "-std=c++17",
-        "-lineinfo",
-        "-Xptxas",
-        "-v",
-        *gencode,
-        f"-I{CUDA_DIR / 'common'}",
-        str(CUDA_DIR / "common" / "harness.cu"),
-        str(variant_file),
-        "-o",
-        str(out),
-    ]
+def compile_command(nvcc: str, variant: str, out: Path) -> list[str]:
+    """The workflow's compile line (harness.cu + one variant) for the variant's archs."""
+    cmd = nvcc_command(
+        variant=variant, archs=variant_archs(variant, DEFAULT_ARCHS), flags=["-O3", "-lineinfo"], out=out
+    )
+    return [nvcc, *cmd[1:]]
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +73,8 @@ def builds(tmp_path_factory) -> dict[str, dict]:
 
     def build(variant_file: Path) -> tuple[str, dict]:
         binary = out_dir / f"conv2d_{variant_file.stem}"
-        proc = subprocess.run(compile_command(nvcc, variant_file, binary), capture_output=True, text=True, timeout=900)
+        cmd = compile_command(nvcc, variant_file.stem, binary)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         return variant_file.stem, {"binary": binary, "rc": proc.returncode, "log": proc.stdout + proc.stderr}
 
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
@@ -92,7 +84,7 @@ def builds(tmp_path_factory) -> dict[str, dict]:
 def parse_ptxas(log: str) -> tuple[dict[str, int], list[tuple[str, int, int]]]:
     """Returns ({arch: number of entry functions}, [(function, spill stores, spill loads)])."""
     entries: dict[str, int] = {}
-    for _, arch in re.findall(r"Compiling entry function '([^']+)' for '(sm_\d+)'", log):
+    for _, arch in re.findall(r"Compiling entry function '([^']+)' for '(sm_\d+a?)'", log):
         entries[arch] = entries.get(arch, 0) + 1
     spills = [
         (fn, int(st), int(ld))
@@ -146,8 +138,8 @@ def test_compiles_without_spills(builds, variant):
     b = builds[variant]
     assert b["rc"] == 0, f"nvcc failed for {variant}:\n{b['log'][-4000:]}"
     entries, spills = parse_ptxas(b["log"])
-    for arch in ARCHS:
-        assert entries.get(f"sm_{arch}", 0) >= 1, f"no kernel compiled for sm_{arch}:\n{b['log']}"
+    for arch in variant_archs(variant, DEFAULT_ARCHS):
+        assert entries.get(arch, 0) >= 1, f"no kernel compiled for {arch}:\n{b['log']}"
     assert spills, f"no ptxas -v function report found:\n{b['log']}"
     spilling = [s for s in spills if s[1] or s[2]]
     assert not spilling, f"register spills (function, stores, loads): {spilling}"
@@ -179,6 +171,8 @@ def test_missing_flag_is_usage_error(builds, variant, npy_files):
     assert proc.returncode == USAGE_EXIT and "--stride-h must be >= 1" in proc.stderr, proc.stderr
     proc = run_binary(binary, base + problem_args(**{"--r": 9}))  # filter taller than input
     assert proc.returncode == USAGE_EXIT and "--r 9" in proc.stderr, proc.stderr
+    proc = run_binary(binary, [*base, *problem_args(), "--dtype", "fp8"])
+    assert proc.returncode == USAGE_EXIT and "--dtype must be f32, f16 or bf16, got 'fp8'" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

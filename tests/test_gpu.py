@@ -14,7 +14,7 @@ import pytest
 
 from opbench import hardware
 from opbench.backends import BenchSettings, Job, get_backend
-from opbench.backends.cuda import build, known_variants
+from opbench.backends.cuda import build, build_sources, known_variants, variant_archs, variant_info
 from opbench.backends.cudnn import torch_missing
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
@@ -37,30 +37,35 @@ EDGE_LAYERS = {
 }
 BATCHES = (1, 3)
 SETTINGS = BenchSettings(warmup_ms=5, repetitions=3, min_sample_ms=1, flush_l2=True)
+TOLERANCES = {"f32": 1e-4, "tf32": 2e-3, "f16": 5e-3, "bf16": 3e-2}  # config.yaml's
+# Every (variant, dtype) a variant file declares.
+VARIANT_DTYPES = [(variant, dtype) for variant in known_variants() for dtype in variant_info(variant).dtypes]
 
 
 @pytest.fixture(scope="session")
 def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every variant built for this machine's GPU (sm_90 and sm_80), or reused from the workflow's compiled/."""
+    """Every variant built for its archs (sm_90 + sm_80 unless it declares others), or reused from compiled/."""
     if not shutil.which("nvcc"):
         pytest.skip("nvcc not on PATH")
     out = tmp_path_factory.mktemp("cuda")
     paths = {}
     for variant in known_variants():
         built = REPO / "compiled" / "cuda" / variant / f"conv2d_{variant}"
-        sources = [REPO / "cuda" / "variants" / f"{variant}.cu", *(REPO / "cuda" / "common").iterdir()]
-        if built.exists() and all(built.stat().st_mtime > s.stat().st_mtime for s in sources):
+        if built.exists() and all(built.stat().st_mtime > s.stat().st_mtime for s in build_sources(variant)):
             paths[variant] = built
         else:
             paths[variant] = out / f"conv2d_{variant}"
-            build(variant=variant, archs=["sm_90", "sm_80"], flags=["-O3"], out=paths[variant])
+            archs = variant_archs(variant, ["sm_90", "sm_80"])
+            build(variant=variant, archs=archs, flags=["-O3"], out=paths[variant])
     return paths
 
 
-def _job(backend: str, variant: str, layer: dict, batch: int, artifact: Path | None, seed: int) -> Job:
+def _job(
+    backend: str, variant: str, layer: dict, batch: int, artifact: Path | None, seed: int, dtype_name: str = "f32"
+) -> Job:
     op = get_op("conv2d")
     shape = op.shape_from_layer(layer, batch)
-    dtype = get_dtype("f32")
+    dtype = get_dtype(dtype_name)
     return Job(
         op="conv2d", shape=shape, dtype=dtype, layout="nhwc_fhwc", variant=variant,
         inputs=op.make_inputs(shape, dtype, "nhwc_fhwc", seed), artifact=artifact, options={},
@@ -69,19 +74,15 @@ def _job(backend: str, variant: str, layer: dict, batch: int, artifact: Path | N
 
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("layer", sorted(EDGE_LAYERS))
-@pytest.mark.parametrize("variant", known_variants())
-def test_cuda_variant_verifies_on_edge_shapes(binaries: dict[str, Path], variant: str, layer: str, batch: int) -> None:
-    job = _job(
-        "cuda",
-        variant,
-        EDGE_LAYERS[layer],
-        batch,
-        binaries[variant],
-        seed=zlib.crc32(f"{variant}{layer}{batch}".encode()),
-    )
+@pytest.mark.parametrize(("variant", "dtype"), VARIANT_DTYPES)
+def test_cuda_variant_verifies_on_edge_shapes(
+    binaries: dict[str, Path], variant: str, dtype: str, layer: str, batch: int
+) -> None:
+    seed = zlib.crc32(f"{variant}{dtype}{layer}{batch}".encode())
+    job = _job("cuda", variant, EDGE_LAYERS[layer], batch, binaries[variant], seed=seed, dtype_name=dtype)
     output = get_backend("cuda").run(job)
     reference = get_op("conv2d").reference(job.inputs, job.shape, job.layout)
-    verdict = judge(output, reference, tolerance=1e-4)
+    verdict = judge(output, reference, tolerance=TOLERANCES[get_backend("cuda").tolerance_key(job.dtype, variant)])
     assert verdict.status == "PASS", verdict.reason
 
 
@@ -95,13 +96,13 @@ def test_cuda_benchmark_reports_device_time(binaries: dict[str, Path], variant: 
 
 
 @pytest.mark.skipif(torch_missing() is not None, reason=str(torch_missing()))
-@pytest.mark.parametrize("variant", ["fp32", "tf32"])
+@pytest.mark.parametrize(("variant", "dtype"), [("fp32", "f32"), ("tf32", "f32"), ("fp16", "f16"), ("bf16", "bf16")])
 @pytest.mark.parametrize("layer", sorted(EDGE_LAYERS))
-def test_cudnn_verifies_on_edge_shapes(variant: str, layer: str) -> None:
-    job = _job("cudnn", variant, EDGE_LAYERS[layer], 3, None, seed=11)
+def test_cudnn_verifies_on_edge_shapes(variant: str, dtype: str, layer: str) -> None:
+    job = _job("cudnn", variant, EDGE_LAYERS[layer], 3, None, seed=11, dtype_name=dtype)
     output = get_backend("cudnn").run(job)
     reference = get_op("conv2d").reference(job.inputs, job.shape, job.layout)
-    tolerance = {"fp32": 1e-4, "tf32": 2e-3}[variant]
+    tolerance = TOLERANCES[get_backend("cudnn").tolerance_key(job.dtype, variant)]
     assert judge(output, reference, tolerance).status == "PASS"
 
 

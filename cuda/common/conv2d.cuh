@@ -7,13 +7,17 @@
 //   * The variant interface: five functions that exactly one variant file defines.
 //
 // Layouts (fixed by the contract): X is NHWC [N,H,W,C], Wt is KRSC [K,R,S,C], Y is NHWC
-// [N,P,Q,K], all float32; cross-correlation with zero padding, like torch conv2d.
+// [N,P,Q,K]; cross-correlation with zero padding, like torch conv2d. X and Wt are stored as
+// ConvProblem::elem (float32, float16 or bfloat16, chosen by the harness's --dtype); Y is float32
+// (the accumulator type) for every element type.
 // Implicit GEMM view: Y[m][k] = sum_kk A[m][kk] * Wt[k][kk] with
 //   m  = (n*P + p)*Q + q          in [0, M = N*P*Q)     (a row of Y, contiguous K floats)
 //   kk = (r*S + s)*C + c          in [0, KG = R*S*C)    (contiguous in both X and Wt)
 //   A[m][kk] = X[n, p*stride_h - pad_h + r*dil_h, q*stride_w - pad_w + s*dil_w, c] (0 outside)
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -52,6 +57,16 @@
   } while (0)
 
 // ---------------------------------------------------------------------------------------------
+// Element type of X and Wt in device memory: float, __half or __nv_bfloat16.
+// ---------------------------------------------------------------------------------------------
+enum class ElemType : int { f32, f16, bf16 };
+
+inline const char* elem_name(ElemType e) {
+  return e == ElemType::f16 ? "f16" : e == ElemType::bf16 ? "bf16" : "f32";
+}
+inline size_t elem_bytes(ElemType e) { return e == ElemType::f32 ? 4 : 2; }
+
+// ---------------------------------------------------------------------------------------------
 // The problem. Plain ints so it can be passed by value to kernels. The harness guarantees,
 // before any variant sees it, that every size is >= 1, P,Q >= 1, and that X, Wt and Y each
 // have fewer than 2^31 elements, so all in-kernel element offsets fit in int32.
@@ -63,6 +78,7 @@ struct ConvProblem {
   int pad_h = 0, pad_w = 0;
   int dil_h = 1, dil_w = 1;
   int p = 0, q = 0;                   // derived output size, set by finalize()
+  ElemType elem = ElemType::f32;      // storage type of X and Wt (--dtype)
 
   // Output extent along one axis; may be <= 0 for an invalid problem (never divides a
   // negative numerator, which would round toward zero and yield a bogus 1).
@@ -176,8 +192,8 @@ inline void check_grid(dim3 grid, const char* kernel) {
 // rotate through in bench mode so data is not L2-resident) and passes them all to prepare.
 // ---------------------------------------------------------------------------------------------
 struct DeviceSet {
-  const float* x;
-  const float* w;
+  const void* x;  // ConvProblem::elem
+  const void* w;  // ConvProblem::elem
   float* y;
 };
 
@@ -214,6 +230,19 @@ inline double max_rel_diff(const std::vector<float>& ref, const std::vector<floa
   return ref_max > 0 ? diff_max / ref_max : diff_max;
 }
 
+// The float32 view of an X or Wt pointer, for variants that implement ElemType::f32 only.
+inline const float* as_f32(const void* p) { return static_cast<const float*>(p); }
+
+// Stops (exit 1, naming the variant and the type) unless prob.elem is one of `supported`. Every
+// variant calls it first thing in variant_prepare; the Python side reads the same list from the
+// variant file's "// opbench: dtypes=..." line, so a mismatch shows up as this message.
+inline void require_elem(const ConvProblem& prob, std::initializer_list<ElemType> supported,
+                         const char* variant) {
+  for (ElemType e : supported)
+    if (e == prob.elem) return;
+  FAIL("variant %s does not implement element type %s", variant, elem_name(prob.elem));
+}
+
 // Copies a device output of `prob` to the host.
 inline std::vector<float> copy_output(const ConvProblem& prob, const float* y) {
   std::vector<float> h(size_t(prob.y_elems()));
@@ -243,7 +272,9 @@ size_t variant_workspace_bytes(const ConvProblem& prob);
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
                      void* workspace, cudaStream_t stream);
 // Compute Y = conv2d(X, Wt) asynchronously on `stream`. Every launch followed by CHECK_LAUNCH.
-void variant_launch(const ConvProblem& prob, const float* x, const float* w, float* y,
+// x and w point to prob.elem values; a variant given an element type it does not implement
+// stops in variant_prepare through require_elem() below.
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y,
                     void* workspace, cudaStream_t stream);
 // Fill the "detail" (variant-specific choices) and "launch_config" (grid/block/smem of what
 // variant_launch runs) JSON objects.

@@ -229,8 +229,10 @@ const char* kUsage =
     "usage: conv2d_<variant> --mode run|bench --input X.npy --filter W.npy [--output Y.npy]\n"
     "         --n N --h H --w W --c C --k K --r R --s S\n"
     "         --stride-h SH --stride-w SW --pad-h PH --pad-w PW [--dil-h 1] [--dil-w 1]\n"
-    "         [--warmup-ms 50] [--reps 30] [--min-sample-ms 1.0] [--flush-l2 1]\n"
+    "         [--dtype f32|f16|bf16] [--warmup-ms 50] [--reps 30] [--min-sample-ms 1.0] [--flush-l2 1]\n"
     "  X: NHWC float32 [N,H,W,C]; W: KRSC float32 [K,R,S,C]; Y: NHWC float32 [N,P,Q,K].\n"
+    "  --dtype: the type X and W are stored in on the GPU (converted from the float32 files with\n"
+    "  round-to-nearest-even; exact for inputs already rounded to it); Y is float32 for all.\n"
     "  --output is required with --mode run (optional with bench: writes the run-mode result).\n"
     "  Prints one JSON object on stdout.\n";
 
@@ -269,7 +271,7 @@ double parse_double(const std::string& flag, const std::string& text) {
 Options parse_args(int argc, char** argv) {
   static const std::set<std::string> kKnown = {
       "--mode", "--input", "--filter", "--output", "--n", "--h", "--w", "--c", "--k", "--r",
-      "--s", "--stride-h", "--stride-w", "--pad-h", "--pad-w", "--dil-h", "--dil-w",
+      "--s", "--stride-h", "--stride-w", "--pad-h", "--pad-w", "--dil-h", "--dil-w", "--dtype",
       "--warmup-ms", "--reps", "--min-sample-ms", "--flush-l2"};
   std::map<std::string, std::string> kv;
   for (int i = 1; i < argc; ++i) {
@@ -329,6 +331,11 @@ Options parse_args(int argc, char** argv) {
   p.pad_w = req_int("--pad-w");
   p.dil_h = opt_int("--dil-h", 1);
   p.dil_w = opt_int("--dil-w", 1);
+  const std::string dtype = kv.count("--dtype") ? kv["--dtype"] : "f32";
+  if (dtype == "f32") p.elem = ElemType::f32;
+  else if (dtype == "f16") p.elem = ElemType::f16;
+  else if (dtype == "bf16") p.elem = ElemType::bf16;
+  else usage_error("--dtype must be f32, f16 or bf16, got '" + dtype + "'");
   o.warmup_ms = opt_double("--warmup-ms", 50.0);
   o.reps = opt_int("--reps", 30);
   o.min_sample_ms = opt_double("--min-sample-ms", 1.0);
@@ -396,12 +403,30 @@ Comparison compare_outputs(const std::vector<float>& ref, const std::vector<floa
   return c;
 }
 
+// The bytes of `values` stored as `elem` (round-to-nearest-even for the 16-bit types).
+std::vector<unsigned char> to_device_bytes(const std::vector<float>& values, ElemType elem) {
+  std::vector<unsigned char> bytes(values.size() * elem_bytes(elem));
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (elem == ElemType::f16) {
+      const __half v = __float2half_rn(values[i]);
+      std::memcpy(&bytes[2 * i], &v, 2);
+    } else if (elem == ElemType::bf16) {
+      const __nv_bfloat16 v = __float2bfloat16_rn(values[i]);
+      std::memcpy(&bytes[2 * i], &v, 2);
+    } else {
+      std::memcpy(&bytes[4 * i], &values[i], 4);
+    }
+  }
+  return bytes;
+}
+
 std::string problem_json(const ConvProblem& p) {
   Json j;
   j.add_int("n", p.n).add_int("h", p.h).add_int("w", p.w).add_int("c", p.c).add_int("k", p.k);
   j.add_int("r", p.r).add_int("s", p.s).add_int("stride_h", p.stride_h);
   j.add_int("stride_w", p.stride_w).add_int("pad_h", p.pad_h).add_int("pad_w", p.pad_w);
   j.add_int("dil_h", p.dil_h).add_int("dil_w", p.dil_w).add_int("p", p.p).add_int("q", p.q);
+  j.add_str("dtype", elem_name(p.elem));
   return j.str();
 }
 
@@ -427,8 +452,10 @@ int main(int argc, char** argv) {
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
-  const size_t x_bytes = size_t(prob.x_elems()) * sizeof(float);
-  const size_t w_bytes = size_t(prob.w_elems()) * sizeof(float);
+  const std::vector<unsigned char> x_host = to_device_bytes(h_x, prob.elem);
+  const std::vector<unsigned char> w_host = to_device_bytes(h_w, prob.elem);
+  const size_t x_bytes = x_host.size();
+  const size_t w_bytes = w_host.size();
   const size_t y_bytes = size_t(prob.y_elems()) * sizeof(float);
   const size_t set_bytes = x_bytes + w_bytes + y_bytes;
   const size_t ws_bytes = variant_workspace_bytes(prob);
@@ -456,14 +483,15 @@ int main(int argc, char** argv) {
   std::vector<DeviceSet> sets(copies);
   std::vector<void*> allocations;
   for (int i = 0; i < copies; ++i) {
-    float *x, *w, *y;
+    void *x, *w;
+    float* y;
     CHECK_CUDA(cudaMalloc(&x, x_bytes));
     CHECK_CUDA(cudaMalloc(&w, w_bytes));
     CHECK_CUDA(cudaMalloc(&y, y_bytes));
     allocations.insert(allocations.end(), {x, w, y});
     if (i == 0) {
-      CHECK_CUDA(cudaMemcpy(x, h_x.data(), x_bytes, cudaMemcpyHostToDevice));
-      CHECK_CUDA(cudaMemcpy(w, h_w.data(), w_bytes, cudaMemcpyHostToDevice));
+      CHECK_CUDA(cudaMemcpy(x, x_host.data(), x_bytes, cudaMemcpyHostToDevice));
+      CHECK_CUDA(cudaMemcpy(w, w_host.data(), w_bytes, cudaMemcpyHostToDevice));
     } else {
       CHECK_CUDA(cudaMemcpy(x, sets[0].x, x_bytes, cudaMemcpyDeviceToDevice));
       CHECK_CUDA(cudaMemcpy(w, sets[0].w, w_bytes, cudaMemcpyDeviceToDevice));

@@ -55,13 +55,15 @@ const char* variant_name() { return "naive"; }
 
 size_t variant_workspace_bytes(const ConvProblem&) { return 0; }
 
-void variant_prepare(const ConvProblem&, const DeviceSet*, int, void*, cudaStream_t) {}
+void variant_prepare(const ConvProblem& prob, const DeviceSet*, int, void*, cudaStream_t) {
+  require_elem(prob, {ElemType::f32}, variant_name());
+}
 
-void variant_launch(const ConvProblem& prob, const float* x, const float* w, float* y, void*,
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y, void*,
                     cudaStream_t stream) {
   const dim3 grid = grid_for(prob);
   check_grid(grid, "conv2d_naive_kernel");
-  conv2d_naive_kernel<<<grid, kThreads, 0, stream>>>(prob, x, w, y);
+  conv2d_naive_kernel<<<grid, kThreads, 0, stream>>>(prob, as_f32(x), as_f32(w), y);
   CHECK_LAUNCH();
 }
 

@@ -52,13 +52,14 @@ size_t variant_workspace_bytes(const ConvProblem&) { return 0; }
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets, void*,
                      cudaStream_t stream) {
-  g_vec_loads = rt::vector_loads_ok(prob, sets[0].x, sets[0].w);
+  require_elem(prob, {ElemType::f32}, variant_name());
+  g_vec_loads = rt::vector_loads_ok(prob, as_f32(sets[0].x), as_f32(sets[0].w));
   std::vector<float> reference;
   size_t best = 0;  // index into g_timed; [0] is the reference and always valid
   g_timed.clear();
   for (rt::TileCfg cfg : kCandidates) {
     auto launch = [&](const DeviceSet& s) {
-      rt::launch_register_tile(cfg, prob, s.x, s.w, s.y, 1, false, 0, stream);
+      rt::launch_register_tile(cfg, prob, as_f32(s.x), as_f32(s.w), s.y, 1, false, 0, stream);
     };
     Timed t{cfg, 0.f, 0.0, true};
     t.ms = time_launches_ms([&](int i) { launch(sets[i % num_sets]); }, /*warmup=*/2,
@@ -80,9 +81,9 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   g_cfg = g_timed[best].cfg;
 }
 
-void variant_launch(const ConvProblem& prob, const float* x, const float* w, float* y, void*,
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y, void*,
                     cudaStream_t stream) {
-  rt::launch_register_tile(g_cfg, prob, x, w, y, 1, false, 0, stream);
+  rt::launch_register_tile(g_cfg, prob, as_f32(x), as_f32(w), y, 1, false, 0, stream);
 }
 
 void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config) {

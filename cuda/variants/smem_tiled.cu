@@ -81,13 +81,15 @@ const char* variant_name() { return "smem_tiled"; }
 
 size_t variant_workspace_bytes(const ConvProblem&) { return 0; }
 
-void variant_prepare(const ConvProblem&, const DeviceSet*, int, void*, cudaStream_t) {}
+void variant_prepare(const ConvProblem& prob, const DeviceSet*, int, void*, cudaStream_t) {
+  require_elem(prob, {ElemType::f32}, variant_name());
+}
 
-void variant_launch(const ConvProblem& prob, const float* x, const float* w, float* y, void*,
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y, void*,
                     cudaStream_t stream) {
   const dim3 grid = grid_for(prob);
   check_grid(grid, "conv2d_smem_tiled_kernel");
-  conv2d_smem_tiled_kernel<<<grid, dim3(TILE, TILE), 0, stream>>>(prob, x, w, y);
+  conv2d_smem_tiled_kernel<<<grid, dim3(TILE, TILE), 0, stream>>>(prob, as_f32(x), as_f32(w), y);
   CHECK_LAUNCH();
 }
 

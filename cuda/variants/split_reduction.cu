@@ -186,6 +186,7 @@ size_t variant_workspace_bytes(const ConvProblem& prob) {
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
                      void* workspace, cudaStream_t stream) {
+  require_elem(prob, {ElemType::f32}, variant_name());
   g_timed = candidate_list(prob);  // [0] is (128x128, none, 1): the reference
   std::vector<float> reference;
   for (size_t i = 0; i < g_timed.size(); ++i) {
@@ -193,13 +194,13 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
     c.ms = time_launches_ms(
         [&](int j) {
           const DeviceSet& s = sets[j % num_sets];
-          launch_candidate(c, prob, s.x, s.w, s.y, workspace, stream);
+          launch_candidate(c, prob, as_f32(s.x), as_f32(s.w), s.y, workspace, stream);
         },
         /*warmup=*/2, /*reps=*/6, stream);
     // Cross-check every candidate against the unsplit reference (NaN-poisoned output first,
     // so an element that a candidate fails to write is caught).
     CHECK_CUDA(cudaMemsetAsync(sets[0].y, 0xFF, size_t(prob.y_elems()) * sizeof(float), stream));
-    launch_candidate(c, prob, sets[0].x, sets[0].w, sets[0].y, workspace, stream);
+    launch_candidate(c, prob, as_f32(sets[0].x), as_f32(sets[0].w), sets[0].y, workspace, stream);
     CHECK_CUDA(cudaStreamSynchronize(stream));
     std::vector<float> out = copy_output(prob, sets[0].y);
     if (i == 0) reference = std::move(out);
@@ -213,9 +214,9 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   }
 }
 
-void variant_launch(const ConvProblem& prob, const float* x, const float* w, float* y,
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y,
                     void* workspace, cudaStream_t stream) {
-  launch_candidate(g_choice, prob, x, w, y, workspace, stream);
+  launch_candidate(g_choice, prob, as_f32(x), as_f32(w), y, workspace, stream);
 }
 
 void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config) {

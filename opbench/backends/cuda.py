@@ -2,6 +2,8 @@
 
 The harness reads NHWC input and KRSC (= nhwc_fhwc) filter .npy files, poisons the output, runs or times with
 CUDA events over back-to-back launches rotating through buffer copies larger than L2, and prints one JSON object.
+Each variant file declares what it implements in one comment line, e.g.
+`// opbench: dtypes=f16,bf16,f32 f32_math=tf32 archs=sm_90a` (see VariantInfo).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 import re
 import subprocess
 import tempfile
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +32,62 @@ def variant_source(variant: str) -> Path:
 
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantInfo:
+    """What a variant file declares on its `// opbench:` line (every key optional)."""
+
+    dtypes: tuple[str, ...] = ("f32",)  # the harness --dtype values it implements
+    f32_math: str = "fp32"  # how it computes f32 inputs: "fp32" or "tf32" (then judged by the tf32 tolerance)
+    archs: tuple[str, ...] | None = None  # nvcc targets (e.g. sm_90a); None: the config's cuda.archs
+
+
+_METADATA = re.compile(r"^//\s*opbench:(.*)$", re.MULTILINE)
+_HARNESS_DTYPES = ("f32", "f16", "bf16")
+
+
+@cache
+def variant_info(variant: str) -> VariantInfo:
+    """What cuda/variants/<variant>.cu declares."""
+    path = variant_source(variant)
+    return parse_variant_info(path.read_text(), path)
+
+
+def parse_variant_info(text: str, path: Path) -> VariantInfo:
+    """Parse a variant file's `// opbench: key=value ...` line; a bad key or value names the file."""
+    lines = _METADATA.findall(text)
+    if len(lines) > 1:
+        raise ValueError(f"{path}: more than one '// opbench:' line")
+    fields: dict[str, object] = {}
+    for item in lines[0].split() if lines else []:
+        key, sep, value = item.partition("=")
+        values = tuple(v for v in value.split(",") if v)
+        if not sep or not values:
+            raise ValueError(f"{path}: '// opbench:' item {item!r} is not key=value[,value...]")
+        if key == "dtypes":
+            bad = [v for v in values if v not in _HARNESS_DTYPES]
+            if bad:
+                raise ValueError(f"{path}: dtypes {bad} unknown (the harness implements {', '.join(_HARNESS_DTYPES)})")
+            fields[key] = values
+        elif key == "f32_math":
+            if value not in ("fp32", "tf32"):
+                raise ValueError(f"{path}: f32_math must be fp32 or tf32, got {value!r}")
+            fields[key] = value
+        elif key == "archs":
+            bad = [v for v in values if not re.fullmatch(r"sm_\d+a?", v)]
+            if bad:
+                raise ValueError(f"{path}: archs {bad} are not nvcc targets like sm_90 or sm_90a")
+            fields[key] = values
+        else:
+            raise ValueError(f"{path}: unknown '// opbench:' key {key!r} (known: dtypes, f32_math, archs)")
+    return VariantInfo(**fields)  # type: ignore[arg-type]
+
+
+def variant_archs(variant: str, default: list[str]) -> list[str]:
+    """The nvcc targets of a variant: its own `archs=` if it declares them, else the config's."""
+    declared = variant_info(variant).archs
+    return list(declared) if declared else list(default)
 
 
 def build_sources(variant: str) -> list[Path]:
@@ -91,7 +151,12 @@ class CudaKernels(Backend):
     artifact: ClassVar[str] = "binary"
 
     def supports(self, op: str, dtype: DType, layout: str, variant: str) -> bool:
-        return op == "conv2d" and dtype.name == "f32" and layout == "nhwc_fhwc"
+        return op == "conv2d" and layout == "nhwc_fhwc" and dtype.name in variant_info(variant).dtypes
+
+    def tolerance_key(self, dtype: DType, variant: str) -> str:
+        if dtype.name == "f32" and variant_info(variant).f32_math == "tf32":
+            return "tf32"
+        return dtype.tolerance_key
 
     def variant_flags(self, settings: dict[str, Any], variant: str) -> list[str]:
         return list(settings["variants"][variant])
@@ -105,8 +170,8 @@ class CudaKernels(Backend):
             for name, array in job.inputs.items():
                 np.save(paths[name], np.ascontiguousarray(array, dtype=np.float32))
             cmd = [
-                str(job.artifact), "--mode", mode, "--input", str(paths["input"]), "--filter", str(paths["filter"]),
-                *problem_flags(job.shape), *extra,
+                str(job.artifact), "--mode", mode, "--dtype", job.dtype.name,
+                "--input", str(paths["input"]), "--filter", str(paths["filter"]), *problem_flags(job.shape), *extra,
                 *(["--output", str(paths["output"])] if mode == "run" else []),
             ]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 
 from opbench import hardware
 from opbench.backends import BACKENDS, availability, get_backend
-from opbench.backends.cuda import build_sources
+from opbench.backends.cuda import build_sources, variant_archs
 from opbench.backends.iree import tool as iree_tool
 from opbench.dtypes import get_dtype
 from opbench.config import ConfigError, config_hash, point_config, validate
@@ -120,7 +120,9 @@ def cuda_sources(wildcards):
 
 
 def cuda_arch_args(wildcards):
-    return " ".join(f"--arch {arch}" for arch in CFG["backends"]["cuda"]["archs"])
+    """The config's archs, or the ones the variant file declares (e.g. sm_90a for wgmma)."""
+    archs = variant_archs(wildcards.variant, CFG["backends"]["cuda"]["archs"])
+    return " ".join(f"--arch {arch}" for arch in archs)
 
 
 def cuda_nvcc_flags(wildcards):

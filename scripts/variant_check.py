@@ -1,0 +1,164 @@
+"""Quick GPU check of CUDA kernel variants outside the workflow: build, verify, time beside cuDNN, print a table.
+
+For kernel development on a GPU machine (one call does it all); the published numbers come from the workflow.
+Every row is verified against the float64 reference with the dtype's tolerance before it is timed; cuDNN runs
+the same problems with the math mode of the dtype (f32 variants computing in TF32 race cuDNN tf32).
+
+    python3 scripts/variant_check.py --variants mma_implicit_gemm --dtypes f16,bf16,f32 --batches 16 \\
+        [--layers l1_3x3_64,l3_3x3_256] [--edge] [--json $OUT/check.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from opbench.backends import BenchSettings, Job, get_backend  # noqa: E402
+from opbench.backends.cuda import build, variant_archs, variant_info  # noqa: E402
+from opbench.dtypes import get_dtype  # noqa: E402
+from opbench.ops import get_op  # noqa: E402
+from opbench.timing import summarize, tflops  # noqa: E402
+from opbench.verify import judge  # noqa: E402
+
+CUDNN_MODE = {("f32", "tf32"): "tf32", ("f32", "fp32"): "fp32", ("f16", None): "fp16", ("bf16", None): "bf16"}
+# Edge shapes of tests/test_gpu.py's kind: C=3, odd K/C, odd H/W, stride 2, pad 0/3, 1x1, 7x7, dilation 2.
+EDGE_LAYERS = [
+    {"name": "c3_odd_7x7_s2_p3", "h": 31, "w": 29, "c": 3, "k": 17, "r": 7, "s": 7, "stride": 2, "pad": 3},
+    {"name": "k_c_odd_3x3", "h": 13, "w": 11, "c": 37, "k": 70, "r": 3, "s": 3, "stride": 1, "pad": 1},
+    {"name": "pw_1x1_p0", "h": 9, "w": 9, "c": 130, "k": 66, "r": 1, "s": 1, "stride": 1, "pad": 0},
+    {"name": "s2_1x1_c64", "h": 15, "w": 15, "c": 64, "k": 129, "r": 1, "s": 1, "stride": 2, "pad": 0},
+    {"name": "dil2_asym", "h": 12, "w": 17, "c": 5, "k": 9, "r": 3, "s": 3, "stride": [1, 2], "pad": [2, 1],
+     "dilation": 2},
+    {"name": "c64_k72_3x3", "h": 10, "w": 9, "c": 64, "k": 72, "r": 3, "s": 3, "stride": 1, "pad": 1},
+    {"name": "c128_s2_3x3", "h": 17, "w": 15, "c": 128, "k": 136, "r": 3, "s": 3, "stride": 2, "pad": 1},
+]  # fmt: skip
+
+
+def resnet50_layers() -> list[dict[str, Any]]:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    return list(config["suites"]["resnet50"]["layers"])
+
+
+def cudnn_variant(dtype: str, f32_math: str) -> str:
+    return CUDNN_MODE[(dtype, f32_math if dtype == "f32" else None)]
+
+
+def check_one(
+    backend: str, variant: str, artifact: Path | None, layer: dict[str, Any], batch: int, dtype: str,
+    settings: BenchSettings, tolerance: float, time_it: bool,
+) -> dict[str, Any]:  # fmt: skip
+    op = get_op("conv2d")
+    shape = op.shape_from_layer(layer, batch)
+    the_dtype = get_dtype(dtype)
+    seed = zlib.crc32(f"{layer['name']}{batch}{dtype}".encode())
+    job = Job(
+        op="conv2d", shape=shape, dtype=the_dtype, layout="nhwc_fhwc", variant=variant,
+        inputs=op.make_inputs(shape, the_dtype, "nhwc_fhwc", seed), artifact=artifact, options={},
+    )  # fmt: skip
+    row: dict[str, Any] = {"backend": backend, "variant": variant, "layer": layer["name"], "batch": batch}
+    row |= {"dtype": dtype, "flops": shape.flops()}
+    try:
+        output = get_backend(backend).run(job)
+        verdict = judge(output, op.reference(job.inputs, shape, "nhwc_fhwc"), tolerance)
+        row |= {"status": verdict.status, "relerr": verdict.relerr, "reason": verdict.reason}
+        if verdict.status == "PASS" and time_it:
+            result = get_backend(backend).benchmark(job, settings)
+            stats = summarize(result["samples_ms"])
+            row |= {"median_ms": stats.median_ms, "cv": stats.cv, "tflops": tflops(shape.flops(), stats.median_ms)}
+            row["detail"] = result.get("detail")
+    except Exception as error:  # one failing row must not stop the others
+        row |= {"status": "ERROR", "reason": str(error)[-2000:]}
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", required=True, help="comma-separated cuda/variants/<name>.cu names")
+    parser.add_argument("--dtypes", default="f16", help="comma-separated harness dtypes (f32, f16, bf16)")
+    parser.add_argument("--batches", default="16")
+    parser.add_argument("--layers", default="", help="comma-separated ResNet-50 layer names (default: all)")
+    parser.add_argument("--edge", action="store_true", help="also verify (not time) the edge shapes at batch 1 and 3")
+    parser.add_argument("--no-cudnn", action="store_true")
+    parser.add_argument("--binary-dir", type=Path, help="take conv2d_<variant> from here instead of building")
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--json", type=Path, help="write all rows here")
+    args = parser.parse_args()
+
+    tolerances = yaml.safe_load((REPO / "config.yaml").read_text())["tolerances"]
+    settings = BenchSettings(warmup_ms=50, repetitions=args.reps, min_sample_ms=5, flush_l2=True)
+    variants = [v for v in args.variants.split(",") if v]
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    batches = [int(b) for b in args.batches.split(",")]
+    wanted = {name for name in args.layers.split(",") if name}
+    layers = [layer for layer in resnet50_layers() if not wanted or layer["name"] in wanted]
+    if wanted - {layer["name"] for layer in layers}:
+        parser.error(f"unknown layers: {sorted(wanted - {layer['name'] for layer in layers})}")
+
+    binaries: dict[str, Path] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="variant-check-"))
+    for variant in variants:
+        if args.binary_dir:
+            binaries[variant] = args.binary_dir / f"conv2d_{variant}"
+            continue
+        start = time.time()
+        binaries[variant] = tmp / f"conv2d_{variant}"
+        build(variant=variant, archs=variant_archs(variant, ["sm_90", "sm_80"]), flags=["-O3", "-lineinfo"],
+              out=binaries[variant])  # fmt: skip
+        print(f"built {variant} in {time.time() - start:.0f} s", flush=True)
+
+    rows: list[dict[str, Any]] = []
+    for variant in variants:
+        info = variant_info(variant)
+        for dtype in dtypes:
+            if dtype not in info.dtypes:
+                print(f"skip {variant} {dtype}: not declared by the variant", flush=True)
+                continue
+            key = "tf32" if dtype == "f32" and info.f32_math == "tf32" else dtype
+            edge = [(layer, b) for layer in EDGE_LAYERS for b in (1, 3)] if args.edge else []
+            for layer, batch in edge:
+                rows.append(check_one("cuda", variant, binaries[variant], layer, batch, dtype, settings,
+                                      tolerances[key], time_it=False))  # fmt: skip
+                print(json.dumps({k: rows[-1].get(k) for k in ("variant", "dtype", "layer", "batch", "status",
+                                                                "relerr", "reason")}), flush=True)  # fmt: skip
+            for batch in batches:
+                for layer in layers:
+                    row = check_one("cuda", variant, binaries[variant], layer, batch, dtype, settings,
+                                    tolerances[key], time_it=True)  # fmt: skip
+                    rows.append(row)
+                    if not args.no_cudnn and not any(
+                        r["backend"] == "cudnn" and r["layer"] == layer["name"] and r["batch"] == batch
+                        and r["dtype"] == dtype for r in rows
+                    ):  # fmt: skip
+                        mode = cudnn_variant(dtype, info.f32_math)
+                        rows.append(check_one("cudnn", mode, None, layer, batch, dtype, settings, tolerances[key],
+                                              time_it=True))  # fmt: skip
+                    ref = next((r for r in rows if r["backend"] == "cudnn" and r["layer"] == layer["name"]
+                                and r["batch"] == batch and r["dtype"] == dtype), {})  # fmt: skip
+                    ratio = row.get("tflops", 0) / ref["tflops"] if ref.get("tflops") else float("nan")
+                    note = json.dumps(row["detail"])[:160] if row.get("detail") else row.get("reason", "")[:300]
+                    print(f"{variant:20s} {dtype:5s} b{batch:<3d} {layer['name']:17s} {row['status']:5s} "
+                          f"relerr={row.get('relerr', float('nan')):.2e} {row.get('tflops', 0):8.1f} TFLOP/s "
+                          f"cuDNN {ref.get('tflops', 0):8.1f} ratio {ratio:5.2f} "
+                          f"{note}",
+                          flush=True)  # fmt: skip
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    bad = [r for r in rows if r["status"] != "PASS"]
+    print(f"{len(rows) - len(bad)} PASS, {len(bad)} not PASS")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The `// opbench:` line of a CUDA variant file: what the matrix, the build and the tolerance read from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opbench.backends import get_backend
+from opbench.backends.cuda import VariantInfo, known_variants, parse_variant_info, variant_archs, variant_info
+from opbench.dtypes import get_dtype
+
+PATH = Path("cuda/variants/example.cu")
+
+
+def test_defaults_without_a_metadata_line() -> None:
+    info = parse_variant_info('// a plain fp32 kernel\n#include "conv2d.cuh"\n', PATH)
+    assert info == VariantInfo(dtypes=("f32",), f32_math="fp32", archs=None)
+
+
+def test_full_metadata_line() -> None:
+    info = parse_variant_info("// opbench: dtypes=f16,bf16,f32 f32_math=tf32 archs=sm_90a\n", PATH)
+    assert info == VariantInfo(dtypes=("f16", "bf16", "f32"), f32_math="tf32", archs=("sm_90a",))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("// opbench: dtypes=f16,fp8", r"dtypes \['fp8'\] unknown"),
+        ("// opbench: f32_math=fp16", "f32_math must be fp32 or tf32, got 'fp16'"),
+        ("// opbench: archs=hopper", r"archs \['hopper'\] are not nvcc targets"),
+        ("// opbench: stages=4", "unknown '// opbench:' key 'stages'"),
+        ("// opbench: dtypes", "item 'dtypes' is not key=value"),
+        ("// opbench: dtypes=f16\n// opbench: archs=sm_90", "more than one '// opbench:' line"),
+    ],
+)
+def test_bad_metadata_names_the_file_and_the_item(line: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        parse_variant_info(line + "\n", PATH)
+    assert str(PATH) in str(error.value)
+
+
+def test_every_variant_file_parses_and_fp32_variants_stay_fp32() -> None:
+    for variant in known_variants():
+        info = variant_info(variant)
+        assert set(info.dtypes) <= {"f32", "f16", "bf16"}
+    for variant in ("naive", "smem_tiled", "register_tiled", "split_reduction"):
+        assert variant_info(variant) == VariantInfo()
+        assert variant_archs(variant, ["sm_90", "sm_80"]) == ["sm_90", "sm_80"]
+
+
+def test_matrix_support_and_tolerance_follow_the_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    import opbench.backends.cuda as cuda
+
+    declared = VariantInfo(dtypes=("f16", "f32"), f32_math="tf32", archs=("sm_90a",))
+    monkeypatch.setattr(cuda, "variant_info", lambda variant: declared)
+    backend = get_backend("cuda")
+    assert backend.supports("conv2d", get_dtype("f16"), "nhwc_fhwc", "v")
+    assert not backend.supports("conv2d", get_dtype("bf16"), "nhwc_fhwc", "v")
+    assert not backend.supports("conv2d", get_dtype("f16"), "nchw_fchw", "v")
+    assert backend.tolerance_key(get_dtype("f32"), "v") == "tf32"
+    assert backend.tolerance_key(get_dtype("f16"), "v") == "f16"
+    assert cuda.variant_archs("v", ["sm_90", "sm_80"]) == ["sm_90a"]

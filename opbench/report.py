@@ -119,21 +119,31 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         series = list(dict.fromkeys(_series(r) for r in group))
         devices = sorted({str(r["device"]) for r in group if r["device"]})
         unit, scale = _unit(group)
-        by_layer: dict[tuple, dict[str, str]] = defaultdict(dict)
+        by_layer: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in group:
-            by_layer[(row["layer"], row["shape"])][_series(row)] = _cell(row, scale)
-        table = [[layer, shape, *(cells.get(s, "") for s in series)] for (layer, shape), cells in by_layer.items()]
+            by_layer[(row["layer"], row["shape"])][_series(row)] = row
+        winners = {layer: fastest(cells.values()) for layer, cells in by_layer.items()}
+        table = [
+            [layer, shape, *(_cell(cells[s], scale) if s in cells else "" for s in series), winners[(layer, shape)]]
+            for (layer, shape), cells in by_layer.items()
+        ]
         if len(by_layer) > 1:
-            means = [geomean(r["tflops"] for r in group if _series(r) == s and r["status"] == "PASS") for s in series]
             digits = 1 if scale > 1 else 2
-            table.append(["geomean (PASS)", "", *(f"{m * scale:.{digits}f}" if m == m else "" for m in means)])
+            means = [geomean(r["tflops"] for r in group if _series(r) == s and r["status"] == "PASS") for s in series]
+            table.append(["geomean (PASS)", "", *(f"{m * scale:.{digits}f}" if m == m else "" for m in means), ""])
+            wins = Counter(winners.values())
+            table.append(["layers won", "", *(str(wins[s]) for s in series), ""])
+            for base in (s for s in series if s.startswith("cudnn:")):
+                ratios = [geomean_ratio(by_layer.values(), s, base) for s in series]
+                table.append([f"geomean ratio to {base}", "", *(f"{r:.2f}" if r == r else "" for r in ratios), ""])
         lines += [
             "",
             "## " + ", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)),
             "",
-            f"Device: {', '.join(devices) or 'n/a'}. Cells: {unit} from the median time.",
+            f"Device: {', '.join(devices) or 'n/a'}. Cells: {unit} from the median time; `fastest`: the PASS row "
+            "with the highest rate. Ratio rows: geometric mean over the layers where both rows PASS.",
             "",
-            tabulate(table, headers=["layer", "shape", *series], tablefmt="github", disable_numparse=True),
+            tabulate(table, headers=["layer", "shape", *series, "fastest"], tablefmt="github", disable_numparse=True),
         ]
     skipped = Counter((_series(r), r["reason"]) for r in rows if r["status"] == "SKIP")
     if skipped:
@@ -254,6 +264,23 @@ def _precision(row: dict[str, Any]) -> str:
     from opbench.dtypes import get_dtype
 
     return get_backend(row["backend"]).tolerance_key(get_dtype(row["dtype"]), row["variant"])
+
+
+def fastest(rows: Iterable[dict[str, Any]]) -> str:
+    """The backend:variant of the fastest PASS row ("" if none passed)."""
+    passed = [r for r in rows if r["status"] == "PASS" and r["tflops"]]
+    return _series(max(passed, key=lambda r: r["tflops"])) if passed else ""
+
+
+def geomean_ratio(layers: Iterable[dict[str, dict[str, Any]]], series: str, base: str) -> float:
+    """Geometric mean over layers of series' rate / base's rate, where both PASS (NaN if none)."""
+    ratios = [
+        cells[series]["tflops"] / cells[base]["tflops"]
+        for cells in layers
+        if series in cells and base in cells
+        and cells[series]["status"] == "PASS" and cells[base]["status"] == "PASS" and cells[base]["tflops"]
+    ]  # fmt: skip
+    return geomean(ratios)
 
 
 def geomean(values: Iterable[float]) -> float:

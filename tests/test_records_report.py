@@ -229,7 +229,8 @@ def test_group_of_only_failures_still_gets_a_plot(tmp_path: Path) -> None:
     assert "2 results: 0 PASS, 2 FAIL, 0 SKIP" in md
     table = _table(md, "op conv2d, suite tiny, batch 1, dtype f16, layout nchw_fchw")
     cells = {r["layer"]: r["iree-cuda:default"] for r in table}
-    assert cells == {"odd_3x3": "FAIL", "s2_3x3": "FAIL", "geomean (PASS)": ""}  # no PASS, no mean
+    assert cells == {"odd_3x3": "FAIL", "s2_3x3": "FAIL", "geomean (PASS)": "", "layers won": "0"}  # no PASS
+    assert {r["layer"]: r["fastest"] for r in table}["odd_3x3"] == ""
     assert len(_table(md, "Failed")) == 2
     assert "## Skipped" not in md
 
@@ -280,3 +281,29 @@ def test_collect_fills_skips_and_missing_records(tmp_path: Path) -> None:
     assert rows[1]["reason"] == SKIP_REASON and rows[1]["backend"] == "iree-rocm" and rows[1]["commit"] == "c0"
     assert "logs/" in rows[2]["reason"] and rows[2]["layer"] == "b" and rows[2]["shape"] == "s_b"
     assert all(list(r) == list(FIELDS) for r in rows)
+
+
+def test_fastest_column_wins_and_ratios_to_cudnn(tmp_path: Path) -> None:
+    """Per layer the fastest PASS row is named; a FAIL never wins however fast; ratios skip layers that failed."""
+    f16 = {"dtype": "f16", "layout": "nhwc_fhwc"}
+
+    def _pass(**fields: object) -> dict:
+        return make_record(**{**BASE, **fields}, status="PASS", reason="", relerr=1e-4, tolerance=5e-3, median_ms=1)
+
+    rows = [
+        _pass(**f16, layer="a", shape="n1_a", backend="cudnn", variant="fp16", tflops=100.0, device="gpu"),
+        _pass(**f16, layer="a", shape="n1_a", backend="cuda", variant="mma", tflops=50.0, device="gpu"),
+        _pass(**f16, layer="b", shape="n1_b", backend="cudnn", variant="fp16", tflops=100.0, device="gpu"),
+        _pass(**f16, layer="b", shape="n1_b", backend="cuda", variant="mma", tflops=200.0, device="gpu"),
+        _pass(**f16, layer="c", shape="n1_c", backend="cudnn", variant="fp16", tflops=100.0, device="gpu"),
+        make_record(**{**BASE, "variant": "mma"}, **f16, layer="c", shape="n1_c", backend="cuda", status="FAIL",
+                    reason=FAIL_REASON, relerr=0.5, tolerance=5e-3, tflops=900.0),
+    ]  # fmt: skip
+    report.write_summary(rows, tmp_path, "race")
+    table = {r["layer"]: r for r in _table((tmp_path / "summary.md").read_text(), "op conv2d, suite tiny, batch 1, "
+                                           "dtype f16, layout nhwc_fhwc")}  # fmt: skip
+    assert [table[layer]["fastest"] for layer in "abc"] == ["cudnn:fp16", "cuda:mma", "cudnn:fp16"]
+    assert table["layers won"]["cudnn:fp16"] == "2" and table["layers won"]["cuda:mma"] == "1"
+    ratio = table["geomean ratio to cudnn:fp16"]
+    assert ratio["cudnn:fp16"] == "1.00"
+    assert float(ratio["cuda:mma"]) == pytest.approx(math.sqrt(0.5 * 2.0), abs=0.005)  # layer c left out

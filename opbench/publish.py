@@ -2,6 +2,8 @@
 
 Re-renders the tables and plots (roofline included) from the run's per-job records and the device probe's
 measured peaks, and copies the provenance: the probe, the CUDA build logs (resource reports, SASS summaries).
+Rows published earlier for the card stay unless the new run measured the same row (op, suite, layer, batch,
+dtype, layout, backend, variant), which replaces them; every row keeps its own provenance columns.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from opbench.device_probe import read_peaks
-from opbench.records import read_record
+from opbench.records import FIELDS, read_record
 from opbench.report import write_summary
 
 
@@ -20,22 +22,58 @@ def publish(*, results: Path, card: str, logs: Path, out_root: Path = Path("resu
     if not records:
         raise FileNotFoundError(f"no records under {results / 'records'}")
     order = _summary_order(results / "summary.csv")
-    rows = sorted(records, key=lambda row: order.get(_key(row), len(order)))
+    new_rows = sorted(records, key=lambda row: order.get(_key(row), len(order)))
+    out = out_root / card
+    measured = {_key(row) for row in new_rows}
+    earlier = [row for row in read_summary(out / "summary.csv") if _key(row) not in measured]
     probe = results / "device" / "cuda.json"
+    if not probe.exists() and (out / "device.json").exists():
+        probe = out / "device.json"
     peaks = read_peaks(probe) if probe.exists() else None
 
-    out = out_root / card
-    if out.exists():
-        shutil.rmtree(out)
-    write_summary(rows, out, f"opbench results: {card}", peaks)
-    if probe.exists():
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "plots").exists():
+        shutil.rmtree(out / "plots")
+    write_summary(earlier + new_rows, out, f"opbench results: {card}", peaks)
+    if probe.exists() and probe != out / "device.json":
         shutil.copy(probe, out / "device.json")
-    build_logs = sorted((logs / "build_cuda").glob("*.log"))
-    if build_logs:
-        (out / "build").mkdir()
-        for log in build_logs:
-            shutil.copy(log, out / "build" / log.name)
+    for folder in ("build_cuda", "build_cutlass"):
+        build_logs = sorted((logs / folder).glob("*.log"))
+        if build_logs:
+            (out / "build").mkdir(exist_ok=True)
+            for log in build_logs:
+                shutil.copy(log, out / "build" / log.name)
     return out
+
+
+# summary.csv columns holding numbers (the rest are text); empty cells are None.
+_INT_FIELDS = {"count", "batch", "samples", "seed"}
+_FLOAT_FIELDS = {
+    "relerr", "tolerance", "median_ms", "min_ms", "p90_ms", "cv", "tflops", "gbps", "peak_tflops_frac",
+    "peak_gbps_frac",
+}  # fmt: skip
+
+
+def read_summary(path: Path) -> list[dict]:
+    """The records of a summary.csv (as write_csv wrote them), typed back; [] if there is none."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = set(FIELDS) - set(rows[0]) if rows else set()
+    if missing:
+        raise ValueError(f"{path}: columns {sorted(missing)} missing")
+
+    def typed(field: str, value: str) -> object:
+        if value == "":
+            return None
+        if field in _INT_FIELDS:
+            return int(value)
+        if field in _FLOAT_FIELDS:
+            return float(value)
+        return value
+
+    return [{field: typed(field, row[field]) for field in FIELDS} for row in rows]
 
 
 def _key(row: dict) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from opbench.publish import publish
+from opbench.publish import publish, read_summary
 from opbench.records import make_record, write_record
 from opbench.sass import parse_sass
 
@@ -70,3 +70,25 @@ def test_publish_renders_tables_roofline_and_copies_provenance(tmp_path: Path) -
     plots = sorted(p.name for p in (out / "plots").iterdir())
     assert plots == ["conv2d__resnet50__16__f32__nhwc_fhwc.png", "roofline__conv2d__resnet50__16__f32__nhwc_fhwc.png"]
     assert all((out / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in plots)
+
+
+def test_publish_keeps_earlier_rows_and_replaces_remeasured_ones(tmp_path: Path) -> None:
+    """A second run adds rows; a row it measured again replaces the earlier one; types survive the CSV."""
+    published = tmp_path / "published"
+    logs = tmp_path / "logs"
+    first = tmp_path / "run1"
+    for i, row in enumerate(
+        [_row("l1", "cuda", "split_reduction", 30.0, 500.0), _row("l1", "cudnn", "tf32", 120.0, 1)]
+    ):
+        write_record(row, first / "records" / f"{i}.json")
+    publish(results=first, card="gpu", logs=logs, out_root=published)
+    second = tmp_path / "run2"
+    for i, row in enumerate([_row("l1", "cudnn", "tf32", 130.0, 1), _row("l1", "cuda", "mma", 200.0, 1)]):
+        write_record(row, second / "records" / f"{i}.json")
+    out = publish(results=second, card="gpu", logs=logs, out_root=published)
+
+    rows = {(r["backend"], r["variant"]): r for r in read_summary(out / "summary.csv")}
+    assert set(rows) == {("cuda", "split_reduction"), ("cudnn", "tf32"), ("cuda", "mma")}
+    assert rows[("cudnn", "tf32")]["tflops"] == 130.0  # re-measured: the new row
+    assert rows[("cuda", "split_reduction")]["tflops"] == 30.0 and rows[("cuda", "split_reduction")]["batch"] == 16
+    assert read_summary(tmp_path / "none.csv") == []

@@ -84,9 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-l2", type=int, choices=(0, 1), required=True)
     p.add_argument("--out", type=Path, required=True)
 
+    p = sub.add_parser("compile-dispatches", help="compile one benchmark module per dispatch of an IREE program")
+    p.add_argument("--iree-compile", required=True, help="the iree-compile binary")
+    p.add_argument("--mlir", type=Path, required=True)
+    p.add_argument("--flags", required=True, help="the module's iree-compile flags, one string")
+    p.add_argument("--out", type=Path, required=True, help="folder of the dispatch modules")
+
     p = sub.add_parser("build-cuda", help="build one CUDA kernel variant; log its resource report and SASS summary")
     p.add_argument("--variant", required=True)
     p.add_argument("--arch", action="append", required=True)
+    p.add_argument("--flags", default="", help="extra nvcc flags, one string")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("build-cutlass", help="build one CUTLASS conv2d variant; log its resource report and SASS")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--spec", required=True, help="the variant's config entry as JSON (arch, tile, warps, stages)")
     p.add_argument("--flags", default="", help="extra nvcc flags, one string")
     p.add_argument("--out", type=Path, required=True)
 
@@ -137,10 +149,20 @@ def main(argv: list[str] | None = None) -> int:
             flush_l2=bool(a.flush_l2),
         )
         jobs.benchmark(settings=settings, out=a.out, **_job_kwargs(a))
+    elif a.command == "compile-dispatches":
+        from opbench.iree_dispatch import compile_dispatch_benchmarks
+
+        compile_dispatch_benchmarks(iree_compile=a.iree_compile, mlir=a.mlir, flags=shlex.split(a.flags), out=a.out)
     elif a.command == "build-cuda":
         from opbench.backends.cuda import build
 
         build(variant=a.variant, archs=a.arch, flags=shlex.split(a.flags), out=a.out)
+    elif a.command == "build-cutlass":
+        from opbench.backends.cutlass import KernelSpec
+        from opbench.backends.cutlass import build as build_cutlass
+
+        spec = KernelSpec.from_config(json.loads(a.spec))
+        build_cutlass(variant=a.variant, spec=spec, flags=shlex.split(a.flags), out=a.out)
     elif a.command == "probe-device":
         from opbench.device_probe import write_probe
 

@@ -17,6 +17,7 @@ import yaml
 from jsonschema import validators
 
 from opbench.backends import BACKENDS
+from opbench.backends.iree import spec_path
 from opbench.dtypes import DTYPES
 from opbench.ops import OPS, get_op
 from opbench.shapes import ShapeError
@@ -101,10 +102,13 @@ def point_config(
 ) -> dict[str, Any]:
     """The part of the config that decides one result: its hash is the record's config_hash, so editing one
     backend's flags changes (and reruns) only that backend's records."""
-    settings = {k: v for k, v in config["backends"][backend].items() if k != "variants"}
+    settings = {k: v for k, v in config["backends"][backend].items() if k not in ("variants", "tuning_specs")}
+    variant_part = {"variant_flags": config["backends"][backend]["variants"][variant]}
+    if config["backends"][backend].get("tuning_specs", {}).get(variant):
+        variant_part["tuning_specs"] = config["backends"][backend]["tuning_specs"][variant]
     return {
         "backend": settings,
-        "variant_flags": config["backends"][backend]["variants"][variant],
+        **variant_part,
         "layer": next(entry for entry in config["suites"][suite]["layers"] if entry["name"] == layer),
         "benchmark": config["benchmark"],
         "tolerance": config["tolerances"][tolerance_key],
@@ -127,6 +131,24 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 variant_info(variant)
             except ValueError as error:
                 raise ConfigError(f"config key 'backends.cuda.variants.{variant}': {error}") from None
+    if "cutlass" in config["backends"]:
+        from opbench.backends.cutlass import SpecError, check_variants
+
+        try:
+            check_variants(config["backends"]["cutlass"])
+        except SpecError as error:
+            raise ConfigError(f"config key 'backends.cutlass.variants.{error.key}': {error.why}") from None
+    for name, settings in config["backends"].items():
+        for variant, rules in settings.get("tuning_specs", {}).items():
+            if variant not in settings["variants"]:
+                raise _unknown(f"backends.{name}.tuning_specs", variant, settings["variants"])
+            for i, rule in enumerate(rules):
+                for dtype in rule.get("dtypes", DTYPES):
+                    path = spec_path(rule, dtype)
+                    if not (SCHEMA_PATH.parents[2] / path).is_file():
+                        raise ConfigError(
+                            f"config key 'backends.{name}.tuning_specs.{variant}[{i}].spec': no such file {path!r}"
+                        )
     for suite_name, suite in config["suites"].items():
         seen: set[str] = set()
         for i, layer in enumerate(suite["layers"]):

@@ -121,6 +121,13 @@ def record(
             device=bench.get("device"),
             **{k: bench[k] for k in ("torch", "cudnn") if k in bench},
         )  # fmt: skip
+        if "dispatches" in bench:
+            dispatches = bench["dispatches"]
+            per_dispatch = dispatches["per_dispatch"].items()
+            fields.update(
+                device_ms=dispatches["total_ms"], device_tflops=tflops(shape.flops(), dispatches["total_ms"]),
+                dispatch_ms=" + ".join(f"{name} {d['median_ms']:.4g}" for name, d in per_dispatch),
+            )  # fmt: skip
         if device_probe is not None:
             peaks = read_peaks(device_probe)
             precision = get_backend(point["backend"]).tolerance_key(dtype, point["variant"])

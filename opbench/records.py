@@ -21,6 +21,8 @@ FIELDS: tuple[str, ...] = (
     # provenance
     "device", "seed", "commit", "config_hash", "iree_compile", "iree_runtime", "nvcc", "cuda_driver",
     "torch", "cudnn", "host", "timestamp",
+    # device time of an IREE module's dispatches (host overhead excluded), beside the end-to-end time above
+    "device_ms", "device_tflops", "dispatch_ms",
 )  # fmt: skip
 
 STATUSES = ("PASS", "FAIL", "SKIP")

@@ -112,4 +112,5 @@ def availability(backend: Backend, devices: set[str]) -> Availability:
 
 from opbench.backends import cuda as _cuda  # noqa: E402, F401
 from opbench.backends import cudnn as _cudnn  # noqa: E402, F401
+from opbench.backends import cutlass as _cutlass  # noqa: E402, F401
 from opbench.backends import iree as _iree  # noqa: E402, F401

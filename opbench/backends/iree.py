@@ -1,4 +1,11 @@
-"""IREE backends: iree-compile to a .vmfb per (variant, problem), run and timed through IREE's own tools."""
+"""IREE backends: iree-compile to a .vmfb per (variant, problem), run and timed through IREE's own tools.
+
+A variant is a named flag set. A variant may also have tuning rules (config `tuning_specs.<variant>`): the first
+rule whose conditions hold for the problem names a transform-dialect library (mlir-examples/tuning/) that sets
+the lowering configuration of the problem's dispatches, passed to iree-compile as
+`--iree-codegen-transform-dialect-library` (IREE 3.13's CUDA target ignores `--iree-codegen-tuning-spec-path`,
+which only its ROCm target reads). iree-cuda rows are also timed per dispatch on the device (opbench.iree_dispatch).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,10 +25,12 @@ import numpy as np
 from opbench import hardware
 from opbench.backends import Backend, BenchSettings, Job, register_backend
 from opbench.dtypes import DType
+from opbench.shapes import Conv2dShape
 
 
 class IreeBackend(Backend):
     artifact: ClassVar[str] = "vmfb"
+    times_dispatches: ClassVar[bool] = False  # also timed per dispatch on the device (opbench.iree_dispatch)
     default_driver: ClassVar[str]
     default_target: ClassVar[str]
 
@@ -33,14 +44,21 @@ class IreeBackend(Backend):
     def variant_flags(self, settings: dict[str, Any], variant: str) -> list[str]:
         return list(settings["variants"][variant])
 
-    def compile_flags(self, settings: dict[str, Any], variant: str) -> list[str]:
-        """Everything after the input file on the iree-compile command line, in order."""
+    def compile_flags(self, settings: dict[str, Any], variant: str, problem: Problem | None = None) -> list[str]:
+        """Everything after the input file on the iree-compile command line, in order (the problem's tuning spec,
+        where a rule of the variant matches it, last)."""
         target = settings.get("target", self.default_target)
         return [
             *self.target_flags(target),
             *settings.get("compile_flags", []),
             *self.variant_flags(settings, variant),
+            *self.problem_flags(settings, variant, problem),
         ]
+
+    def problem_flags(self, settings: dict[str, Any], variant: str, problem: Problem | None) -> list[str]:
+        """The flags a variant adds for one problem: its tuning spec, if a rule matches."""
+        spec = tuning_spec(settings, variant, problem)
+        return [f"{TUNING_FLAG}={spec}"] if spec else []
 
     def driver(self, settings: dict[str, Any]) -> str:
         return settings.get("driver", self.default_driver)
@@ -57,7 +75,52 @@ class IreeBackend(Backend):
             inputs=list(job.inputs.values()), dtype=job.dtype, settings=settings,
         )  # fmt: skip
         result["device"] = hardware.device_name(self.device)
+        if "dispatches" in job.options:
+            from opbench.iree_dispatch import time_dispatches
+
+            result["dispatches"] = time_dispatches(
+                Path(job.options["dispatches"]), driver=job.options["driver"], settings=settings
+            )
         return result
+
+
+TUNING_FLAG = "--iree-codegen-transform-dialect-library"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """What decides a problem's tuning spec."""
+
+    shape: Conv2dShape
+    dtype: str
+    layout: str
+
+
+# Conditions a tuning rule may state, each checked against the problem (a rule without a key does not constrain it).
+_RULE_CHECKS: dict[str, Callable[[Problem, Any], bool]] = {
+    "dtypes": lambda p, v: p.dtype in v,
+    "layouts": lambda p, v: p.layout in v,
+    "filter": lambda p, v: [p.shape.r, p.shape.s] == list(v),
+    "stride": lambda p, v: p.shape.stride == (v, v),
+    "min_out_w": lambda p, v: p.shape.q >= v,
+    "max_out_w": lambda p, v: p.shape.q <= v,
+    "min_channels": lambda p, v: min(p.shape.c, p.shape.k) >= v,
+}
+
+
+def tuning_spec(settings: dict[str, Any], variant: str, problem: Problem | None) -> str | None:
+    """The spec of the first of the variant's tuning rules that matches the problem (None: IREE's own choice)."""
+    if problem is None:
+        return None
+    for rule in settings.get("tuning_specs", {}).get(variant, []):
+        if all(check(problem, rule[key]) for key, check in _RULE_CHECKS.items() if key in rule):
+            return spec_path(rule, problem.dtype)
+    return None
+
+
+def spec_path(rule: dict[str, Any], dtype: str) -> str:
+    """A rule's spec for a dtype: `{dtype}` in the path stands for it (specs name the dtype's MMA intrinsic)."""
+    return str(rule["spec"]).replace("{dtype}", dtype)
 
 
 def _artifact(job: Job) -> Path:
@@ -88,6 +151,7 @@ class IreeCuda(IreeBackend):
     device = "cuda"
     default_driver = "cuda"
     default_target = "sm_80"  # IREE 3.13 has no sm_90: the driver JIT-compiles sm_80 PTX on Hopper
+    times_dispatches = True
 
     @staticmethod
     def target_flags(target: str) -> list[str]:

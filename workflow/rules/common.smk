@@ -11,7 +11,12 @@ from snakemake.exceptions import WorkflowError
 from opbench import hardware
 from opbench.backends import BACKENDS, availability, get_backend
 from opbench.backends.cuda import build_sources, variant_archs
+from opbench.backends.cutlass import build_sources as cutlass_build_sources
+from opbench.backends.cutlass import cutlass_version
 from opbench.backends.iree import tool as iree_tool
+from opbench.backends.iree import Problem as IreeProblem
+from opbench.backends.iree import tuning_spec
+from opbench.ops import get_op
 from opbench.dtypes import get_dtype
 from opbench.config import ConfigError, config_hash, point_config, validate
 from opbench.matrix import expand, problem_seed
@@ -78,8 +83,21 @@ def backend_settings(wildcards):
     return CFG["backends"][wildcards.backend]
 
 
+def _iree_problem(wildcards):
+    """What decides an IREE problem's tuning spec."""
+    shape = get_op(wildcards.op).shape_from_name(wildcards.shape)
+    return IreeProblem(shape=shape, dtype=wildcards.dtype, layout=wildcards.layout)
+
+
 def iree_compile_flags(wildcards):
-    return shlex.join(get_backend(wildcards.backend).compile_flags(backend_settings(wildcards), wildcards.variant))
+    backend = get_backend(wildcards.backend)
+    return shlex.join(backend.compile_flags(backend_settings(wildcards), wildcards.variant, _iree_problem(wildcards)))
+
+
+def iree_tuning_spec(wildcards):
+    """The problem's tuning spec, an input of its compile jobs (editing it recompiles what it applies to)."""
+    spec = tuning_spec(backend_settings(wildcards), wildcards.variant, _iree_problem(wildcards))
+    return [spec] if spec else []
 
 
 def _iree_compiler_path():
@@ -130,6 +148,21 @@ def cuda_nvcc_flags(wildcards):
     return shlex.quote(shlex.join(settings["nvcc_flags"] + settings["variants"][wildcards.variant]))
 
 
+def cutlass_sources(wildcards):
+    """The harness, cuda/cutlass/conv2d_fprop.cu and the project headers they include (not CUTLASS's: its
+    version is a parameter of the build)."""
+    return [str(p.relative_to(workflow.basedir)) for p in cutlass_build_sources()]
+
+
+def cutlass_spec(wildcards):
+    """The variant's config entry (arch, tile, warps, stages) as JSON: a parameter, so editing it rebuilds."""
+    return json.dumps(CFG["backends"]["cutlass"]["variants"][wildcards.variant], sort_keys=True)
+
+
+def cutlass_nvcc_flags(wildcards):
+    return shlex.join(CFG["backends"]["cutlass"]["nvcc_flags"])
+
+
 def module_path(wildcards):
     """The compile rule's .vmfb (its output pattern, filled in)."""
     return rules.compile_iree.output.vmfb.format(**dict(wildcards.items()))
@@ -141,7 +174,15 @@ def artifact_of(wildcards):
     if backend.artifact == "vmfb":
         return module_path(wildcards)
     if backend.artifact == "binary":
-        return rules.build_cuda.output[0].format(variant=wildcards.variant)
+        build_rule = rules.build_cutlass if wildcards.backend == "cutlass" else rules.build_cuda
+        return build_rule.output[0].format(variant=wildcards.variant)
+    return []
+
+
+def dispatch_benchmarks_of(wildcards):
+    """Per-dispatch benchmark modules (device time) for the IREE GPU backends that time them, else nothing."""
+    if getattr(get_backend(wildcards.backend), "times_dispatches", False):
+        return rules.compile_iree_dispatches.output[0].format(**dict(wildcards.items()))
     return []
 
 
@@ -150,6 +191,8 @@ def backend_options(wildcards):
     options = {}
     if backend.artifact == "vmfb":
         options["driver"] = backend.driver(backend_settings(wildcards))
+    if dispatch_benchmarks_of(wildcards):
+        options["dispatches"] = dispatch_benchmarks_of(wildcards)
     return " ".join(f"--option {shlex.quote(f'{k}={v}')}" for k, v in options.items())
 
 
@@ -198,7 +241,11 @@ def point_json(wildcards):
 
 def variant_flags(wildcards):
     settings = backend_settings(wildcards)
-    return shlex.quote(" ".join(get_backend(wildcards.backend).variant_flags(settings, wildcards.variant)))
+    backend = get_backend(wildcards.backend)
+    flags = backend.variant_flags(settings, wildcards.variant)
+    if backend.artifact == "vmfb":
+        flags = flags + backend.problem_flags(settings, wildcards.variant, _iree_problem(wildcards))
+    return shlex.quote(" ".join(flags))
 
 
 def record_paths():

@@ -52,6 +52,7 @@ rule benchmark:
         inputs=rules.make_inputs.output[0],
         # timed after its output is judged; a FAIL is still timed, so a fast wrong kernel shows as both
         verified=rules.verify.output[0],
+        dispatches=dispatch_benchmarks_of,
     output:
         f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/bench.json",
     params:

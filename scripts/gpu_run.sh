@@ -4,7 +4,7 @@
 #   usage: scripts/gpu_run.sh [CONFIGFILE]      (default config/gpu-resnet50.yaml)
 # Carried from the machine that compiled (scripts/pack_gpu_carry.sh), when present in .carry/:
 #   cutlass-headers.tar.xz  CUTLASS's include trees (CUTLASS_DIR), so the cutlass backend is available here;
-#   compiled.tar            .vmfb modules, dispatch benchmarks, CUDA/CUTLASS binaries and the MLIR they came
+#   compiled.tar.gz         .vmfb modules, dispatch benchmarks, CUDA/CUTLASS binaries and the MLIR they came
 #                           from, built from this same tree; unpacked and marked newer than their sources so that
 #                           nothing is rebuilt here (this node may have no iree-compile).
 # GPU_TESTS=0 skips the GPU pytest run.
@@ -21,12 +21,12 @@ if [ -f .carry/cutlass-headers.tar.xz ]; then
   mkdir -p /tmp/cutlass && tar xJf .carry/cutlass-headers.tar.xz -C /tmp/cutlass
   export CUTLASS_DIR=/tmp/cutlass
 fi
-if [ -f .carry/compiled.tar ]; then
-  tar xf .carry/compiled.tar
+if [ -f .carry/compiled.tar.gz ]; then
+  tar xzf .carry/compiled.tar.gz
   # Sources first, artifacts after: the carried artifacts are newer than every input they were built from.
-  tar tf .carry/compiled.tar | grep -v '/$' | grep -E '\.mlir$' | xargs -r touch
+  tar tzf .carry/compiled.tar.gz | grep -v '/$' | grep -E '\.mlir$' | xargs -r touch
   sleep 1
-  tar tf .carry/compiled.tar | grep -vE '\.mlir$' | xargs -r touch
+  tar tzf .carry/compiled.tar.gz | grep -vE '\.mlir$' | xargs -r touch
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

@@ -10,9 +10,9 @@ python -m snakemake --cores "$cores" --configfile "$config" --config gpu=true -q
   --until compile_iree compile_iree_dispatches build_cuda build_cutlass
 mkdir -p .carry
 artifacts=$(ls -d compiled/cuda compiled/cutlass compiled/iree-cuda 2>/dev/null || true)
-{ find results/problems -name '*.mlir'; find $artifacts -type f -o -type d -name '*.dispatches'; } | sort -u \
+{ find compiled/mlir -name '*.mlir'; find $artifacts -type f -o -type d -name '*.dispatches'; } | sort -u \
   > .carry/compiled.list
-tar cf .carry/compiled.tar -T .carry/compiled.list
+tar czf .carry/compiled.tar.gz -T .carry/compiled.list
 root=$(python -c "from opbench.backends.cutlass import cutlass_root; print(cutlass_root())")
 tar cJf .carry/cutlass-headers.tar.xz -C "$root" include tools/util/include
 du -sh .carry/*

@@ -2,8 +2,9 @@
 
 Re-renders the tables and plots (roofline included) from the run's per-job records and the device probe's
 measured peaks, and copies the provenance: the probe, the CUDA build logs (resource reports, SASS summaries).
-Rows published earlier for the card stay unless the new run measured the same row (op, suite, layer, batch,
-dtype, layout, backend, variant), which replaces them; every row keeps its own provenance columns.
+Rows published earlier for the card stay unless the new run has the same row (op, suite, layer, batch, dtype,
+layout, backend, variant), which replaces them -- except that a new SKIP never replaces an earlier measured row.
+Every row keeps its own provenance columns (commit, time stamp).
 """
 
 from __future__ import annotations
@@ -21,11 +22,20 @@ def publish(*, results: Path, card: str, logs: Path, out_root: Path = Path("resu
     records = [read_record(p) for p in (results / "records").rglob("*.json")]
     if not records:
         raise FileNotFoundError(f"no records under {results / 'records'}")
-    order = _summary_order(results / "summary.csv")
-    new_rows = sorted(records, key=lambda row: order.get(_key(row), len(order)))
     out = out_root / card
+    earlier_rows = read_summary(out / "summary.csv")
+    order = _summary_order(results / "summary.csv")
+    # Without the run's own summary (a stopped run), layers keep the order in which the card's tables list them.
+    layer_rank = {key: i for i, key in enumerate(dict.fromkeys((r["suite"], r["layer"]) for r in earlier_rows))}
+
+    def rank(row: dict) -> tuple[int, int]:
+        return order.get(_key(row), len(order)), layer_rank.get((row["suite"], row["layer"]), len(layer_rank))
+
+    new_rows = sorted(records, key=rank)
+    kept = {_key(row) for row in earlier_rows if row["status"] != "SKIP"}
+    new_rows = [row for row in new_rows if row["status"] != "SKIP" or _key(row) not in kept]
     measured = {_key(row) for row in new_rows}
-    earlier = [row for row in read_summary(out / "summary.csv") if _key(row) not in measured]
+    earlier = [row for row in earlier_rows if _key(row) not in measured]
     probe = results / "device" / "cuda.json"
     if not probe.exists() and (out / "device.json").exists():
         probe = out / "device.json"
@@ -50,7 +60,7 @@ def publish(*, results: Path, card: str, logs: Path, out_root: Path = Path("resu
 _INT_FIELDS = {"count", "batch", "samples", "seed"}
 _FLOAT_FIELDS = {
     "relerr", "tolerance", "median_ms", "min_ms", "p90_ms", "cv", "tflops", "gbps", "peak_tflops_frac",
-    "peak_gbps_frac",
+    "peak_gbps_frac", "device_ms", "device_tflops",
 }  # fmt: skip
 
 
@@ -60,9 +70,9 @@ def read_summary(path: Path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    missing = set(FIELDS) - set(rows[0]) if rows else set()
-    if missing:
-        raise ValueError(f"{path}: columns {sorted(missing)} missing")
+    unknown = set(rows[0]) - set(FIELDS) if rows else set()
+    if unknown:
+        raise ValueError(f"{path}: unknown columns {sorted(unknown)}")
 
     def typed(field: str, value: str) -> object:
         if value == "":
@@ -73,7 +83,8 @@ def read_summary(path: Path) -> list[dict]:
             return float(value)
         return value
 
-    return [{field: typed(field, row[field]) for field in FIELDS} for row in rows]
+    # A summary written before a field was added (fields are only ever appended) lacks it: None.
+    return [{field: typed(field, row.get(field, "")) for field in FIELDS} for row in rows]
 
 
 def _key(row: dict) -> tuple:

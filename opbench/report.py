@@ -122,7 +122,12 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         by_layer: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in group:
             by_layer[(row["layer"], row["shape"])][_series(row)] = row
-        winners = {layer: fastest(cells.values()) for layer, cells in by_layer.items()}
+        # A layer where some row was not measured (SKIP) has no winner; a FAIL never wins.
+        untimed = {layer for layer, cells in by_layer.items() if any(r["status"] == "SKIP" for r in cells.values())}
+        winners = {
+            layer: "n/a (not all timed)" if layer in untimed else fastest(cells.values())
+            for layer, cells in by_layer.items()
+        }
         table = [
             [layer, shape, *(_cell(cells[s], scale) if s in cells else "" for s in series), winners[(layer, shape)]]
             for (layer, shape), cells in by_layer.items()
@@ -141,7 +146,8 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             "## " + ", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)),
             "",
             f"Device: {', '.join(devices) or 'n/a'}. Cells: {unit} from the median time; `fastest`: the PASS row "
-            "with the highest rate. Ratio rows: geometric mean over the layers where both rows PASS.",
+            "with the highest rate, on layers where every row was timed. Ratio rows: geometric mean over the layers "
+            "where both rows PASS.",
             "",
             tabulate(table, headers=["layer", "shape", *series, "fastest"], tablefmt="github", disable_numparse=True),
         ]
@@ -242,6 +248,7 @@ def write_summary(
     device's measured peaks are known); return the plot paths."""
     outdir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, outdir / "summary.csv")
+    rows = rows + dispatch_time_rows(rows)  # tables and plots only; summary.csv keeps the measured rows
     (outdir / "summary.md").write_text(markdown(rows, title))
     plots_dir = outdir / "plots"
     plots_dir.mkdir(exist_ok=True)
@@ -264,6 +271,20 @@ def _precision(row: dict[str, Any]) -> str:
     from opbench.dtypes import get_dtype
 
     return get_backend(row["backend"]).tolerance_key(get_dtype(row["dtype"]), row["variant"])
+
+
+DISPATCH_SUFFIX = "[dispatch time]"
+
+
+def dispatch_time_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For rows that also measured the device time of their dispatches (IREE on a GPU), a twin row whose rate is
+    that device time's, as its own series `backend:variant [dispatch time]` beside the end-to-end one."""
+    return [
+        {**row, "variant": f"{row['variant']} {DISPATCH_SUFFIX}", "tflops": row["device_tflops"],
+         "median_ms": row["device_ms"]}
+        for row in rows
+        if row["status"] == "PASS" and row.get("device_tflops")
+    ]  # fmt: skip
 
 
 def fastest(rows: Iterable[dict[str, Any]]) -> str:

@@ -5,7 +5,9 @@ Read before claiming a kernel does what was meant: FFMA vs HMMA vs HGMMA, 128-bi
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -16,6 +18,7 @@ WATCHED: dict[str, tuple[str, ...]] = {
     "HMMA (mma.sync)": ("HMMA",),
     "HGMMA (wgmma)": ("HGMMA",),
     "LDS.128": ("LDS.128",),
+    "LDSM (ldmatrix)": ("LDSM",),
     "LDG.E.128": ("LDG.E.128",),
     "LDGSTS (cp.async)": ("LDGSTS",),
     "UTMALDG (TMA)": ("UTMALDG",),
@@ -53,6 +56,24 @@ def parse_sass(text: str) -> dict[str, dict[str, dict[str, int]]]:
     return summary
 
 
+def cuda_tool(name: str) -> str:
+    """cuobjdump or nvdisasm: from PATH (a CUDA toolkit), else from the NVIDIA pip wheel
+    (nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm, installed with the dev extra). FileNotFoundError if neither."""
+    found = shutil.which(name)
+    if found:
+        return found
+    try:
+        import nvidia  # namespace package of NVIDIA's CUDA wheels
+    except ImportError:
+        raise FileNotFoundError(f"{name}: not on PATH and no NVIDIA CUDA wheel installed") from None
+    for root in nvidia.__path__:
+        for candidate in sorted(Path(root).glob(f"cu*/bin/{name}")):
+            return str(candidate)
+    raise FileNotFoundError(f"{name}: not on PATH nor in the nvidia-cuda-{name} wheel (pip install opbench[dev])")
+
+
 def sass_summary(binary: Path) -> dict[str, dict[str, dict[str, int]]]:
-    out = subprocess.run(["cuobjdump", "-sass", str(binary)], capture_output=True, text=True, check=True).stdout
-    return parse_sass(out)
+    """Instruction counts of every kernel in `binary`, per architecture (needs cuobjdump and nvdisasm)."""
+    env = {**os.environ, "NVDISASM_PATH": str(Path(cuda_tool("nvdisasm")).parent)}
+    cmd = [cuda_tool("cuobjdump"), "-sass", str(binary)]
+    return parse_sass(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)

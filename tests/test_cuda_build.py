@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from opbench.backends.cuda import nvcc_command, variant_archs
+from opbench.sass import WATCHED, sass_summary
 
 REPO = Path(__file__).resolve().parents[1]
 CUDA_DIR = REPO / "cuda"
@@ -192,3 +193,26 @@ def test_malformed_npy_rejected_before_cuda(builds, variant, npy_files):
         assert str(npy_files[bad]) in proc.stderr and re.search(expect, proc.stderr), proc.stderr
         assert "CUDA error" not in proc.stderr
         assert proc.stdout == ""
+
+
+# What each variant's machine code must contain (opbench.sass mnemonic groups): the claim in its header comment.
+EXPECTED_SASS = {
+    "mma_implicit_gemm": ("HMMA (mma.sync)", "LDSM (ldmatrix)", "LDGSTS (cp.async)"),
+    "hopper_wgmma": ("HGMMA (wgmma)", "UTMALDG (TMA)"),
+    "register_tiled": ("FFMA", "LDS.128"),
+    "split_reduction": ("FFMA", "LDS.128"),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sass_has_the_intended_instructions_and_no_local_memory(builds, variant):
+    try:
+        summary = sass_summary(builds[variant]["binary"])
+    except FileNotFoundError as error:
+        pytest.skip(f"no SASS tools: {error}")
+    assert set(summary) == set(variant_archs(variant, DEFAULT_ARCHS)), summary.keys()
+    for arch, kernels in summary.items():
+        totals = {name: sum(counts[name] for counts in kernels.values()) for name in WATCHED}
+        for name in EXPECTED_SASS.get(variant, ()):
+            assert totals[name] > 0, f"{variant} {arch}: no {name} in the SASS ({totals})"
+        assert totals["LDL (local load)"] == totals["STL (local store)"] == 0, f"{variant} {arch}: {totals}"

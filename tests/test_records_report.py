@@ -307,3 +307,19 @@ def test_fastest_column_wins_and_ratios_to_cudnn(tmp_path: Path) -> None:
     ratio = table["geomean ratio to cudnn:fp16"]
     assert ratio["cudnn:fp16"] == "1.00"
     assert float(ratio["cuda:mma"]) == pytest.approx(math.sqrt(0.5 * 2.0), abs=0.005)  # layer c left out
+
+
+def test_dispatch_time_gets_its_own_column_beside_end_to_end(tmp_path: Path) -> None:
+    f16 = {**BASE, "dtype": "f16", "layout": "nhwc_fhwc", "layer": "a", "shape": "n1_a"}
+    rows = [
+        make_record(**{**f16, "variant": "tuned"}, backend="iree-cuda", status="PASS", reason="", relerr=1e-4,
+                    tolerance=5e-3, median_ms=2.0, tflops=10.0, device_ms=0.5, device_tflops=40.0),
+        make_record(**{**f16, "variant": "fp16"}, backend="cudnn", status="PASS", reason="", relerr=1e-4,
+                    tolerance=5e-3, median_ms=0.4, tflops=50.0),
+    ]  # fmt: skip
+    report.write_summary(rows, tmp_path, "iree")
+    md = (tmp_path / "summary.md").read_text()
+    row = _table(md, "op conv2d, suite tiny, batch 1, dtype f16, layout nhwc_fhwc")[0]
+    assert row["iree-cuda:tuned"] == "10.00" and row["iree-cuda:tuned [dispatch time]"] == "40.00"
+    assert row["cudnn:fp16"] == "50.00" and row["fastest"] == "cudnn:fp16"
+    assert len((tmp_path / "summary.csv").read_text().splitlines()) == 3  # header + the two measured rows

@@ -73,7 +73,7 @@ def test_publish_renders_tables_roofline_and_copies_provenance(tmp_path: Path) -
 
 
 def test_publish_keeps_earlier_rows_and_replaces_remeasured_ones(tmp_path: Path) -> None:
-    """A second run adds rows; a row it measured again replaces the earlier one; types survive the CSV."""
+    """A second run adds rows; a row it measured again replaces the earlier one, a SKIP does not; types survive."""
     published = tmp_path / "published"
     logs = tmp_path / "logs"
     first = tmp_path / "run1"
@@ -83,12 +83,14 @@ def test_publish_keeps_earlier_rows_and_replaces_remeasured_ones(tmp_path: Path)
         write_record(row, first / "records" / f"{i}.json")
     publish(results=first, card="gpu", logs=logs, out_root=published)
     second = tmp_path / "run2"
-    for i, row in enumerate([_row("l1", "cudnn", "tf32", 130.0, 1), _row("l1", "cuda", "mma", 200.0, 1)]):
+    skipped = make_record(**{**_row("l1", "cuda", "split_reduction", 0, 0), "status": "SKIP", "reason": "not timed"})
+    for i, row in enumerate([_row("l1", "cudnn", "tf32", 130.0, 1), _row("l1", "cuda", "mma", 200.0, 1), skipped]):
         write_record(row, second / "records" / f"{i}.json")
     out = publish(results=second, card="gpu", logs=logs, out_root=published)
 
     rows = {(r["backend"], r["variant"]): r for r in read_summary(out / "summary.csv")}
     assert set(rows) == {("cuda", "split_reduction"), ("cudnn", "tf32"), ("cuda", "mma")}
     assert rows[("cudnn", "tf32")]["tflops"] == 130.0  # re-measured: the new row
+    # a SKIP of the new run does not replace a row the earlier run measured
     assert rows[("cuda", "split_reduction")]["tflops"] == 30.0 and rows[("cuda", "split_reduction")]["batch"] == 16
     assert read_summary(tmp_path / "none.csv") == []

@@ -80,6 +80,7 @@ use rule benchmark as benchmark_gpu with:
 
 
 rule record:
+    priority: 50
     input:
         unpack(record_inputs),
     output:
@@ -97,7 +98,10 @@ rule record:
         " --config-hash {params.config_hash} {params.results} --out {output} > {log} 2>&1"
 
 
+# Every GPU row's record needs the probe (the card's peaks): it runs first, or a run stopped by its time budget
+# would leave finished benchmarks without records. Records, cheap and what makes a result durable, come next.
 rule probe_device:
+    priority: 100
     output:
         f"{RESULTS}/device/{{device}}.json",
     wildcard_constraints:

@@ -230,6 +230,17 @@ inline double max_rel_diff(const std::vector<float>& ref, const std::vector<floa
   return ref_max > 0 ? diff_max / ref_max : diff_max;
 }
 
+// Multiprocessor count of the current device (queried once): grid sizing of split-K and persistent kernels.
+inline int sm_count() {
+  static int sms = 0;
+  if (sms == 0) {
+    int dev = 0;
+    CHECK_CUDA(cudaGetDevice(&dev));
+    CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  }
+  return sms;
+}
+
 // The float32 view of an X or Wt pointer, for variants that implement ElemType::f32 only.
 inline const float* as_f32(const void* p) { return static_cast<const float*>(p); }
 

@@ -352,16 +352,6 @@ struct State {
 };
 State g;
 
-int sm_count() {
-  static int sms = 0;
-  if (sms == 0) {
-    int dev = 0;
-    CHECK_CUDA(cudaGetDevice(&dev));
-    CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  }
-  return sms;
-}
-
 int k_steps(const ConvProblem& p) { return (p.gemm_k() + kBlockK - 1) / kBlockK; }
 
 int m_tiles(const ConvProblem& p) { return (p.gemm_m() + kBlockM - 1) / kBlockM; }

@@ -583,16 +583,6 @@ void launch_candidate(const Candidate& c, const ConvProblem& prob, const void* x
   FAIL("unknown element type");
 }
 
-int sm_count() {
-  static int sms = 0;
-  if (sms == 0) {
-    int dev = 0;
-    CHECK_CUDA(cudaGetDevice(&dev));
-    CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  }
-  return sms;
-}
-
 std::vector<Candidate> candidate_list(const ConvProblem& prob, bool vec) {
   std::vector<Candidate> out;
   for (Tile t : kTiles) {

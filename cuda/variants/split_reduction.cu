@@ -103,16 +103,6 @@ dim3 reduce_grid(const ConvProblem& prob) {
                                                                        kReduceThreads, 65535))));
 }
 
-int sm_count() {
-  static int sms = 0;
-  if (sms == 0) {
-    int dev = 0;
-    CHECK_CUDA(cudaGetDevice(&dev));
-    CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  }
-  return sms;
-}
-
 size_t workspace_need(const ConvProblem& prob, int splits) {
   return size_t(splits) * size_t(prob.y_elems()) * sizeof(float);
 }

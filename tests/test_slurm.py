@@ -44,12 +44,12 @@ COMPARED = ("op", "suite", "layer", "count", "shape", "batch", "dtype", "layout"
 
 
 def copy_workflow(dest: Path) -> Path:
-    """What a checkout on the cluster's shared filesystem has: the workflow, the package, the kernels' sources."""
+    """What a checkout on the cluster's shared filesystem has: the workflow, the package, the sources it builds."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "compiled", "results", ".snakemake")
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "config.yaml"):
         shutil.copy2(REPO / name, dest / name)
-    for tree in ("workflow", "opbench", "cuda"):
+    for tree in ("workflow", "opbench", "cuda", "mlir-examples"):  # mlir-examples: the IREE tuning specs
         if (REPO / tree).is_dir():
             shutil.copytree(REPO / tree, dest / tree, ignore=ignore)
     profiles = REPO / "profiles"

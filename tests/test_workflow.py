@@ -50,7 +50,7 @@ def make_workdir(tmp_path: Path, config: dict) -> Path:
     work.mkdir()
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(REPO / name, work / name)
-    for name in ("workflow", "opbench", "profiles", "cuda"):
+    for name in ("workflow", "opbench", "profiles", "cuda", "mlir-examples"):  # mlir-examples: IREE tuning specs
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     write_config(work, config)
     return work

@@ -80,7 +80,6 @@ use rule benchmark as benchmark_gpu with:
 
 
 rule record:
-    priority: 50
     input:
         unpack(record_inputs),
     output:
@@ -99,7 +98,7 @@ rule record:
 
 
 # Every GPU row's record needs the probe (the card's peaks): it runs first, or a run stopped by its time budget
-# would leave finished benchmarks without records. Records, cheap and what makes a result durable, come next.
+# would leave finished benchmarks without records (records are local jobs and need no GPU slot).
 rule probe_device:
     priority: 100
     output:

@@ -244,20 +244,24 @@ def test_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -
     work = make_workdir(tmp_path, SMALL)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "test.yaml"]
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Once a point's verification exists, everything upstream of it (one job at a time) has finished.
-    point = "iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1"
-    verified = work / f"results/ci/runs/{point}/verify.json"
+    # Interrupt once the first point is verified (whichever the scheduler took first): everything upstream of it
+    # has finished (one job at a time), and the other point's verification, its records and the summary remain.
+    runs = work / "results/ci/runs"
     deadline = time.monotonic() + 300
-    while not verified.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    verified: list[Path] = []
+    while not verified and time.monotonic() < deadline and proc.poll() is None:
+        verified = sorted(runs.glob("**/verify.json")) if runs.exists() else []
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=120)
-    assert verified.exists(), "the run ended before the point was verified"
+    assert verified, "the run ended before any point was verified"
     assert not (work / "results/ci/summary.csv").exists(), "the run finished before it could be interrupted"
+    point = verified[0].parent.relative_to(runs).as_posix()  # backend/variant/op/layout/dtype/shape
+    problem = point.split("/", 2)[2]
     finished = [
         work / f"compiled/{point}.vmfb",
         work / f"results/ci/runs/{point}/output.npy",
-        work / "results/problems/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1/reference.npy",
+        work / f"results/problems/{problem}/reference.npy",
     ]
     before = {p: p.stat().st_mtime_ns for p in finished}
     resumed = snakemake(work)

@@ -243,7 +243,12 @@ def test_failed_verification_is_fail_everywhere_and_exit_nonzero(tmp_path: Path)
 def test_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -> None:
     work = make_workdir(tmp_path, SMALL)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "test.yaml"]
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # SIGINT as a user's Ctrl-C delivers it, also where this test itself runs with SIGINT ignored (a background job
+    # of a non-interactive shell): the child starts with the default disposition, so Python installs its handler.
+    proc = subprocess.Popen(
+        cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     # Interrupt once the first point is verified (whichever the scheduler took first): everything upstream of it
     # has finished (one job at a time), and the other point's verification, its records and the summary remain.
     runs = work / "results/ci/runs"

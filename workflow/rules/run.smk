@@ -93,7 +93,7 @@ rule record:
     log:
         f"{RESULTS}/logs/record/{{op}}/{{suite}}/{{layer}}/{{backend}}/{{variant}}/{{layout}}/{{dtype}}/{{shape}}.log",
     shell:
-        "{PY} -m opbench record --point {params.point} --flags {params.flags} --seed {params.seed}"
+        "{PY} -m opbench record --point {params.point} --flags={params.flags} --seed {params.seed}"
         " --config-hash {params.config_hash} {params.results} --out {output} > {log} 2>&1"
 
 

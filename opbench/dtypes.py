@@ -11,8 +11,8 @@ import numpy as np
 @dataclass(frozen=True, kw_only=True)
 class DType:
     name: str  # id used in the config, paths and records
-    element: str  # MLIR element type of inputs
-    accumulator: str  # MLIR element type of the accumulator and the output
+    element: str  # MLIR element type of the inputs and the output (every backend writes Y in it, like cuDNN)
+    accumulator: str  # MLIR element type of the sums inside the op
     tolerance_key: str  # which entry of config `tolerances` judges results of this dtype
 
     @property
@@ -20,16 +20,12 @@ class DType:
         return _NUMPY[self.element]
 
     @property
-    def output_numpy(self) -> np.dtype:
-        return _NUMPY[self.accumulator]
-
-    @property
     def itemsize(self) -> int:
         return self.numpy.itemsize
 
     @property
     def output_itemsize(self) -> int:
-        return self.output_numpy.itemsize
+        return self.itemsize  # Y is stored in the element type
 
 
 _NUMPY: dict[str, np.dtype] = {

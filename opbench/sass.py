@@ -22,6 +22,7 @@ WATCHED: dict[str, tuple[str, ...]] = {
     "LDG.E.128": ("LDG.E.128",),
     "LDGSTS (cp.async)": ("LDGSTS",),
     "UTMALDG (TMA)": ("UTMALDG",),
+    "UTMASTG (TMA store)": ("UTMASTG",),
     "LDL (local load)": ("LDL",),
     "STL (local store)": ("STL",),
     "RED/ATOM": ("RED", "ATOM"),

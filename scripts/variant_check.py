@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -80,6 +81,20 @@ def check_one(
     except Exception as error:  # one failing row must not stop the others
         row |= {"status": "ERROR", "reason": str(error)[-2000:]}
     return row
+
+
+def print_geomeans(rows: list[dict[str, Any]]) -> None:
+    """Geometric mean of the per-layer ratio to cuDNN, per (variant, dtype, batch), over layers both timed."""
+    cudnn = {(r["layer"], r["batch"], r["dtype"]): r["tflops"]
+             for r in rows if r["backend"] == "cudnn" and "tflops" in r}  # fmt: skip
+    groups: dict[tuple[str, str, int], list[float]] = {}
+    for r in rows:
+        ref = cudnn.get((r["layer"], r["batch"], r["dtype"]))
+        if r["backend"] == "cuda" and "tflops" in r and ref:
+            groups.setdefault((r["variant"], r["dtype"], r["batch"]), []).append(r["tflops"] / ref)
+    for (variant, dtype, batch), ratios in sorted(groups.items()):
+        geomean = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        print(f"geomean ratio to cuDNN: {variant} {dtype} b{batch}: {geomean:.3f} over {len(ratios)} layers")
 
 
 def main() -> int:
@@ -152,6 +167,7 @@ def main() -> int:
                           f"cuDNN {ref.get('tflops', 0):8.1f} ratio {ratio:5.2f} "
                           f"{note}",
                           flush=True)  # fmt: skip
+    print_geomeans(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1, default=str) + "\n")

@@ -204,7 +204,7 @@ def test_empty_output_only_at_some_batch_names_batch(raw: dict) -> None:
 CUDNN_MODE_DTYPE = {"fp32": "f32", "tf32": "f32", "fp16": "f16", "bf16": "bf16"}
 
 
-CUDA_VARIANT_DTYPES = {"mma_implicit_gemm": ("f16", "bf16", "f32"), "hopper_wgmma": ("f16", "bf16")}
+CUDA_VARIANT_DTYPES = {"mma_implicit_gemm": ("f16", "bf16", "f32"), "hopper_wgmma": ("f16", "bf16", "f32")}
 
 
 def _implemented(backend: str, variant: str, dtype: str, layout: str) -> bool:

@@ -183,6 +183,35 @@ def test_spec_sets_the_dispatch_configuration(iree_compile: str, tmp_path: Path,
     assert intrinsic in tuned
 
 
+@pytest.mark.parametrize("variant", ["default", "tuned"])
+def test_f16_output_truncation_is_fused_into_the_conv_dispatch(iree_compile: str, tmp_path: Path, variant: str) -> None:
+    """f16 in, f16 out: the truncation of the f32 accumulator is the convolution dispatch's epilogue (no dispatch of
+    its own), and the tuned spec still configures that dispatch."""
+    the_problem = problem("l1_3x3_64", "f16")
+    flags = CUDA.compile_flags(SETTINGS, variant, the_problem)
+    dump = tmp_path / "configs"
+    source = tmp_path / "conv2d.mlir"
+    source.write_text(OP.mlir(the_problem.shape, get_dtype("f16"), the_problem.layout))
+    proc = subprocess.run(
+        [iree_compile, str(source), *flags, f"--iree-hal-dump-executable-configurations-to={dump}",
+         "-o", str(tmp_path / "m.vmfb")],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dispatches = {p.name: p.read_text() for p in sorted(dump.glob("*.mlir"))}
+    # the zero padding is a dispatch of its own unless the variant fuses it into the convolution (tuned does)
+    assert len(dispatches) == (1 if variant == "tuned" else 2), sorted(dispatches)
+    (conv,) = [text for text in dispatches.values() if '"reduction"' in text]
+    assert conv.count("arith.truncf") == 1 and "arith.truncf" not in "".join(dispatches.values()).replace(conv, "")
+    bindings = dict(re.findall(r"binding\((\d+)\) .*: memref<([0-9x]+x[a-z0-9]+)[,>]", conv))
+    assert bindings == {"0": "16x58x58x64xf16" if variant == "default" else "16x56x56x64xf16",
+                        "1": "64x3x3x64xf16", "2": "16x56x56x64xf16"}  # fmt: skip
+    assert "NV_MMA_SYNC_F32_16x8x16_F16" in conv
+    if variant == "tuned":
+        spec = REPO / tuning_spec(SETTINGS, variant, the_problem)
+        assert conv.count(f"workgroup = {_spec_workgroup(spec)}") == 1  # on the conv, not on the truncation
+
+
 def test_tuning_spec_path_flag_is_ignored_by_the_cuda_target(iree_compile: str, tmp_path: Path) -> None:
     """Why the workflow passes specs as a transform library: IREE 3.13's CUDA target does not read
     --iree-codegen-tuning-spec-path (a spec that does not even parse passes unnoticed). If this fails, IREE

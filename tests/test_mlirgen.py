@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from opbench.backends import Job, get_backend
 from opbench.backends.iree import run_module, tool
-from opbench.dtypes import get_dtype
+from opbench.dtypes import get_dtype, round_to
 from opbench.ops import get_op
 from opbench.shapes import Conv2dShape
 from opbench.verify import relative_error
@@ -22,7 +23,9 @@ LLVM_CPU_FLAGS = [
     "--iree-hal-local-target-device-backends=llvm-cpu",
     "--iree-llvmcpu-target-cpu=host",
 ]
-TOLERANCE = {"f32": 1e-5, "f16": 1e-3, "bf16": 1e-3}
+# The output is rounded to the element type: its relative error is at most the type's unit roundoff (f16 2^-11,
+# bf16 2^-9 ~ 2e-3), plus the f32 accumulation's own (small at these sizes).
+TOLERANCE = {"f32": 1e-5, "f16": 1e-3, "bf16": 4e-3}
 
 SHAPES = {
     "s2_p1": Conv2dShape(n=1, h=9, w=7, c=3, k=4, r=3, s=3, stride=(2, 2), pad=(1, 1)),
@@ -65,13 +68,63 @@ def test_compiled_module_matches_reference(
 
     seed = int(np.random.default_rng().integers(2**32))
     inputs = OP.make_inputs(shape, dt, layout, seed)
-    output = run_module(module=module, function=OP.name, driver="local-task", inputs=list(inputs.values()), dtype=dt)
+    output = run_module(
+        module=module, function=OP.name, driver="local-task", inputs=list(inputs.values()), dtype=dt,
+        output_shape=OP.output_shape(shape, layout),
+    )  # fmt: skip
     reference = OP.reference(inputs, shape, layout)
     assert output.shape == reference.shape == OP.output_shape(shape, layout)
-    assert output.dtype == dt.output_numpy
+    assert output.dtype == dt.numpy  # the output has the input's element type (f16 in, f16 out)
     assert np.all(np.isfinite(output))
     err = relative_error(output, reference)
     assert err < TOLERANCE[dtype], f"relerr {err:.3e} (seed {seed})"
+
+
+def test_backend_run_gives_a_savable_output_of_the_element_type(iree_compile: str, tmp_path: Path) -> None:
+    """IreeBackend.run, what the workflow's run job calls: f16 comes back as f16, bf16 (which npy cannot hold)
+    widened to float32 exactly; both survive np.save/np.load as the run and verify jobs use them."""
+    shape = SHAPES["s2_p1"]
+    backend = get_backend("iree-llvm-cpu")
+    for dtype, saved_as in (("f16", np.float16), ("bf16", np.float32)):
+        dt = get_dtype(dtype)
+        source, module = tmp_path / f"{dtype}.mlir", tmp_path / f"{dtype}.vmfb"
+        source.write_text(OP.mlir(shape, dt, "nhwc_fhwc"))
+        subprocess.run([iree_compile, str(source), "-o", str(module), *LLVM_CPU_FLAGS], check=True)
+        inputs = OP.make_inputs(shape, dt, "nhwc_fhwc", seed=7)
+        job = Job(
+            op=OP.name, shape=shape, dtype=dt, layout="nhwc_fhwc", variant="default", inputs=inputs,
+            artifact=module, options={"driver": "local-task"},
+        )  # fmt: skip
+        output = backend.run(job)
+        assert output.dtype == saved_as
+        np.save(tmp_path / f"{dtype}.npy", output)
+        loaded = np.load(tmp_path / f"{dtype}.npy")
+        assert loaded.dtype == saved_as
+        np.testing.assert_array_equal(loaded, output)
+        assert np.array_equal(round_to(loaded, dt.element), loaded)  # values of the element type
+        assert relative_error(loaded, OP.reference(inputs, shape, "nhwc_fhwc")) < TOLERANCE[dtype]
+
+
+def test_run_module_rejects_a_result_of_another_size(iree_compile: str, tmp_path: Path) -> None:
+    """A module that returns f32 (the accumulator, as the programs did before) for f16 inputs is caught."""
+    source, module = tmp_path / "widen.mlir", tmp_path / "widen.vmfb"
+    source.write_text(
+        "func.func @widen(%x: tensor<2x3xf16>) -> tensor<2x3xf32> {\n"
+        "  %y = arith.extf %x : tensor<2x3xf16> to tensor<2x3xf32>\n"
+        "  return %y : tensor<2x3xf32>\n"
+        "}\n"
+    )
+    subprocess.run([iree_compile, str(source), "-o", str(module), *LLVM_CPU_FLAGS], check=True)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with pytest.raises(RuntimeError, match=r"returned 24 bytes, expected 12 \(2x3xf16\)"):
+        run_module(
+            module=module,
+            function="widen",
+            driver="local-task",
+            inputs=[x],
+            dtype=get_dtype("f16"),
+            output_shape=(2, 3),
+        )
 
 
 # ---------------------------------------------------------------- the text itself (no compiler needed)
@@ -80,13 +133,37 @@ def test_compiled_module_matches_reference(
 def test_signature_types_follow_layout_and_dtype() -> None:
     shape = SHAPES["asym"]  # P=5, Q=6
     text = OP.mlir(shape, get_dtype("bf16"), "nhwc_fhwc")
-    assert "func.func @conv2d(%input: tensor<1x9x8x3xbf16>, %filter: tensor<4x3x2x3xbf16>) -> tensor<1x5x6x4xf32>" in (
+    assert "func.func @conv2d(%input: tensor<1x9x8x3xbf16>, %filter: tensor<4x3x2x3xbf16>) -> tensor<1x5x6x4xbf16>" in (
         text
     )
     assert "linalg.conv_2d_nhwc_fhwc" in text
     text = OP.mlir(shape, get_dtype("f16_acc_f16"), "nchw_fchw")
     assert "-> tensor<1x4x5x6xf16>" in text
     assert "linalg.conv_2d_nchw_fchw" in text
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_narrow_inputs_accumulate_wide_and_return_the_element_type(dtype: str) -> None:
+    """f16/bf16 in: the conv accumulates into f32, then one elementwise truncf gives the f16/bf16 result."""
+    text = OP.mlir(SHAPES["asym"], get_dtype(dtype), "nhwc_fhwc")
+    lines = text.splitlines()
+    assert lines[0].endswith(f"-> tensor<1x5x6x4x{dtype}> {{")
+    assert "%init = linalg.fill ins(%acc_zero : f32) outs(%empty : tensor<1x5x6x4xf32>)" in text
+    assert "outs(%init : tensor<1x5x6x4xf32>) -> tensor<1x5x6x4xf32>" in text  # the conv's accumulator
+    assert text.count("linalg.generic") == 1 and text.count('"parallel"') == 4  # elementwise over the output
+    assert text.count("arith.truncf") == 1
+    assert f"arith.truncf %a : f32 to {dtype}" in text
+    assert f"ins(%acc : tensor<1x5x6x4xf32>) outs(%out_empty : tensor<1x5x6x4x{dtype}>)" in text
+    assert lines[-2] == f"  return %result : tensor<1x5x6x4x{dtype}>"
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16_acc_f16"])
+def test_same_type_accumulation_returns_the_conv_as_it_is(dtype: str) -> None:
+    element = get_dtype(dtype).element
+    text = OP.mlir(SHAPES["asym"], get_dtype(dtype), "nchw_fchw")
+    assert "linalg.generic" not in text and "truncf" not in text
+    assert "  %result = linalg.conv_2d_nchw_fchw" in text
+    assert text.splitlines()[-2] == f"  return %result : tensor<1x4x5x6x{element}>"
 
 
 def test_attributes_and_padding_in_height_width_order() -> None:

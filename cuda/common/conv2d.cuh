@@ -7,9 +7,9 @@
 //   * The variant interface: five functions that exactly one variant file defines.
 //
 // Layouts (fixed by the contract): X is NHWC [N,H,W,C], Wt is KRSC [K,R,S,C], Y is NHWC
-// [N,P,Q,K]; cross-correlation with zero padding, like torch conv2d. X and Wt are stored as
-// ConvProblem::elem (float32, float16 or bfloat16, chosen by the harness's --dtype); Y is float32
-// (the accumulator type) for every element type.
+// [N,P,Q,K]; cross-correlation with zero padding, like torch conv2d. X, Wt and Y are stored as
+// ConvProblem::elem (float32, float16 or bfloat16, chosen by the harness's --dtype): 16-bit
+// inputs give a 16-bit Y, like cuDNN and torch, with float32 accumulation inside the kernel.
 // Implicit GEMM view: Y[m][k] = sum_kk A[m][kk] * Wt[k][kk] with
 //   m  = (n*P + p)*Q + q          in [0, M = N*P*Q)     (a row of Y, contiguous K floats)
 //   kk = (r*S + s)*C + c          in [0, KG = R*S*C)    (contiguous in both X and Wt)
@@ -135,6 +135,7 @@ struct ConvProblem {
   __host__ __device__ int64_t x_elems() const { return int64_t(n) * h * w * c; }
   __host__ __device__ int64_t w_elems() const { return int64_t(k) * r * s * c; }
   __host__ __device__ int64_t y_elems() const { return int64_t(n) * p * q * k; }
+  size_t y_bytes() const { return size_t(y_elems()) * elem_bytes(elem); }
   // Implicit-GEMM sizes: M rows (output pixels), N columns (output channels), KG reduction.
   __host__ __device__ int gemm_m() const { return n * p * q; }
   __host__ __device__ int gemm_n() const { return k; }
@@ -191,10 +192,10 @@ inline void check_grid(dim3 grid, const char* kernel) {
 // The buffers of one problem instance on the device. The harness owns several copies (to
 // rotate through in bench mode so data is not L2-resident) and passes them all to prepare.
 // ---------------------------------------------------------------------------------------------
-struct DeviceSet {
-  const void* x;  // ConvProblem::elem
-  const void* w;  // ConvProblem::elem
-  float* y;
+struct DeviceSet {  // all three hold ConvProblem::elem values
+  const void* x;
+  const void* w;
+  void* y;
 };
 
 // Mean per-launch time in ms of `launch(i)` (i = running launch index, use it to rotate sets):
@@ -241,8 +242,9 @@ inline int sm_count() {
   return sms;
 }
 
-// The float32 view of an X or Wt pointer, for variants that implement ElemType::f32 only.
+// The float32 view of an X, Wt or Y pointer, for variants that implement ElemType::f32 only.
 inline const float* as_f32(const void* p) { return static_cast<const float*>(p); }
+inline float* as_f32(void* p) { return static_cast<float*>(p); }
 
 // Stops (exit 1, naming the variant and the type) unless prob.elem is one of `supported`. Every
 // variant calls it first thing in variant_prepare; the Python side reads the same list from the
@@ -254,16 +256,76 @@ inline void require_elem(const ConvProblem& prob, std::initializer_list<ElemType
   FAIL("variant %s does not implement element type %s", variant, elem_name(prob.elem));
 }
 
-// Copies a device output of `prob` to the host.
-inline std::vector<float> copy_output(const ConvProblem& prob, const float* y) {
+// Copies a device output of `prob` (prob.elem values) to the host as float32.
+inline std::vector<float> copy_output(const ConvProblem& prob, const void* y) {
   std::vector<float> h(size_t(prob.y_elems()));
-  CHECK_CUDA(cudaMemcpy(h.data(), y, h.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  if (prob.elem == ElemType::f32) {
+    CHECK_CUDA(cudaMemcpy(h.data(), y, prob.y_bytes(), cudaMemcpyDeviceToHost));
+    return h;
+  }
+  std::vector<uint16_t> raw(h.size());
+  CHECK_CUDA(cudaMemcpy(raw.data(), y, prob.y_bytes(), cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < h.size(); ++i) {
+    if (prob.elem == ElemType::f16) {
+      __half v;
+      std::memcpy(&v, &raw[i], 2);
+      h[i] = __half2float(v);
+    } else {
+      __nv_bfloat16 v;
+      std::memcpy(&v, &raw[i], 2);
+      h[i] = __bfloat162float(v);
+    }
+  }
   return h;
 }
 
-// Candidates of a tuning variant whose output differs from the reference candidate by more
-// than this (relative to max |Y|) are rejected: fp32 reassociation stays far below it.
-constexpr double kCandidateTolerance = 1e-5;
+// Unit roundoff of Y's storage type (half an ulp at 1.0).
+inline double y_unit_roundoff(const ConvProblem& prob) {
+  return prob.elem == ElemType::f16 ? 0x1p-11 : prob.elem == ElemType::bf16 ? 0x1p-8 : 0x1p-24;
+}
+
+// Candidates of a tuning variant whose output differs from the first candidate's by more than
+// this (relative to max |Y|) are rejected. Candidates differ only in float32 summation order
+// (split-K partial sums, MMA accumulation order): far below 1e-4 of max |Y| on float32 Y, at
+// most a rounding step of a 16-bit Y (two unit roundoffs). Wrong indexing gives differences of
+// order 1.
+inline double candidate_tolerance(const ConvProblem& prob) {
+  return prob.elem == ElemType::f32 ? 1e-4 : 2.0 * y_unit_roundoff(prob);
+}
+
+// Cross-checks the candidates of a tuning variant: each candidate's output (Y poisoned with NaN,
+// so an unwritten element is caught; one launch) against the first candidate checked.
+class CandidateCheck {
+ public:
+  // max |Y - Y_first| / max |Y_first| (0 for the first candidate). `launch()` writes `y`.
+  template <class LaunchFn>
+  double rel_diff(const ConvProblem& prob, void* y, LaunchFn&& launch, cudaStream_t stream) {
+    CHECK_CUDA(cudaMemsetAsync(y, 0xFF, prob.y_bytes(), stream));
+    launch();
+    CHECK_CUDA(cudaStreamSynchronize(stream));
+    std::vector<float> out = copy_output(prob, y);
+    if (first_.empty()) {
+      first_ = std::move(out);
+      return 0.0;
+    }
+    return max_rel_diff(first_, out);
+  }
+
+ private:
+  std::vector<float> first_;
+};
+
+// float32 -> the element type, round-to-nearest-even (device code of 16-bit epilogues).
+template <class T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
 
 // ---------------------------------------------------------------------------------------------
 // The variant interface. Exactly one file under cuda/variants/ defines these; the harness
@@ -283,9 +345,9 @@ size_t variant_workspace_bytes(const ConvProblem& prob);
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
                      void* workspace, cudaStream_t stream);
 // Compute Y = conv2d(X, Wt) asynchronously on `stream`. Every launch followed by CHECK_LAUNCH.
-// x and w point to prob.elem values; a variant given an element type it does not implement
+// x, w and y point to prob.elem values; a variant given an element type it does not implement
 // stops in variant_prepare through require_elem() below.
-void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y,
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y,
                     void* workspace, cudaStream_t stream);
 // Fill the "detail" (variant-specific choices) and "launch_config" (grid/block/smem of what
 // variant_launch runs) JSON objects.

@@ -2,11 +2,13 @@
 // each a thin inline-PTX wrapper named after its instruction:
 //   * mbarrier: init, arrive, arrive + expect_tx, parity wait (the smem ring's full/empty flags);
 //   * TMA (cp.async.bulk.tensor): a 2D tiled load and a 4D im2col load into shared memory that
-//     complete on an mbarrier, and the tensor-map prefetch;
+//     complete on an mbarrier, the tensor-map prefetch, and a 2D tiled store from shared memory
+//     with its bulk-group commit and waits;
 //   * wgmma: fence / commit_group / wait_group, the shared-memory matrix descriptor for the
-//     128-byte swizzled K-major layout, and m64nNk16 (N = 64, 128, 256; f16 and bf16 inputs,
-//     f32 accumulators) with both operands from shared memory;
-//   * setmaxnreg, fence.proxy.async, and the 128-byte swizzle address of a 16-byte chunk.
+//     128-byte swizzled K-major layout, and m64nNk16 / m64nNk8 (N = 64, 128, 256; f16 and bf16
+//     inputs, or f32 inputs as tf32; f32 accumulators) with both operands from shared memory;
+//   * setmaxnreg, named barriers, fence.proxy.async, and the 128-byte swizzle address of a 16-byte
+//     chunk.
 // Only compiled for sm_90a (wgmma and setmaxnreg do not exist on plain sm_90).
 #pragma once
 
@@ -18,7 +20,8 @@
 
 namespace hopper {
 
-// Bytes of one row of a swizzled tile: 64 two-byte elements, the width of one 128B swizzle atom.
+// Bytes of one row of a swizzled tile (64 two-byte or 32 four-byte elements), the width of one
+// 128B swizzle atom.
 constexpr int kSwizzleBytes = 128;
 // A swizzle atom is 8 rows x 128 bytes; tiles must start on a 1024-byte boundary.
 constexpr int kSwizzleAtomBytes = 8 * kSwizzleBytes;
@@ -93,7 +96,43 @@ __device__ __forceinline__ void tma_load_im2col_4d(void* dst, const CUtensorMap*
       : "memory");
 }
 
+// Shared memory -> a box of a 2D tiled tensor map at element coordinates (c0 innermost, c1), as
+// one bulk async-group of this thread; elements outside the tensor are not written.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, const void* src, int c0,
+                                             int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];" ::"l"(
+          reinterpret_cast<uint64_t>(map)),
+      "r"(c0), "r"(c1), "r"(smem_addr(src))
+      : "memory");
+}
+__device__ __forceinline__ void bulk_commit_group() {
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+}
+// Waits until at most kPending of this thread's bulk groups still read their shared memory.
+template <int kPending>
+__device__ __forceinline__ void bulk_wait_group_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(kPending) : "memory");
+}
+// Waits until at most kPending of this thread's bulk groups are incomplete (writes visible).
+template <int kPending>
+__device__ __forceinline__ void bulk_wait_group() {
+  asm volatile("cp.async.bulk.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
+// *p += v, four floats at once, without a return value (a fire-and-forget RED at L2; an
+// atomicAdd(float4*) compiles to ATOMG, which waits for the old value).
+__device__ __forceinline__ void red_add_v4(float4* p, float4 v) {
+  asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v.x),
+               "f"(v.y), "f"(v.z), "f"(v.w)
+               : "memory");
+}
+
 // ---- ordering and registers -------------------------------------------------------------------
+// Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads (a multiple of 32).
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
 // Orders this thread's ordinary shared-memory stores before later async-proxy (wgmma/TMA) reads.
 __device__ __forceinline__ void fence_proxy_async_smem() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -129,30 +168,35 @@ __device__ __forceinline__ void fence_operands(float (&d)[kN]) {
 // 128B swizzle (what TMA writes): start address >> 4 in bits 0-13, leading-dimension byte
 // offset (unused for this layout, 1 by convention) in 16-29, stride byte offset between 8-row
 // groups (1024 B) >> 4 in 32-45, base offset 0 (tiles 1024-aligned), layout type 1 (128B swizzle)
-// in bits 62-63. Adding 2 to the descriptor advances the start by 32 bytes = 16 elements of K.
+// in bits 62-63. Adding 2 to the descriptor advances the start by 32 bytes (one wgmma's K).
 __device__ __forceinline__ uint64_t wgmma_desc_sw128(const void* tile) {
   return uint64_t((smem_addr(tile) & 0x3FFFF) >> 4) | (uint64_t(1) << 16) |
          (uint64_t(kSwizzleAtomBytes >> 4) << 32) | (uint64_t(1) << 62);
 }
 
-// D[64 x N] (f32, registers of the warpgroup) += A[64 x 16] * B[N x 16]^T, both K-major in
-// shared memory (descriptors above); scale_d == 0 ignores the old D (D = A * B^T). d[i] of
+// D[64 x N] (f32, registers of the warpgroup) += A[64 x k] * B[N x k]^T, k = 16 (f16, bf16) or 8
+// (float: tf32 math, the low 13 mantissa bits of each operand ignored), both K-major in shared
+// memory (descriptors above); scale_d == 0 ignores the old D (D = A * B^T). d[i] of
 // thread t (warp w = t/32 of the warpgroup, lane l): row 16*w + l/4 + 8*((i/2)%2), column
 // 8*(i/4) + 2*(l%4) + i%2.
 template <class T, int kN>
 struct Wgmma;
 
-// One specialization per N, written once for both 16-bit types (the PTX type name is the only difference).
-#define OPBENCH_WGMMA_M64N64(TYPE, PTX) \
+// One specialization per N, written once for the three input types: KIND is the instruction's
+// K and types (k16 for f16/bf16, k8 for tf32: 32 bytes of K per instruction either way), IMM its
+// trailing immediates (scale-a, scale-b, and for 16-bit types transpose-a/b = 0: K-major).
+#define OPBENCH_WGMMA_IMM_16BIT "1, 1, 0, 0"
+#define OPBENCH_WGMMA_IMM_TF32 "1, 1"
+#define OPBENCH_WGMMA_M64N64(TYPE, KIND, IMM) \
 template <> \
 struct Wgmma<TYPE, 64> { \
   __device__ static void mma(float (&d)[32], uint64_t desc_a, uint64_t desc_b, int scale_d) { \
     asm volatile( \
         "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX "." PTX " {" \
+        "wgmma.mma_async.sync.aligned.m64n64" KIND " {" \
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
-        "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
+        "}, %32, %33, p, " IMM ";\n}\n" \
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
@@ -161,22 +205,23 @@ struct Wgmma<TYPE, 64> { \
   } \
 };
 
-OPBENCH_WGMMA_M64N64(__half, "f16")
-OPBENCH_WGMMA_M64N64(__nv_bfloat16, "bf16")
+OPBENCH_WGMMA_M64N64(__half, "k16.f32.f16.f16", OPBENCH_WGMMA_IMM_16BIT)
+OPBENCH_WGMMA_M64N64(__nv_bfloat16, "k16.f32.bf16.bf16", OPBENCH_WGMMA_IMM_16BIT)
+OPBENCH_WGMMA_M64N64(float, "k8.f32.tf32.tf32", OPBENCH_WGMMA_IMM_TF32)
 #undef OPBENCH_WGMMA_M64N64
 
-#define OPBENCH_WGMMA_M64N128(TYPE, PTX) \
+#define OPBENCH_WGMMA_M64N128(TYPE, KIND, IMM) \
 template <> \
 struct Wgmma<TYPE, 128> { \
   __device__ static void mma(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) { \
     asm volatile( \
         "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX "." PTX " {" \
+        "wgmma.mma_async.sync.aligned.m64n128" KIND " {" \
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
         "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
         "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
-        "}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
+        "}, %64, %65, p, " IMM ";\n}\n" \
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
@@ -189,17 +234,18 @@ struct Wgmma<TYPE, 128> { \
   } \
 };
 
-OPBENCH_WGMMA_M64N128(__half, "f16")
-OPBENCH_WGMMA_M64N128(__nv_bfloat16, "bf16")
+OPBENCH_WGMMA_M64N128(__half, "k16.f32.f16.f16", OPBENCH_WGMMA_IMM_16BIT)
+OPBENCH_WGMMA_M64N128(__nv_bfloat16, "k16.f32.bf16.bf16", OPBENCH_WGMMA_IMM_16BIT)
+OPBENCH_WGMMA_M64N128(float, "k8.f32.tf32.tf32", OPBENCH_WGMMA_IMM_TF32)
 #undef OPBENCH_WGMMA_M64N128
 
-#define OPBENCH_WGMMA_M64N256(TYPE, PTX) \
+#define OPBENCH_WGMMA_M64N256(TYPE, KIND, IMM) \
 template <> \
 struct Wgmma<TYPE, 256> { \
   __device__ static void mma(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int scale_d) { \
     asm volatile( \
         "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n" \
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32." PTX "." PTX " {" \
+        "wgmma.mma_async.sync.aligned.m64n256" KIND " {" \
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
         "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
@@ -208,7 +254,7 @@ struct Wgmma<TYPE, 256> { \
         "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
         "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
         "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
-        "}, %128, %129, p, 1, 1, 0, 0;\n}\n" \
+        "}, %128, %129, p, " IMM ";\n}\n" \
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
@@ -229,8 +275,11 @@ struct Wgmma<TYPE, 256> { \
   } \
 };
 
-OPBENCH_WGMMA_M64N256(__half, "f16")
-OPBENCH_WGMMA_M64N256(__nv_bfloat16, "bf16")
+OPBENCH_WGMMA_M64N256(__half, "k16.f32.f16.f16", OPBENCH_WGMMA_IMM_16BIT)
+OPBENCH_WGMMA_M64N256(__nv_bfloat16, "k16.f32.bf16.bf16", OPBENCH_WGMMA_IMM_16BIT)
+OPBENCH_WGMMA_M64N256(float, "k8.f32.tf32.tf32", OPBENCH_WGMMA_IMM_TF32)
 #undef OPBENCH_WGMMA_M64N256
+#undef OPBENCH_WGMMA_IMM_16BIT
+#undef OPBENCH_WGMMA_IMM_TF32
 
 }  // namespace hopper

@@ -39,17 +39,21 @@ Fn driver_entry_point(const char* symbol) {
   return reinterpret_cast<Fn>(fn);
 }
 
+// float32 operands are described as TFLOAT32: they feed tf32 wgmma.
 inline CUtensorMapDataType tensormap_type(ElemType e) {
-  return e == ElemType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  return e == ElemType::bf16  ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+         : e == ElemType::f16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                              : CU_TENSOR_MAP_DATA_TYPE_TFLOAT32;
 }
 
-// Row-major 2-byte matrix [rows][cols] (cols contiguous, cols * 2 % 16 == 0), box of
-// box_rows x box_cols elements (box_cols * 2 <= 128), 128B swizzle, zero fill out of bounds.
+// Row-major matrix [rows][cols] of `elem` (cols contiguous, a row a multiple of 16 bytes), box
+// of box_rows x box_cols elements (box_cols elements <= 128 bytes), 128B swizzle, zero fill out
+// of bounds.
 inline bool encode_tiled_2d(CUtensorMap* map, ElemType elem, const void* base, uint64_t rows,
                             uint64_t cols, uint32_t box_rows, uint32_t box_cols) {
   static const EncodeTiledFn encode = driver_entry_point<EncodeTiledFn>("cuTensorMapEncodeTiled");
   const cuuint64_t dims[2] = {cols, rows};
-  const cuuint64_t strides[1] = {cols * 2};
+  const cuuint64_t strides[1] = {cols * elem_bytes(elem)};
   const cuuint32_t box[2] = {box_cols, box_rows};
   const cuuint32_t elem_strides[2] = {1, 1};
   return encode(map, tensormap_type(elem), 2, const_cast<void*>(base), dims, strides, box,
@@ -58,7 +62,7 @@ inline bool encode_tiled_2d(CUtensorMap* map, ElemType elem, const void* base, u
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// X (NHWC, 2-byte elements) in im2col mode for `prob`: a load at window corner (n, h, w) with
+// X (NHWC, prob.elem) in im2col mode for `prob`: a load at window corner (n, h, w) with
 // filter offsets (off_w, off_h) returns `pixels` consecutive output pixels (q fastest, then p,
 // then n; stepping by the conv stride, wrapping at the output's edges) x `channels` channels,
 // zeros where the tap falls into the padding. The traversal box per image spans window corners

@@ -7,23 +7,25 @@
 //   OPBENCH_CUTLASS_SM=80  CUTLASS 2.x ImplicitGemmConvolution<DefaultConv2dFprop>: mma.sync,
 //                          cp.async multistage, optimized iterators, 128-bit loads of X and Wt
 //                          (C % 8 == 0 for f16/bf16, C % 4 == 0 for f32) and 128-bit stores of Y
-//                          (K % 4 == 0); config tile, warps and stages (TF32: tile K at most 32).
-//                          Built for sm_90 and sm_80.
+//                          (K % 8 == 0 for a 16-bit Y, K % 4 == 0 for f32); config tile, warps
+//                          and stages (TF32: tile K at most 32). Built for sm_90 and sm_80.
 //   OPBENCH_CUTLASS_SM=90  CUTLASS 3.x ConvUniversal with the sm90 collective: TMA im2col loads,
 //                          wgmma, KernelImplicitTmaWarpSpecializedSm90, TMA epilogue; config tile
 //                          and stages (0 = as many as fit), cluster 1x1x1. Built for sm_90a. TMA
-//                          needs the same 16-byte rows (C % 8 or C % 4, K % 4).
-// Problems the main kernel cannot run (can_implement() fails: C = 3 stems, odd K, ...) run the
-// fallback, in both builds: analytic iterators, 1-element accesses (for f16/bf16 the 2-stage
-// pipelined kernel, since cp.async cannot move 2 bytes), a fixed 64x64x32 tile. The JSON
-// detail names the kernel that ran and why the main one was passed over, and the backend puts
-// the kernel's name in the record's timing method.
+//                          needs the same 16-byte rows (C % 8 or C % 4, K % 8 or K % 4).
+// Problems the main kernel cannot run (can_implement() fails: C = 3 stems, K not a multiple of
+// the 16-byte Y row, ...) run the fallback, in both builds: analytic iterators, 1-element
+// accesses of X, Wt and Y (for f16/bf16 the 2-stage pipelined kernel, since cp.async cannot move
+// 2 bytes), a fixed 64x64x32 tile. The JSON detail names the kernel that ran and why the main
+// one was passed over, and the backend puts the kernel's name in the record's timing method.
 // Element types: X and Wt f16, bf16, or f32 computed as TF32 (judged with the tf32 tolerance);
-// Y and the accumulator f32, alpha = 1, beta = 0 (the epilogue never reads Y).
+// Y stored as the input type (f16, bf16 or f32, like cuDNN), the accumulator f32: the epilogue
+// rounds alpha * accumulator to Y's type (to nearest); alpha = 1, beta = 0 (it never reads Y).
 // Prediction: the sm80 kernels near the wheel's example 16 (467 TFLOP/s f16 on the big 3x3 layer
 // of FACTS.md, H200), below cuDNN (about 600); the sm90 TMA kernel near cuDNN on large layers;
 // both far behind cuDNN on small layers (no split-K here) and on the fallback's layers.
-// Measured (H200, one run, harness timing with L2-flushing rotation, TFLOP/s): 32x56x56x256->256 3x3
+// Measured (H200, one run, harness timing with L2-flushing rotation, TFLOP/s; taken while Y was
+// still float32 for every input type, not re-measured with the 16-bit Y): 32x56x56x256->256 3x3
 // f16: cuDNN 711, sm80 128x128x32/4 stages 378, 128x128x64/3 400, sm90 TMA 128x128x64 372; tf32:
 // cuDNN 379, 197 / 206 / 178. ResNet-50 batch 16, f16: 0.25-0.72x cuDNN on aligned layers (the
 // sm90 kernel, non-persistent with one consumer warpgroup, is the slowest of the three); conv1
@@ -55,12 +57,16 @@ constexpr int kTileM = OPBENCH_TILE_M;   // CTA tile of the main kernel: output 
 constexpr int kTileN = OPBENCH_TILE_N;   //   output channels,
 constexpr int kTileK = OPBENCH_TILE_K;   //   reduction elements (r, s, c) per main-loop step
 constexpr int kStages = OPBENCH_STAGES;  // shared-memory pipeline depth (sm90: 0 = as many as fit)
-constexpr int kYWide = 4;                // floats per 128-bit store of Y
 static_assert(kTileM > 0 && kTileN > 0 && kTileK > 0, "tile sizes must be positive");
 
 // The fallback for problems the main kernel cannot run: small tile, 1-element accesses.
 constexpr int kFallbackTileM = 64, kFallbackTileN = 64, kFallbackTileK = 32;
 constexpr int kFallbackWarpM = 32, kFallbackWarpN = 32, kFallbackWarpK = 32;  // 2 x 2 warps
+
+// Elements of Y per 128-bit store (and per 16-byte TMA row unit): 8 for a 16-bit Y, 4 for float.
+// Y is stored as the input element type (float for TF32 math), so the main kernels need K % this.
+template <class ElementY>
+constexpr int kYWide = 128 / cutlass::sizeof_bits<ElementY>::value;
 
 // One kernel the launch can run: its name and choices for "detail", and the calls around it.
 struct Candidate {
@@ -71,7 +77,7 @@ struct Candidate {
   virtual std::string can_implement(const ConvProblem& prob) const = 0;
   virtual size_t workspace_bytes(const ConvProblem& prob) const = 0;
   // Sets up the kernel's parameters for one (x, w, y) set (host work, untimed); returns its slot.
-  virtual int prepare(const ConvProblem& prob, const void* x, const void* w, float* y,
+  virtual int prepare(const ConvProblem& prob, const void* x, const void* w, void* y,
                       void* workspace) = 0;
   virtual void launch(int slot, cudaStream_t stream) = 0;
   virtual Json launch_config(const ConvProblem& prob) const = 0;
@@ -87,11 +93,17 @@ std::string shape_json(int m, int n, int k) {
 
 std::string status_text(cutlass::Status status) { return cutlass::cutlassGetStatusString(status); }
 
+// Storage type name (Y's type in "detail"), and the math of a kernel whose X and Wt hold Element.
 template <class Element>
-const char* math_label() {
+const char* storage_label() {
   if constexpr (std::is_same_v<Element, cutlass::half_t>) return "f16";
   else if constexpr (std::is_same_v<Element, cutlass::bfloat16_t>) return "bf16";
-  else return "tf32";
+  else return "f32";
+}
+
+template <class Element>
+const char* math_label() {
+  return std::is_same_v<Element, float> ? "tf32" : storage_label<Element>();
 }
 
 // Owns one initialized CUTLASS operator per (x, w, y) buffer set (pointers and, for TMA, the
@@ -118,27 +130,53 @@ class OpSlots {
   std::vector<std::unique_ptr<Op>> ops_;
 };
 
+// The calls every CUTLASS candidate makes the same way (CRTP): the workspace query, one operator
+// per (x, w, y) set, the launch of one. Derived provides the device-level operator type `Op`, a
+// static `arguments(prob, x, w, y)` and an `OpSlots<Op> slots_`, and befriends this class.
+template <class Derived>
+class OpCandidate : public Candidate {
+ public:
+  size_t workspace_bytes(const ConvProblem& prob) const final {
+    return Derived::Op::get_workspace_size(Derived::arguments(prob, nullptr, nullptr, nullptr));
+  }
+
+  int prepare(const ConvProblem& prob, const void* x, const void* w, void* y,
+              void* workspace) final {
+    return self().slots_.add(Derived::arguments(prob, x, w, y), workspace, name());
+  }
+
+  void launch(int slot, cudaStream_t stream) final { self().slots_.run(slot, stream, name()); }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+};
+
 // ---------------------------------------------------------------------------------------------
 // CUTLASS 2.x: ImplicitGemmConvolution<DefaultConv2dFprop<...>>, sm80 tensor-op kernels.
-// Element: storage of X and Wt (float = TF32 math). Alignment: elements per global access of X
-// and Wt. YAlignment: floats per store of Y. Stages: 2 = the pipelined kernel (loads through
-// registers), > 2 = the cp.async multistage kernel.
+// Element: storage of X, Wt and Y (float = TF32 math, float Y). Alignment: elements per global
+// access of X and Wt. YAlignment: elements per store of Y. Stages: 2 = the pipelined kernel
+// (loads through registers), > 2 = the cp.async multistage kernel.
 // ---------------------------------------------------------------------------------------------
 template <class Element, cutlass::conv::IteratorAlgorithm Algorithm, int Alignment, int YAlignment,
           int Stages, int TileM, int TileN, int TileK, int WarpM, int WarpN, int WarpK>
-class Sm80Conv final : public Candidate {
+class Sm80Conv final
+    : public OpCandidate<Sm80Conv<Element, Algorithm, Alignment, YAlignment, Stages, TileM, TileN,
+                                  TileK, WarpM, WarpN, WarpK>> {
+  friend class OpCandidate<Sm80Conv>;
   static_assert(TileM % WarpM == 0 && TileN % WarpN == 0 && TileK % WarpK == 0,
                 "the CTA tile must be a whole number of warp tiles in M, N and K");
   static_assert(Stages >= 2, "the sm80 kernels need at least 2 stages");
   // mma.sync shapes: 16x8x16 for 16-bit inputs, 16x8x8 for TF32.
   static constexpr int kInstK = sizeof(Element) == 2 ? 16 : 8;
   using Instruction = cutlass::gemm::GemmShape<16, 8, kInstK>;
-  // alpha * accumulator, never reading the source (Y holds NaN poison before every run).
+  using ElementY = Element;  // a 16-bit input gives a 16-bit Y (f32 accumulation); f32 stays f32
+  // alpha * accumulator in float, rounded to ElementY, never reading the source (Y holds NaN
+  // poison before every run).
   using Epilogue = cutlass::epilogue::thread::LinearCombination<
-      float, YAlignment, float, float, cutlass::epilogue::thread::ScaleType::OnlyAlphaScaling>;
+      ElementY, YAlignment, float, float, cutlass::epilogue::thread::ScaleType::OnlyAlphaScaling>;
   using Swizzle = cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>;
   using Kernel = typename cutlass::conv::kernel::DefaultConv2dFprop<
-      Element, cutlass::layout::TensorNHWC, Element, cutlass::layout::TensorNHWC, float,
+      Element, cutlass::layout::TensorNHWC, Element, cutlass::layout::TensorNHWC, ElementY,
       cutlass::layout::TensorNHWC, float, cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
       cutlass::gemm::GemmShape<TileM, TileN, TileK>, cutlass::gemm::GemmShape<WarpM, WarpN, WarpK>,
       Instruction, Epilogue, Swizzle, Stages, cutlass::arch::OpMultiplyAdd, Algorithm,
@@ -164,6 +202,7 @@ class Sm80Conv final : public Candidate {
         .add_str("iterator_algorithm", kOptimized ? "optimized" : "analytic")
         .add_int("alignment_xw", Alignment)
         .add_int("alignment_y", YAlignment)
+        .add_str("element_y", storage_label<ElementY>())
         .add_str("math", math_label<Element>());
   }
 
@@ -173,23 +212,13 @@ class Sm80Conv final : public Candidate {
              std::to_string(Alignment) + "-element loads of X and Wt";
     if (prob.k % YAlignment != 0)
       return "K = " + std::to_string(prob.k) + " is not a multiple of the " +
-             std::to_string(YAlignment) + "-float stores of Y";
+             std::to_string(YAlignment) + "-element (" + storage_label<ElementY>() +
+             ") stores of Y";
     const cutlass::Status status = Op::can_implement(arguments(prob, nullptr, nullptr, nullptr));
     if (status != cutlass::Status::kSuccess)
       return std::string("ImplicitGemmConvolution::can_implement: ") + status_text(status);
     return "";
   }
-
-  size_t workspace_bytes(const ConvProblem& prob) const override {
-    return Op::get_workspace_size(arguments(prob, nullptr, nullptr, nullptr));
-  }
-
-  int prepare(const ConvProblem& prob, const void* x, const void* w, float* y,
-              void* workspace) override {
-    return slots_.add(arguments(prob, x, w, y), workspace, name());
-  }
-
-  void launch(int slot, cudaStream_t stream) override { slots_.run(slot, stream, name()); }
 
   Json launch_config(const ConvProblem& prob) const override {
     Swizzle swizzle;
@@ -206,23 +235,24 @@ class Sm80Conv final : public Candidate {
   }
 
   static typename Op::Arguments arguments(const ConvProblem& p, const void* x, const void* w,
-                                          float* y) {
+                                          void* y) {
     using Layout = cutlass::layout::TensorNHWC;
     // CUTLASS's TensorRef takes non-const pointers; X and Wt are only read.
     auto* xe = const_cast<Element*>(static_cast<const Element*>(x));
     auto* we = const_cast<Element*>(static_cast<const Element*>(w));
+    auto* ye = static_cast<ElementY*>(y);
     const Layout y_layout = Layout::packed({p.n, p.p, p.q, p.k});
     return typename Op::Arguments(problem_size(p), {xe, Layout::packed({p.n, p.h, p.w, p.c})},
-                                  {we, Layout::packed({p.k, p.r, p.s, p.c})}, {y, y_layout},
-                                  {y, y_layout}, typename Epilogue::Params(1.0f));
+                                  {we, Layout::packed({p.k, p.r, p.s, p.c})}, {ye, y_layout},
+                                  {ye, y_layout}, typename Epilogue::Params(1.0f));
   }
 
   OpSlots<Op> slots_;
 };
 
-// 16-bit: the 2-stage pipelined kernel (element-wise loads through registers: cp.async moves 4, 8
-// or 16 bytes, never 2). f32: 4-byte cp.async works, and CUTLASS's TF32 warp MMA only pairs with
-// the multistage kernel, so 3 stages.
+// 1-element accesses of X, Wt and Y: any C, any K. 16-bit: the 2-stage pipelined kernel
+// (element-wise loads through registers: cp.async moves 4, 8 or 16 bytes, never 2). f32: 4-byte
+// cp.async works, and CUTLASS's TF32 warp MMA only pairs with the multistage kernel, so 3 stages.
 template <class Element>
 using Fallback = Sm80Conv<Element, cutlass::conv::IteratorAlgorithm::kAnalytic, 1, 1,
                           sizeof(Element) == 2 ? 2 : 3, kFallbackTileM, kFallbackTileN, kFallbackTileK, kFallbackWarpM,
@@ -248,8 +278,8 @@ constexpr int kMaxK = 1024 / cutlass::sizeof_bits<Element>::value;
 
 template <class Element>
 using Main = Sm80Conv<Element, cutlass::conv::IteratorAlgorithm::kOptimized,
-                      128 / cutlass::sizeof_bits<Element>::value, kYWide, kStages, kTileM, kTileN,
-                      std::min(kTileK, kMaxK<Element>), kWarpM, kWarpN,
+                      128 / cutlass::sizeof_bits<Element>::value, kYWide<Element>, kStages,
+                      kTileM, kTileN, std::min(kTileK, kMaxK<Element>), kWarpM, kWarpN,
                       std::min(kWarpK, kMaxK<Element>)>;
 
 }  // namespace
@@ -281,33 +311,55 @@ using Sm90TileShape =
     cute::Shape<cute::Int<kTileM>, cute::Int<kTileN>, cute::Shape<cute::Int<kTileK>>>;
 using Sm90ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
 
-// The epilogue is the same for every element type: D = alpha * accumulator, float, with no source
-// tensor (void C), so Y is only written. Declared outside the class template: nvcc's host pass
-// garbles sizeof(its SharedStorage) when the type is a dependent one.
+// The epilogue: D = alpha * accumulator (float), rounded to ElementY and stored through TMA
+// (16-byte rows: kYWide<ElementY> elements), with no source tensor (void C), so Y is only written.
+template <class ElementY>
 using Sm90Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
     cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Sm90TileShape, Sm90ClusterShape,
     cutlass::epilogue::collective::EpilogueTileAuto, float, float, void,
-    cutlass::layout::TensorNHWC, kYWide, float, cutlass::layout::TensorNHWC, kYWide,
-    cutlass::epilogue::TmaWarpSpecialized>::CollectiveOp;
-constexpr int kSm90EpilogueSmemBytes = int(sizeof(typename Sm90Epilogue::SharedStorage));
+    cutlass::layout::TensorNHWC, kYWide<ElementY>, ElementY, cutlass::layout::TensorNHWC,
+    kYWide<ElementY>, cutlass::epilogue::TmaWarpSpecialized>::CollectiveOp;
+
+// Its shared memory (the staging of Y's tile, so per Y type), taken with concrete types outside
+// any template: nvcc's host pass garbles sizeof(its SharedStorage) when the type is a dependent
+// one.
+constexpr int kSm90EpilogueSmemF32 = int(sizeof(Sm90Epilogue<float>::SharedStorage));
+constexpr int kSm90EpilogueSmemF16 = int(sizeof(Sm90Epilogue<cutlass::half_t>::SharedStorage));
+constexpr int kSm90EpilogueSmemBF16 =
+    int(sizeof(Sm90Epilogue<cutlass::bfloat16_t>::SharedStorage));
+
+template <class ElementY>
+constexpr int sm90_epilogue_smem_bytes() {
+  if constexpr (std::is_same_v<ElementY, cutlass::half_t>) return kSm90EpilogueSmemF16;
+  else if constexpr (std::is_same_v<ElementY, cutlass::bfloat16_t>) return kSm90EpilogueSmemBF16;
+  else {
+    static_assert(std::is_same_v<ElementY, float>, "Y is f16, bf16 or f32");
+    return kSm90EpilogueSmemF32;
+  }
+}
 
 // Stages: as many as fit beside the epilogue's shared memory (config 0), or the config's count.
+template <class ElementY>
 using Sm90StageCount = std::conditional_t<
-    kStages == 0, cutlass::conv::collective::StageCountAutoCarveout<kSm90EpilogueSmemBytes>,
+    kStages == 0,
+    cutlass::conv::collective::StageCountAutoCarveout<sm90_epilogue_smem_bytes<ElementY>()>,
     cutlass::conv::collective::StageCount<(kStages == 0 ? 2 : kStages)>>;
 
 template <class Element>
-class Sm90Conv final : public Candidate {
+class Sm90Conv final : public OpCandidate<Sm90Conv<Element>> {
+  friend class OpCandidate<Sm90Conv>;
   static constexpr int kAlignment = 128 / cutlass::sizeof_bits<Element>::value;  // TMA: 16 bytes
+  using ElementY = Element;  // a 16-bit input gives a 16-bit Y (f32 accumulation); f32 stays f32
+  static constexpr int kYAlignment = kYWide<ElementY>;
+  using Epilogue = Sm90Epilogue<ElementY>;
   using MainloopCollective = typename cutlass::conv::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cutlass::conv::Operator::kFprop,
       Element, cutlass::layout::TensorNHWC, kAlignment, Element, cutlass::layout::TensorNHWC,
-      kAlignment, float, Sm90TileShape, Sm90ClusterShape, Sm90StageCount,
+      kAlignment, float, Sm90TileShape, Sm90ClusterShape, Sm90StageCount<ElementY>,
       cutlass::conv::KernelImplicitTmaWarpSpecializedSm90>::CollectiveOp;
 
   using ProblemShape = cutlass::conv::ConvProblemShape<cutlass::conv::Operator::kFprop, 2>;
-  using Kernel =
-      cutlass::conv::kernel::ConvUniversal<ProblemShape, MainloopCollective, Sm90Epilogue>;
+  using Kernel = cutlass::conv::kernel::ConvUniversal<ProblemShape, MainloopCollective, Epilogue>;
   using Op = cutlass::conv::device::ConvUniversalAdapter<Kernel>;
   static constexpr int kPipelineStages = MainloopCollective::DispatchPolicy::Stages;
 
@@ -328,7 +380,8 @@ class Sm90Conv final : public Candidate {
         .add_str("stages_from", kStages == 0 ? "auto: as many as fit in shared memory" : "config")
         .add_str("iterator_algorithm", "tma_im2col")
         .add_int("alignment_xw", kAlignment)
-        .add_int("alignment_y", kYWide)
+        .add_int("alignment_y", kYAlignment)
+        .add_str("element_y", storage_label<ElementY>())
         .add_str("math", math_label<Element>());
   }
 
@@ -336,9 +389,10 @@ class Sm90Conv final : public Candidate {
     if (prob.c % kAlignment != 0)
       return "TMA needs 16-byte rows of X and Wt: C = " + std::to_string(prob.c) +
              " is not a multiple of " + std::to_string(kAlignment);
-    if (prob.k % kYWide != 0)
-      return "the TMA epilogue needs 16-byte rows of Y: K = " + std::to_string(prob.k) +
-             " is not a multiple of " + std::to_string(kYWide);
+    if (prob.k % kYAlignment != 0)
+      return std::string("the TMA epilogue needs 16-byte rows of Y (") +
+             storage_label<ElementY>() + "): K = " + std::to_string(prob.k) +
+             " is not a multiple of " + std::to_string(kYAlignment);
     const cutlass::Status status = Op::can_implement(arguments(prob, nullptr, nullptr, nullptr));
     if (status != cutlass::Status::kSuccess)
       return std::string("ConvUniversalAdapter::can_implement: ") + status_text(status) +
@@ -346,17 +400,6 @@ class Sm90Conv final : public Candidate {
              "offsets within [-128, 127])";
     return "";
   }
-
-  size_t workspace_bytes(const ConvProblem& prob) const override {
-    return Op::get_workspace_size(arguments(prob, nullptr, nullptr, nullptr));
-  }
-
-  int prepare(const ConvProblem& prob, const void* x, const void* w, float* y,
-              void* workspace) override {
-    return slots_.add(arguments(prob, x, w, y), workspace, name());
-  }
-
-  void launch(int slot, cudaStream_t stream) override { slots_.run(slot, stream, name()); }
 
   Json launch_config(const ConvProblem& prob) const override {
     const auto params =
@@ -367,7 +410,7 @@ class Sm90Conv final : public Candidate {
 
  private:
   static typename Op::Arguments arguments(const ConvProblem& p, const void* x, const void* w,
-                                          float* y) {
+                                          void* y) {
     // Activation [N, H, W, C] and filter [K, R, S, C], packed; the same padding on both sides.
     const ProblemShape shape(cutlass::conv::Mode::kCrossCorrelation, {p.n, p.h, p.w, p.c},
                              {p.k, p.r, p.s, p.c}, {p.pad_h, p.pad_w}, {p.pad_h, p.pad_w},
@@ -383,7 +426,7 @@ class Sm90Conv final : public Candidate {
         cutlass::KernelHardwareInfo::query_device_multiprocessor_count(hw_info.device_id);
     typename Op::Arguments args(
         shape, {static_cast<const Element*>(x), static_cast<const Element*>(w)},
-        {{}, nullptr, stride_y, y, stride_y}, hw_info);
+        {{}, nullptr, stride_y, static_cast<ElementY*>(y), stride_y}, hw_info);
     args.epilogue.thread.alpha = 1.0f;
     args.epilogue.thread.beta = 0.0f;
     return args;
@@ -410,7 +453,7 @@ namespace {
 struct Slot {
   const void* x;
   const void* w;
-  float* y;
+  void* y;
   int index;
 };
 
@@ -457,7 +500,7 @@ void choose(const ConvProblem& prob) {
        elem_name(prob.elem), reasons.c_str());
 }
 
-int slot_of(const ConvProblem& prob, const void* x, const void* w, float* y) {
+int slot_of(const ConvProblem& prob, const void* x, const void* w, void* y) {
   State& s = state();
   for (const Slot& slot : s.slots)
     if (slot.x == x && slot.w == w && slot.y == y) return slot.index;
@@ -485,7 +528,7 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   CHECK_CUDA(cudaDeviceSynchronize());
 }
 
-void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y,
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y,
                     void* workspace, cudaStream_t stream) {
   State& s = state();
   if (workspace != s.workspace) FAIL("variant %s: workspace moved after prepare", OPBENCH_VARIANT);

@@ -59,11 +59,11 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet*, int, void*, cuda
   require_elem(prob, {ElemType::f32}, variant_name());
 }
 
-void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y, void*,
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y, void*,
                     cudaStream_t stream) {
   const dim3 grid = grid_for(prob);
   check_grid(grid, "conv2d_naive_kernel");
-  conv2d_naive_kernel<<<grid, kThreads, 0, stream>>>(prob, as_f32(x), as_f32(w), y);
+  conv2d_naive_kernel<<<grid, kThreads, 0, stream>>>(prob, as_f32(x), as_f32(w), as_f32(y));
   CHECK_LAUNCH();
 }
 

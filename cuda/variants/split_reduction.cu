@@ -48,7 +48,7 @@ struct Candidate {
   int splits;  // effective: every slice has >= 1 k-tile
   float ms = 0.f;          // measured in variant_prepare
   double rel_diff = 0.0;   // max |Y - Y_ref| / max |Y_ref|, Y_ref = first candidate's output
-  bool valid = true;       // rel_diff <= kCandidateTolerance
+  bool valid = true;       // rel_diff <= candidate_tolerance()
 };
 
 constexpr int kSplitCounts[] = {2, 3, 4, 6, 8, 12, 16};
@@ -178,24 +178,21 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
                      void* workspace, cudaStream_t stream) {
   require_elem(prob, {ElemType::f32}, variant_name());
   g_timed = candidate_list(prob);  // [0] is (128x128, none, 1): the reference
-  std::vector<float> reference;
+  CandidateCheck check;
   for (size_t i = 0; i < g_timed.size(); ++i) {
     Candidate& c = g_timed[i];
     c.ms = time_launches_ms(
         [&](int j) {
           const DeviceSet& s = sets[j % num_sets];
-          launch_candidate(c, prob, as_f32(s.x), as_f32(s.w), s.y, workspace, stream);
+          launch_candidate(c, prob, as_f32(s.x), as_f32(s.w), as_f32(s.y), workspace, stream);
         },
         /*warmup=*/2, /*reps=*/6, stream);
-    // Cross-check every candidate against the unsplit reference (NaN-poisoned output first,
-    // so an element that a candidate fails to write is caught).
-    CHECK_CUDA(cudaMemsetAsync(sets[0].y, 0xFF, size_t(prob.y_elems()) * sizeof(float), stream));
-    launch_candidate(c, prob, as_f32(sets[0].x), as_f32(sets[0].w), sets[0].y, workspace, stream);
-    CHECK_CUDA(cudaStreamSynchronize(stream));
-    std::vector<float> out = copy_output(prob, sets[0].y);
-    if (i == 0) reference = std::move(out);
-    else c.rel_diff = max_rel_diff(reference, out);
-    c.valid = c.rel_diff <= kCandidateTolerance;
+    // Cross-check every candidate against the unsplit reference.
+    c.rel_diff = check.rel_diff(prob, sets[0].y, [&] {
+      launch_candidate(c, prob, as_f32(sets[0].x), as_f32(sets[0].w), as_f32(sets[0].y),
+                       workspace, stream);
+    }, stream);
+    c.valid = c.rel_diff <= candidate_tolerance(prob);
     if (!c.valid)
       std::fprintf(stderr, "warning: candidate %s/%s/%d disagrees with the unsplit result (max "
                    "rel diff %g); rejected\n", rt::tile_info(c.cfg).name.c_str(),
@@ -204,9 +201,9 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   }
 }
 
-void variant_launch(const ConvProblem& prob, const void* x, const void* w, float* y,
+void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y,
                     void* workspace, cudaStream_t stream) {
-  launch_candidate(g_choice, prob, as_f32(x), as_f32(w), y, workspace, stream);
+  launch_candidate(g_choice, prob, as_f32(x), as_f32(w), as_f32(y), workspace, stream);
 }
 
 void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config) {

@@ -1,7 +1,8 @@
 """Our hand-written CUDA conv2d kernels: one executable per variant (cuda/variants/<variant>.cu + the harness).
 
 The harness reads NHWC input and KRSC (= nhwc_fhwc) filter .npy files, poisons the output, runs or times with
-CUDA events over back-to-back launches rotating through buffer copies larger than L2, and prints one JSON object.
+CUDA events around CUDA-graph replays of many launches rotating through buffer copies larger than L2, and prints one
+JSON object.
 Each variant file declares what it implements in one comment line, e.g.
 `// opbench: dtypes=f16,bf16,f32 f32_math=tf32 archs=sm_90a` (see VariantInfo).
 """
@@ -194,7 +195,7 @@ class CudaKernels(Backend):
         if not result.get("bench_output_consistent", True):
             raise RuntimeError("the timed launches produced a different output than the verified run")
         result["method"] = (
-            f"CUDA events around {result['inner']} back-to-back launches per sample, "
+            f"CUDA events around a CUDA-graph replay of {result['inner']} launches per sample, "
             f"{result['buffer_copies']} rotating buffer copies (flush_l2={result['flush_l2']})"
         )
         return result

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +25,7 @@ import numpy as np
 from opbench import hardware
 from opbench.backends import Backend, BenchSettings, Job, register_backend
 from opbench.dtypes import DType
+from opbench.ops import get_op
 from opbench.shapes import Conv2dShape
 
 
@@ -64,10 +65,14 @@ class IreeBackend(Backend):
         return settings.get("driver", self.default_driver)
 
     def run(self, job: Job) -> np.ndarray:
-        return run_module(
+        """The module's output in its element type (f32 or f16), bf16 widened to float32 (exactly: npy, which the
+        run job saves, has no bfloat16)."""
+        output = run_module(
             module=_artifact(job), function=job.op, driver=job.options["driver"],
             inputs=list(job.inputs.values()), dtype=job.dtype,
+            output_shape=get_op(job.op).output_shape(job.shape, job.layout),
         )  # fmt: skip
+        return output if output.dtype in (np.float32, np.float16) else output.astype(np.float32)
 
     def benchmark(self, job: Job, settings: BenchSettings) -> dict[str, Any]:
         result = benchmark_module(
@@ -217,11 +222,18 @@ def _input_flags(inputs: list[np.ndarray], dtype: DType, workdir: Path) -> list[
     return flags
 
 
-def run_module(*, module: Path, function: str, driver: str, inputs: list[np.ndarray], dtype: DType) -> np.ndarray:
-    """Run one call with iree-run-module and return its (single) result."""
+def run_module(
+    *, module: Path, function: str, driver: str, inputs: list[np.ndarray], dtype: DType, output_shape: Sequence[int]
+) -> np.ndarray:
+    """Run one call with iree-run-module and return its (single) result, of the op's element type (the generated
+    programs return it: opbench.mlirgen) and the given shape.
+
+    The result is read as raw bytes: iree-run-module writes no bfloat16 .npy. A result of another size (another
+    shape or element type) is an error.
+    """
     with tempfile.TemporaryDirectory(prefix="opbench-iree-") as tmp:
         workdir = Path(tmp)
-        out = workdir / "output.npy"
+        out = workdir / "output.bin"
         cmd = [
             tool("iree-run-module"),
             f"--module={module}",
@@ -231,7 +243,15 @@ def run_module(*, module: Path, function: str, driver: str, inputs: list[np.ndar
             f"--output=@{out}",
         ]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        return np.load(out)
+        raw = out.read_bytes()
+    shape = tuple(int(d) for d in output_shape)
+    want = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != want:
+        raise RuntimeError(
+            f"{module}: @{function} returned {len(raw)} bytes, expected {want} "
+            f"({'x'.join(map(str, shape))}x{dtype.element})"
+        )
+    return np.frombuffer(raw, dtype=dtype.numpy).reshape(shape).copy()
 
 
 def benchmark_module(

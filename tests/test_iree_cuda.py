@@ -145,7 +145,8 @@ def test_config_rejects_unknown_variant_and_missing_spec_file() -> None:
 # ---------------------------------------------------------------- the specs take effect (compiled here)
 
 
-def _configured_dispatches(iree_compile: str, tmp_path: Path, the_problem: Problem, flags: list[str]) -> str:
+def _dispatch_configs(iree_compile: str, tmp_path: Path, the_problem: Problem, flags: list[str]) -> dict[str, str]:
+    """Compile the problem's MLIR with `flags`; the configured executables IREE dumps, by file name."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     source = tmp_path / "conv2d.mlir"
     source.write_text(OP.mlir(the_problem.shape, get_dtype(the_problem.dtype), the_problem.layout))
@@ -156,7 +157,11 @@ def _configured_dispatches(iree_compile: str, tmp_path: Path, the_problem: Probl
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return "\n".join(p.read_text() for p in sorted(dump.glob("*.mlir")))
+    return {p.name: p.read_text() for p in sorted(dump.glob("*.mlir"))}
+
+
+def _configured_dispatches(iree_compile: str, tmp_path: Path, the_problem: Problem, flags: list[str]) -> str:
+    return "\n".join(_dispatch_configs(iree_compile, tmp_path, the_problem, flags).values())
 
 
 def _spec_workgroup(spec: Path) -> str:
@@ -188,17 +193,9 @@ def test_f16_output_truncation_is_fused_into_the_conv_dispatch(iree_compile: str
     """f16 in, f16 out: the truncation of the f32 accumulator is the convolution dispatch's epilogue (no dispatch of
     its own), and the tuned spec still configures that dispatch."""
     the_problem = problem("l1_3x3_64", "f16")
-    flags = CUDA.compile_flags(SETTINGS, variant, the_problem)
-    dump = tmp_path / "configs"
-    source = tmp_path / "conv2d.mlir"
-    source.write_text(OP.mlir(the_problem.shape, get_dtype("f16"), the_problem.layout))
-    proc = subprocess.run(
-        [iree_compile, str(source), *flags, f"--iree-hal-dump-executable-configurations-to={dump}",
-         "-o", str(tmp_path / "m.vmfb")],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    dispatches = {p.name: p.read_text() for p in sorted(dump.glob("*.mlir"))}
+    dispatches = _dispatch_configs(
+        iree_compile, tmp_path, the_problem, CUDA.compile_flags(SETTINGS, variant, the_problem)
+    )
     # the zero padding is a dispatch of its own unless the variant fuses it into the convolution (tuned does)
     assert len(dispatches) == (1 if variant == "tuned" else 2), sorted(dispatches)
     (conv,) = [text for text in dispatches.values() if '"reduction"' in text]

@@ -151,11 +151,15 @@ class CudaKernels(Backend):
     device = "cuda"
     artifact: ClassVar[str] = "binary"
 
+    def info(self, variant: str) -> VariantInfo:
+        """What the variant's source declares (its `// opbench:` line)."""
+        return variant_info(variant)
+
     def supports(self, op: str, dtype: DType, layout: str, variant: str) -> bool:
-        return op == "conv2d" and layout == "nhwc_fhwc" and dtype.name in variant_info(variant).dtypes
+        return op == "conv2d" and layout == "nhwc_fhwc" and dtype.name in self.info(variant).dtypes
 
     def tolerance_key(self, dtype: DType, variant: str) -> str:
-        if dtype.name == "f32" and variant_info(variant).f32_math == "tf32":
+        if dtype.name == "f32" and self.info(variant).f32_math == "tf32":
             return "tf32"
         return dtype.tolerance_key
 

@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 // ---------------------------------------------------------------------------------------------
@@ -242,6 +243,28 @@ inline int sm_count() {
   return sms;
 }
 
+// The split-K slice counts the tuning variants try.
+constexpr int kSplitCounts[] = {2, 3, 4, 6, 8, 12, 16};
+
+// Split-K slice counts for a reduction of `k_tiles` tiles on a grid of `blocks` blocks: each of
+// kSplitCounts, rounded to the count whose slices are as even as possible with none empty,
+// kept if its slices hold >= min_tiles_per_split tiles and the split grid stays within
+// max_blocks; increasing, no repeats.
+inline std::vector<int> balanced_split_counts(int k_tiles, long long blocks,
+                                              int min_tiles_per_split, long long max_blocks) {
+  std::vector<int> out;
+  int last = 1;
+  for (int want : kSplitCounts) {
+    const int per = (k_tiles + want - 1) / want;
+    const int splits = (k_tiles + per - 1) / per;  // no empty slices
+    if (splits <= last || per < min_tiles_per_split) continue;
+    if (blocks * splits > max_blocks) continue;
+    last = splits;
+    out.push_back(splits);
+  }
+  return out;
+}
+
 // The float32 view of an X, Wt or Y pointer, for variants that implement ElemType::f32 only.
 inline const float* as_f32(const void* p) { return static_cast<const float*>(p); }
 inline float* as_f32(void* p) { return static_cast<float*>(p); }
@@ -293,17 +316,36 @@ inline double candidate_tolerance(const ConvProblem& prob) {
   return prob.elem == ElemType::f32 ? 1e-4 : 2.0 * y_unit_roundoff(prob);
 }
 
-// Cross-checks the candidates of a tuning variant: each candidate's output (Y poisoned with NaN,
-// so an unwritten element is caught; one launch) against the first candidate checked.
+// Measures the candidates of a tuning variant: each is cross-checked against the first candidate
+// measured (Y poisoned with NaN, so an unwritten element is caught; one launch on sets[0]), then
+// timed over the rotating buffer sets.
 class CandidateCheck {
  public:
-  // max |Y - Y_first| / max |Y_first| (0 for the first candidate). `launch()` writes `y`.
-  template <class LaunchFn>
-  double rel_diff(const ConvProblem& prob, void* y, LaunchFn&& launch, cudaStream_t stream) {
-    CHECK_CUDA(cudaMemsetAsync(y, 0xFF, prob.y_bytes(), stream));
-    launch();
+  struct Measured {
+    float ms;         // mean per-launch time
+    double rel_diff;  // max |Y - Y_first| / max |Y_first| (0 for the first candidate)
+    bool valid;       // rel_diff <= candidate_tolerance(prob)
+  };
+
+  // `launch_on(set)` launches the candidate on one DeviceSet.
+  template <class LaunchOn>
+  Measured measure(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
+                   LaunchOn&& launch_on, int warmup, int reps, cudaStream_t stream) {
+    Measured m{};
+    m.rel_diff = rel_diff(prob, sets[0], launch_on, stream);
+    m.valid = m.rel_diff <= candidate_tolerance(prob);
+    m.ms = time_launches_ms([&](int i) { launch_on(sets[i % num_sets]); }, warmup, reps, stream);
+    return m;
+  }
+
+ private:
+  template <class LaunchOn>
+  double rel_diff(const ConvProblem& prob, const DeviceSet& set, LaunchOn& launch_on,
+                  cudaStream_t stream) {
+    CHECK_CUDA(cudaMemsetAsync(set.y, 0xFF, prob.y_bytes(), stream));
+    launch_on(set);
     CHECK_CUDA(cudaStreamSynchronize(stream));
-    std::vector<float> out = copy_output(prob, y);
+    std::vector<float> out = copy_output(prob, set.y);
     if (first_.empty()) {
       first_ = std::move(out);
       return 0.0;
@@ -311,7 +353,6 @@ class CandidateCheck {
     return max_rel_diff(first_, out);
   }
 
- private:
   std::vector<float> first_;
 };
 
@@ -325,6 +366,22 @@ __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2hal
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
+}
+
+// Two outputs rounded to a 16-bit T (f16 or bf16), packed low-first into one 32-bit word: one
+// 4-byte store of an adjacent pair.
+template <class T>
+__device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
+  uint32_t bits;
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&bits, &v, 4);
+  } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "16-bit outputs are f16 or bf16");
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&bits, &v, 4);
+  }
+  return bits;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -80,8 +80,7 @@ static_assert(kWarpgroupThreads * (kEntryRegs - kGatherProducerRegs) ==
               kConsumerWarpgroups * kWarpgroupThreads * (kGatherConsumerRegs - kEntryRegs));
 static_assert(kBlockM == kConsumerWarpgroups * kWgmmaM, "each consumer warpgroup owns one M=64");
 
-// Split-K candidates and their limits.
-constexpr int kSplitCounts[] = {2, 3, 4, 6, 8, 12, 16};
+// Split-K (conv2d.cuh's kSplitCounts): the limits.
 constexpr int kMinStepsPerSplit = 4;   // >= 4 k-steps per slice, else the fill/drain dominates
 constexpr int kMaxWavesForSplit = 2;   // split only while blocks * splits <= 2 * SMs
 
@@ -210,21 +209,12 @@ __device__ __forceinline__ void gather_stage(const Args& a, int step, int m0, in
 template <class T>
 __device__ __forceinline__ void store_pair(T* yrow, int col, float v0, float v1, bool pair,
                                            int k) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (pair) {
+  if (pair) {
+    if constexpr (std::is_same_v<T, float>)
       *reinterpret_cast<float2*>(yrow + col) = make_float2(v0, v1);
-      return;
-    }
-  } else if constexpr (std::is_same_v<T, __half>) {
-    if (pair) {
-      *reinterpret_cast<__half2*>(yrow + col) = __floats2half2_rn(v0, v1);
-      return;
-    }
-  } else {
-    if (pair) {
-      *reinterpret_cast<__nv_bfloat162*>(yrow + col) = __floats2bfloat162_rn(v0, v1);
-      return;
-    }
+    else
+      *reinterpret_cast<uint32_t*>(yrow + col) = pack_pair<T>(v0, v1);
+    return;
   }
   yrow[col] = from_f32<T>(v0);
   if (col + 1 < k) yrow[col + 1] = from_f32<T>(v1);
@@ -274,20 +264,6 @@ __device__ __forceinline__ float4 take_sum(const SliceSlot& slot, int v) {
   const float4 total = __ldcg(sum);
   __stcg(sum, make_float4(0.f, 0.f, 0.f, 0.f));
   return total;
-}
-
-// Two rounded outputs packed for one 4-byte shared-memory store.
-template <class T>
-__device__ __forceinline__ uint32_t pack_pair(float v0, float v1) {
-  uint32_t bits;
-  if constexpr (std::is_same_v<T, __half>) {
-    const __half2 h = __floats2half2_rn(v0, v1);
-    memcpy(&bits, &h, 4);
-  } else {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
-    memcpy(&bits, &h, 4);
-  }
-  return bits;
 }
 
 // ---- the kernel ---------------------------------------------------------------------------------
@@ -718,20 +694,16 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   CandidateCheck check;
   for (size_t i = 0; i < g.timed.size(); ++i) {
     Candidate& c = g.timed[i];
-    // Output check first (NaN-poisoned, so an unwritten element is caught), then timing.
-    c.rel_diff = check.rel_diff(prob, sets[0].y, [&] {
-      launch_candidate(c, prob, sets[0].x, sets[0].w, sets[0].y, workspace, stream);
-    }, stream);
-    c.valid = c.rel_diff <= candidate_tolerance(prob);
+    const CandidateCheck::Measured m = check.measure(
+        prob, sets, num_sets,
+        [&](const DeviceSet& s) { launch_candidate(c, prob, s.x, s.w, s.y, workspace, stream); },
+        /*warmup=*/3, /*reps=*/10, stream);
+    c.ms = m.ms;
+    c.rel_diff = m.rel_diff;
+    c.valid = m.valid;
     if (!c.valid)
       std::fprintf(stderr, "warning: candidate BN=%d splits=%d staged=%d disagrees with the first "
                    "(max rel diff %g); rejected\n", c.bn, c.splits, int(c.staged), c.rel_diff);
-    c.ms = time_launches_ms(
-        [&](int j) {
-          const DeviceSet& s = sets[j % num_sets];
-          launch_candidate(c, prob, s.x, s.w, s.y, workspace, stream);
-        },
-        /*warmup=*/3, /*reps=*/10, stream);
     if (i == 0 || (c.valid && c.ms < g.choice.ms)) g.choice = c;
   }
   CHECK_CUDA(cudaStreamSynchronize(stream));

@@ -128,10 +128,9 @@ constexpr Tile kTiles[] = {Tile::k128x128w8, Tile::k128x128w4, Tile::k128x64, Ti
 // load state they spill, so that path never uses this tile (and it is not compiled for it).
 constexpr bool has_guarded_path(Tile t) { return t != Tile::k128x128w4; }
 
-// Split-K counts tried when a tile leaves the GPU under-filled (fewer than kSplitBelowWaves
-// waves of one block per SM); each slice keeps >= kMinTilesPerSplit k-tiles and the grid stays
-// <= kMaxSplitBlocksPerSm blocks per SM.
-constexpr int kSplitCounts[] = {2, 3, 4, 6, 8, 12, 16};
+// Split-K (conv2d.cuh's kSplitCounts) is tried when a tile leaves the GPU under-filled (fewer
+// than kSplitBelowWaves waves of one block per SM); each slice keeps >= kMinTilesPerSplit
+// k-tiles and the grid stays <= kMaxSplitBlocksPerSm blocks per SM.
 constexpr int kSplitBelowWaves = 2;
 constexpr int kMinTilesPerSplit = 4;
 constexpr int kMaxSplitBlocksPerSm = 4;
@@ -144,20 +143,6 @@ constexpr int kInvalidCoord = -(1 << 30);
 template <class Cfg>
 __device__ __forceinline__ int swizzle(int row, int chunk) {
   return chunk ^ ((row / Cfg::kRowsPerLine) & (Cfg::kChunks - 1));
-}
-
-// Two outputs rounded to the 16-bit type OutT (round-to-nearest-even, one cvt for the pair),
-// `lo` in the low 16 bits: one 32-bit word of a 16-bit Y row.
-template <class OutT>
-__device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
-  if constexpr (std::is_same_v<OutT, __half>) {
-    const __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  } else {
-    static_assert(std::is_same_v<OutT, __nv_bfloat16>, "16-bit outputs are f16 or bf16");
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,19 +438,22 @@ mma_conv_kernel(const ConvProblem prob, const T* __restrict__ x, const T* __rest
   // ---- epilogue: fragments -> shared C tile -> coalesced rows of Y -------------------------
   // Fragment layout: c0,c1 at (row g, cols 2t, 2t+1), c2,c3 at (row g + 8, same cols).
   const int g = lane / 4, t4 = lane % 4;
-  if constexpr (std::is_same_v<OutT, float>) {  // float32 Y or split-K sums: float4 rows
-    float* cs = reinterpret_cast<float*>(smem);
+  // Calls stage(row, col, v0, v1) for each accumulator pair and its place in the C tile.
+  auto for_each_pair = [&](auto&& stage) {
 #pragma unroll
     for (int mi = 0; mi < Cfg::kMTiles; ++mi)
 #pragma unroll
       for (int ni = 0; ni < Cfg::kNTiles; ++ni)
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int row = wm * Cfg::kWarpM + mi * 16 + g + 8 * half;
-          const int col = wn * Cfg::kWarpN + ni * 8 + 2 * t4;
-          *reinterpret_cast<float2*>(cs + row * Cfg::kCStride + col) =
-              make_float2(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
-        }
+        for (int half = 0; half < 2; ++half)
+          stage(wm * Cfg::kWarpM + mi * 16 + g + 8 * half, wn * Cfg::kWarpN + ni * 8 + 2 * t4,
+                acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
+  };
+  if constexpr (std::is_same_v<OutT, float>) {  // float32 Y or split-K sums: float4 rows
+    float* cs = reinterpret_cast<float*>(smem);
+    for_each_pair([&](int row, int col, float v0, float v1) {
+      *reinterpret_cast<float2*>(cs + row * Cfg::kCStride + col) = make_float2(v0, v1);
+    });
     __syncthreads();
     const bool vec_out = !atomic_out && N % 4 == 0;  // float4 at a 4-aligned column
     constexpr int kGroupsPerRow = Cfg::kBN / 4;
@@ -491,17 +479,9 @@ mma_conv_kernel(const ConvProblem prob, const T* __restrict__ x, const T* __rest
   } else {  // 16-bit Y: rounded once as it is staged (half the bytes), 8 outputs per store
     uint32_t* cs = reinterpret_cast<uint32_t*>(smem);  // pairs of OutT
     constexpr int kWordStride = Cfg::kC16Stride / 2;
-#pragma unroll
-    for (int mi = 0; mi < Cfg::kMTiles; ++mi)
-#pragma unroll
-      for (int ni = 0; ni < Cfg::kNTiles; ++ni)
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int row = wm * Cfg::kWarpM + mi * 16 + g + 8 * half;
-          const int col = wn * Cfg::kWarpN + ni * 8 + 2 * t4;
-          cs[row * kWordStride + col / 2] =
-              pack_pair<OutT>(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
-        }
+    for_each_pair([&](int row, int col, float v0, float v1) {
+      cs[row * kWordStride + col / 2] = pack_pair<OutT>(v0, v1);
+    });
     __syncthreads();
     constexpr int kOutVec = 8;  // outputs per thread and step: 16 bytes
     constexpr int kGroupsPerRow = Cfg::kBN / kOutVec;
@@ -678,16 +658,9 @@ std::vector<Candidate> candidate_list(const ConvProblem& prob, bool vec) {
     out.push_back({t, 1});
     const long long tiles = output_tiles(prob, t);
     if (tiles >= (long long)kSplitBelowWaves * sm_count()) continue;
-    const int kt = k_tiles(prob, t);
-    int last = 1;
-    for (int want : kSplitCounts) {
-      const int per = (kt + want - 1) / want;
-      const int splits = (kt + per - 1) / per;  // no empty slices
-      if (splits <= last || per < kMinTilesPerSplit) continue;
-      if (tiles * splits > (long long)kMaxSplitBlocksPerSm * sm_count()) continue;
-      last = splits;
+    for (int splits : balanced_split_counts(k_tiles(prob, t), tiles, kMinTilesPerSplit,
+                                            (long long)kMaxSplitBlocksPerSm * sm_count()))
       out.push_back({t, splits});
-    }
   }
   return out;
 }
@@ -713,19 +686,16 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   CandidateCheck check;
   for (size_t i = 0; i < g_timed.size(); ++i) {
     Candidate& c = g_timed[i];
-    c.ms = time_launches_ms(
-        [&](int j) {
-          const DeviceSet& s = sets[j % num_sets];
-          launch_candidate(c, prob, s.x, s.w, s.y, workspace, stream);
-        },
-        /*warmup=*/2, /*reps=*/8, stream);
-    // Cross-check against the first candidate. candidate_tolerance(): 1e-4 of max |Y| for a
+    // Cross-checked against the first candidate. candidate_tolerance(): 1e-4 of max |Y| for a
     // float32 Y (tensor-core fp32 accumulation is not IEEE round-to-nearest; tf32 candidates
     // differed by up to 1e-5 on ResNet-50 layers), two unit roundoffs of a 16-bit Y.
-    c.rel_diff = check.rel_diff(prob, sets[0].y, [&] {
-      launch_candidate(c, prob, sets[0].x, sets[0].w, sets[0].y, workspace, stream);
-    }, stream);
-    c.valid = c.rel_diff <= candidate_tolerance(prob);
+    const CandidateCheck::Measured m = check.measure(
+        prob, sets, num_sets,
+        [&](const DeviceSet& s) { launch_candidate(c, prob, s.x, s.w, s.y, workspace, stream); },
+        /*warmup=*/2, /*reps=*/8, stream);
+    c.ms = m.ms;
+    c.rel_diff = m.rel_diff;
+    c.valid = m.valid;
     if (!c.valid)
       std::fprintf(stderr, "warning: candidate %s split %d disagrees with %s (max rel diff %g); "
                    "rejected\n", tile_name(c.tile, prob).c_str(), c.splits,

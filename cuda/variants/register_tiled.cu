@@ -62,12 +62,10 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
       rt::launch_register_tile(cfg, prob, as_f32(s.x), as_f32(s.w), as_f32(s.y), 1, false, 0,
                                stream);
     };
-    Timed t{cfg, 0.f, 0.0, true};
-    t.ms = time_launches_ms([&](int i) { launch(sets[i % num_sets]); }, /*warmup=*/2,
-                            /*reps=*/8, stream);
-    // Cross-check: every candidate must reproduce the first one's output.
-    t.rel_diff = check.rel_diff(prob, sets[0].y, [&] { launch(sets[0]); }, stream);
-    t.valid = t.rel_diff <= candidate_tolerance(prob);
+    // Every candidate must reproduce the first one's output.
+    const CandidateCheck::Measured m =
+        check.measure(prob, sets, num_sets, launch, /*warmup=*/2, /*reps=*/8, stream);
+    Timed t{cfg, m.ms, m.rel_diff, m.valid};
     if (!t.valid)
       std::fprintf(stderr, "warning: tile %s disagrees with tile %s (max rel diff %g); rejected\n",
                    rt::tile_info(cfg).name.c_str(), rt::tile_info(kCandidates[0]).name.c_str(), t.rel_diff);

@@ -51,7 +51,6 @@ struct Candidate {
   bool valid = true;       // rel_diff <= candidate_tolerance()
 };
 
-constexpr int kSplitCounts[] = {2, 3, 4, 6, 8, 12, 16};
 constexpr int kMinTilesPerSplit = 4;                     // >= 4*BK = 32 kk per slice
 constexpr int kMaxBlocksPerSm = 8;                       // beyond that a split cannot help
 constexpr size_t kMaxWorkspaceBytes = size_t(1) << 30;  // 1 GiB
@@ -112,16 +111,10 @@ std::vector<Candidate> candidate_list(const ConvProblem& prob) {
   std::vector<Candidate> out;
   for (rt::TileCfg cfg : kTileCfgs) {
     out.push_back({cfg, Strategy::kNone, 1});
-    const int kt = rt::k_tiles(prob, cfg);
     const dim3 g = rt::tile_grid(prob, cfg, 1);
-    const long long blocks = (long long)g.x * g.y;
-    int last = 1;
-    for (int want : kSplitCounts) {
-      const int per = (kt + want - 1) / want;
-      const int splits = (kt + per - 1) / per;  // no empty slices
-      if (splits <= last || per < kMinTilesPerSplit) continue;
-      if (blocks * splits > (long long)kMaxBlocksPerSm * sm_count()) continue;
-      last = splits;
+    for (int splits : balanced_split_counts(rt::k_tiles(prob, cfg), (long long)g.x * g.y,
+                                            kMinTilesPerSplit,
+                                            (long long)kMaxBlocksPerSm * sm_count())) {
       out.push_back({cfg, Strategy::kAtomic, splits});
       if (workspace_need(prob, splits) <= kMaxWorkspaceBytes)
         out.push_back({cfg, Strategy::kWorkspace, splits});
@@ -181,18 +174,16 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   CandidateCheck check;
   for (size_t i = 0; i < g_timed.size(); ++i) {
     Candidate& c = g_timed[i];
-    c.ms = time_launches_ms(
-        [&](int j) {
-          const DeviceSet& s = sets[j % num_sets];
+    // Every candidate is cross-checked against the unsplit reference.
+    const CandidateCheck::Measured m = check.measure(
+        prob, sets, num_sets,
+        [&](const DeviceSet& s) {
           launch_candidate(c, prob, as_f32(s.x), as_f32(s.w), as_f32(s.y), workspace, stream);
         },
         /*warmup=*/2, /*reps=*/6, stream);
-    // Cross-check every candidate against the unsplit reference.
-    c.rel_diff = check.rel_diff(prob, sets[0].y, [&] {
-      launch_candidate(c, prob, as_f32(sets[0].x), as_f32(sets[0].w), as_f32(sets[0].y),
-                       workspace, stream);
-    }, stream);
-    c.valid = c.rel_diff <= candidate_tolerance(prob);
+    c.ms = m.ms;
+    c.rel_diff = m.rel_diff;
+    c.valid = m.valid;
     if (!c.valid)
       std::fprintf(stderr, "warning: candidate %s/%s/%d disagrees with the unsplit result (max "
                    "rel diff %g); rejected\n", rt::tile_info(c.cfg).name.c_str(),

@@ -124,10 +124,15 @@ def nvcc_command(*, variant: str, archs: list[str], flags: list[str], out: Path)
 
 def build(*, variant: str, archs: list[str], flags: list[str], out: Path) -> None:
     """Build one variant; print nvcc's resource report and the SASS instruction summary (the rule's log)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_nvcc(nvcc_command(variant=variant, archs=archs, flags=flags, out=out), out)
+
+
+def run_nvcc(cmd: list[str], out: Path) -> None:
+    """Print and run an nvcc command line (its -Xptxas -v resource report goes to the log), then print the SASS
+    instruction summary of the binary it wrote."""
     from opbench.sass import sass_summary
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = nvcc_command(variant=variant, archs=archs, flags=flags, out=out)
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     try:

@@ -13,17 +13,15 @@ protocol (cuda/README.md), so running and timing are the `cuda` backend's.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from opbench.backends import BenchSettings, Job, register_backend
-from opbench.backends.cuda import CUDA_DIR, CudaKernels, VariantInfo, parse_variant_info
+from opbench.backends.cuda import CUDA_DIR, CudaKernels, VariantInfo, parse_variant_info, run_nvcc
 
 SOURCE = CUDA_DIR / "cutlass" / "conv2d_fprop.cu"
 HARNESS = CUDA_DIR / "common" / "harness.cu"
@@ -174,18 +172,10 @@ def nvcc_command(*, variant: str, spec: KernelSpec, flags: list[str], root: Path
 
 def build(*, variant: str, spec: KernelSpec, flags: list[str], out: Path) -> None:
     """Build one variant; print the command, nvcc's resource report and the SASS summary (the rule's log)."""
-    from opbench.sass import sass_summary
-
     out.parent.mkdir(parents=True, exist_ok=True)
     root = cutlass_root()
     print(f"CUTLASS {cutlass_version()} from {root}", flush=True)
-    cmd = nvcc_command(variant=variant, spec=spec, flags=flags, root=root, out=out)
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    try:
-        print("SASS instruction counts per arch and kernel:\n" + json.dumps(sass_summary(out), indent=1))
-    except (FileNotFoundError, subprocess.CalledProcessError) as error:
-        print(f"no SASS summary: cuobjdump/nvdisasm unavailable ({error})")
+    run_nvcc(nvcc_command(variant=variant, spec=spec, flags=flags, root=root, out=out), out)
 
 
 @register_backend
@@ -193,8 +183,6 @@ class CutlassConv(CudaKernels):
     """Runs and times like `cuda` (same harness protocol); builds, supports and names variants its own way."""
 
     name = "cutlass"
-    device = "cuda"
-    artifact: ClassVar[str] = "binary"
 
     def info(self, variant: str) -> VariantInfo:
         return source_info()  # one source serves every CUTLASS variant

@@ -161,7 +161,9 @@ def main() -> int:
                     ref = next((r for r in rows if r["backend"] == "cudnn" and r["layer"] == layer["name"]
                                 and r["batch"] == batch and r["dtype"] == dtype), {})  # fmt: skip
                     ratio = row.get("tflops", 0) / ref["tflops"] if ref.get("tflops") else float("nan")
-                    note = json.dumps(row["detail"])[:160] if row.get("detail") else row.get("reason", "")[:300]
+                    detail = row.get("detail") or {}
+                    chosen = {k: detail[k] for k in ("path", "tile", "splits", "cluster", "epilogue") if k in detail}
+                    note = json.dumps(chosen) if detail else row.get("reason", "")[:300]
                     print(f"{variant:20s} {dtype:5s} b{batch:<3d} {layer['name']:17s} {row['status']:5s} "
                           f"relerr={row.get('relerr', float('nan')):.2e} {row.get('tflops', 0):8.1f} TFLOP/s "
                           f"cuDNN {ref.get('tflops', 0):8.1f} ratio {ratio:5.2f} "

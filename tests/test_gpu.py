@@ -121,3 +121,19 @@ def test_deliberately_wrong_kernel_output_fails(binaries: dict[str, Path]) -> No
     output = get_backend("cuda").run(job)
     wrong_reference = get_op("conv2d").reference(other.inputs, other.shape, other.layout)
     assert judge(output, wrong_reference, tolerance=1e-4).status == "FAIL"
+
+
+@pytest.mark.parametrize("layer", ["c3_odd_7x7_s2_p3", "k_c_odd_3x3", "dil2_asym"])
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_hopper_wgmma_tuning_candidates_agree(binaries: dict[str, Path], dtype: str, layer: str) -> None:
+    """Every candidate the tuner timed, the channel-padded ones included, matched the first one's output.
+
+    Only the chosen candidate's output is judged against the reference; a wrong alternative would otherwise only be
+    rejected with a warning. Odd-C shapes must offer the padded gather path.
+    """
+    job = _job("cuda", "hopper_wgmma", EDGE_LAYERS[layer], 3, binaries["hopper_wgmma"], seed=13, dtype_name=dtype)
+    detail = get_backend("cuda").benchmark(job, SETTINGS)["detail"]
+    candidates = detail["candidates"]
+    assert [c for c in candidates if not c["valid"]] == []
+    assert any(c["pad_c"] for c in candidates) and any(not c["pad_c"] for c in candidates)
+    assert detail["path"] in ("gather", "gather_padded_c")

@@ -17,8 +17,9 @@
 // wgmma group in flight (wait_group 1) before releasing a slot. Persistent grid (one block per
 // SM walks work units), the ring running on across units.
 // Epilogues (detail "epilogue"; Y is stored in the input type, f32 for tf32):
-//   "tma_store": 16-bit Y with K % 8 == 0 on the TMA path: each consumer warpgroup rounds its
-//                64 x BN tile into a 128B-swizzled staging tile in shared memory and one thread
+//   "tma_store": 16-bit Y with K % 8 == 0 (on the gather path timed against "direct"): each
+//                consumer warpgroup rounds its 64 x BN tile into a 128B-swizzled staging tile
+//                in shared memory and one thread
 //                stores it with TMA (cp.async.bulk.tensor), which runs on while the warpgroup
 //                starts the next unit;
 //   "direct":    guarded 4-/8-byte stores of value pairs straight from the accumulators.
@@ -29,20 +30,28 @@
 //   "tma_im2col": C a multiple of the 128-byte k-step and the im2col box within TMA's limits
 //                 (every ResNet-50 layer but the stem): one k-step = one (r, s) tap.
 //   "gather":     anything else (C = 3, odd C or K, ...): the same consumers, but the producer is
-//                 a whole warpgroup that gathers the reduction slice with guarded global loads
-//                 (16-byte when the channels allow) into the same swizzled layout, then
-//                 fence.proxy.async + mbarrier arrive.
-// variant_prepare times block-tile widths BN in {64, 128, 256} and split-K counts on the real
-// problem, cross-checks each candidate against the first and keeps the fastest; "detail" lists
-// them all.
+//                 a whole warpgroup that gathers the reduction slice into the same swizzled
+//                 layout. C a multiple of 16 bytes: one cp.async per 16-byte chunk (zero fill
+//                 for padding), the output pixels of its rows decoded once per work unit, and an
+//                 mbarrier arrival when the copies land, so the producer runs up to kStages slices
+//                 ahead; other C: guarded element-wise loads, smem stores, fence.proxy.async.
+//   "gather_padded_c": C not a multiple of 16 bytes (the C = 3 stem): X and Wt copied into the
+//                 workspace with C padded to the next 16 bytes (zeros), then the cp.async gather.
+//                 The padding pass runs on every launch and is part of the timed work.
+// variant_prepare times block-tile widths BN in {64, 128, 256}, split-K counts, both epilogues on
+// the gather path and the padded candidates on the real problem, cross-checks each candidate
+// against the first and keeps the fastest; "detail" lists them all.
 // Prediction (first version): the big 3x3 layers tensor-core bound, at or above cuDNN fp16; the
-// 56x56 C=K=64 layers bound by writing Y. Measured (H200, batch 16, vs cuDNN in the same call;
-// docs/perf-log.md, "Tensor cores: hopper_wgmma", steps 1-5): correct on all ResNet-50 layers and
-// edge shapes (f16, bf16, tf32); SASS has HGMMA (.F32, .BF16, .TF32), UTMALDG, UTMASTG, no
-// spills. Step 5 (16-bit Y, TMA-store epilogue, graph-replay timing): geometric mean 0.80x cuDNN
-// fp16, 0.92x cuDNN tf32; 56x56 and 28x28 3x3 layers above cuDNN fp16, 7x7 layers 0.6-0.8x;
-// stem (gather) 0.45x. Next: 2-CTA clusters with TMA multicast, BM = 64 tiles for the small
-// 1x1 layers, a faster stem gather.
+// 56x56 C=K=64 layers bound by writing Y. Measured (H200/H100, batch 16, vs cuDNN in the same
+// call; docs/perf-log.md, "Tensor cores: hopper_wgmma", steps 1-6): correct on all ResNet-50
+// layers and edge shapes (f16, bf16, tf32); SASS has HGMMA (.F32, .BF16, .TF32), UTMALDG,
+// UTMASTG, LDGSTS (gather), no spills. Step 5 (16-bit Y, TMA-store epilogue, graph-replay
+// timing): geometric mean 0.77-0.80x cuDNN fp16, 0.92x cuDNN tf32; 56x56 and 28x28 3x3 layers
+// above cuDNN fp16, 7x7 layers 0.6-0.8x. Step 6 (cp.async gather, padded C): the stem 16 -> 37
+// TFLOP/s on an H100 (cuDNN 36). 2-CTA clusters sharing the filter tile by TMA multicast were
+// timed and gave nothing (step 6), so they are not here. Next: BM = 64 tiles or a swapped
+// (filters x pixels) tile for the 64-wide layers, whose wgmma.m64n64 reads shared memory at its
+// limit.
 #include "conv2d.cuh"
 #include "hopper_ptx.cuh"
 #include "hopper_tensormap.cuh"
@@ -136,11 +145,70 @@ using Raw = std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>;
 
 // ---- gather producer: one reduction slice (kBlockK wide) of A and B into swizzled smem ----------
 // Thread t of the producer warpgroup fills 16-byte chunk t % 8 of rows t / 8 + 16 u; a chunk is
-// kElems consecutive reduction indices. kVec: they are kElems consecutive channels of one tap
-// (C % kElems == 0): one 16-byte load.
-template <class T, int BN, bool kVec>
-__device__ __forceinline__ void gather_stage(const Args& a, int step, int m0, int n0, uint8_t* sa,
-                                             uint8_t* sb, int t) {
+// kElems consecutive reduction indices.
+//
+// gather_stage_async (C % kElems == 0: a chunk is kElems consecutive channels of one tap): one
+// cp.async per chunk (zero fill for padding and rows past M or K), X through L1 (neighbouring
+// output pixels read the same input pixels), then one arrival on the slot's full barrier when
+// the copies land. The producer does not wait for them: it goes on to the next free slot, so up
+// to kStages slices are in flight (a load-then-store producer had one, and ran the C = 3 stem
+// at 16 TFLOP/s).
+// The output pixels of this thread's A rows (t / 8 + 16 u) in one M tile: image and window
+// corner, computed once per work unit (a row past M gets a corner no tap can bring in bounds).
+constexpr int kGatherRows = kBlockM / (kWarpgroupThreads / 8);
+struct GatherRows {
+  int img[kGatherRows], ih0[kGatherRows], iw0[kGatherRows];
+};
+
+__device__ __forceinline__ GatherRows gather_rows(const ConvProblem& p, int m0, int t) {
+  GatherRows g;
+#pragma unroll
+  for (int u = 0; u < kGatherRows; ++u) {
+    const int m = m0 + t / 8 + u * (kWarpgroupThreads / 8);
+    const int q = m % p.q, pq = m / p.q;
+    const bool in = m < p.gemm_m();
+    g.img[u] = in ? pq / p.p : 0;
+    g.ih0[u] = in ? (pq % p.p) * p.stride_h - p.pad_h : -(1 << 30);
+    g.iw0[u] = q * p.stride_w - p.pad_w;
+  }
+  return g;
+}
+
+template <class T, int BN>
+__device__ __forceinline__ void gather_stage_async(const Args& a, const GatherRows& rows, int step,
+                                                   int n0, uint8_t* sa, uint8_t* sb, int t) {
+  constexpr int kElems = kChunkBytes / int(sizeof(T));
+  const ConvProblem& p = a.prob;
+  const T* x = static_cast<const T*>(a.x);
+  const T* wt = static_cast<const T*>(a.w);
+  const int chunk = t % 8;
+  const int kg = p.gemm_k();
+  const int kk = step * kBlockK<T> + chunk * kElems;
+  const bool k_ok = kk < kg;  // kg % kElems == 0: the chunk is all in or all out
+  const int c = kk % p.c, rs = kk / p.c;
+  const int dr = (rs / p.s) * p.dil_h, ds = (rs % p.s) * p.dil_w;
+#pragma unroll
+  for (int u = 0; u < kGatherRows; ++u) {
+    const int ih = rows.ih0[u] + dr, iw = rows.iw0[u] + ds;
+    const bool ok = k_ok && ih >= 0 && ih < p.h && iw >= 0 && iw < p.w;
+    const T* src = ok ? x + ((size_t(rows.img[u]) * p.h + ih) * p.w + iw) * p.c + c : x;
+    hopper::cp_async_16<true>(
+        sa + hopper::swizzle128_offset(t / 8 + u * (kWarpgroupThreads / 8), chunk), src, ok);
+  }
+#pragma unroll
+  for (int row = t / 8; row < BN; row += kWarpgroupThreads / 8) {
+    const int k = n0 + row;
+    const bool ok = k_ok && k < p.k;
+    hopper::cp_async_16<false>(sb + hopper::swizzle128_offset(row, chunk),
+                               ok ? wt + size_t(k) * kg + kk : wt, ok);
+  }
+}
+
+// gather_stage_regs (any C): element-wise guarded loads into registers, then 16-byte shared
+// stores; the caller fences and arrives.
+template <class T, int BN>
+__device__ __forceinline__ void gather_stage_regs(const Args& a, int step, int m0, int n0,
+                                                  uint8_t* sa, uint8_t* sb, int t) {
   using R = Raw<T>;
   constexpr int kElems = kChunkBytes / int(sizeof(T));
   const ConvProblem& p = a.prob;
@@ -153,55 +221,64 @@ __device__ __forceinline__ void gather_stage(const Args& a, int step, int m0, in
   int dr[kElems], ds[kElems], ch[kElems];
 #pragma unroll
   for (int e = 0; e < kElems; ++e) {
-    const int kk = kVec ? kk0 : kk0 + e;
-    const int c = kk % p.c, rs = kk / p.c;
-    ch[e] = kk < kg ? c + (kVec ? e : 0) : -1;
-    dr[e] = (rs / p.s) * p.dil_h;
-    ds[e] = (rs % p.s) * p.dil_w;
+    const int kk = kk0 + e;
+    ch[e] = kk < kg ? kk % p.c : -1;
+    dr[e] = (kk / p.c / p.s) * p.dil_h;
+    ds[e] = (kk / p.c % p.s) * p.dil_w;
   }
   const int m_count = p.gemm_m();
 #pragma unroll 4  // 4 rows x kElems loads in flight per thread
   for (int row = t / 8; row < kBlockM; row += kWarpgroupThreads / 8) {
     const int m = m0 + row;
-    uint4 v = make_uint4(0, 0, 0, 0);
+    R e16[kElems] = {};
     if (m < m_count) {
       const int q = m % p.q, pq = m / p.q;
       const int ih0 = (pq % p.p) * p.stride_h - p.pad_h, iw0 = q * p.stride_w - p.pad_w;
       const R* xn = x + size_t(pq / p.p) * p.h * p.w * p.c;
-      if (kVec) {
-        const int ih = ih0 + dr[0], iw = iw0 + ds[0];
-        if (ch[0] >= 0 && ih >= 0 && ih < p.h && iw >= 0 && iw < p.w)
-          v = __ldg(reinterpret_cast<const uint4*>(xn + (size_t(ih) * p.w + iw) * p.c + ch[0]));
-      } else {
-        R e16[kElems];
 #pragma unroll
-        for (int e = 0; e < kElems; ++e) {
-          const int ih = ih0 + dr[e], iw = iw0 + ds[e];
-          e16[e] = (ch[e] >= 0 && ih >= 0 && ih < p.h && iw >= 0 && iw < p.w)
-                       ? __ldg(xn + (size_t(ih) * p.w + iw) * p.c + ch[e])
-                       : R(0);
-        }
-        memcpy(&v, e16, kChunkBytes);
+      for (int e = 0; e < kElems; ++e) {
+        const int ih = ih0 + dr[e], iw = iw0 + ds[e];
+        if (ch[e] >= 0 && ih >= 0 && ih < p.h && iw >= 0 && iw < p.w)
+          e16[e] = __ldg(xn + (size_t(ih) * p.w + iw) * p.c + ch[e]);
       }
     }
+    uint4 v;
+    memcpy(&v, e16, kChunkBytes);
     *reinterpret_cast<uint4*>(sa + hopper::swizzle128_offset(row, chunk)) = v;
   }
   for (int row = t / 8; row < BN; row += kWarpgroupThreads / 8) {
     const int k = n0 + row;
-    uint4 v = make_uint4(0, 0, 0, 0);
+    R e16[kElems] = {};
     if (k < p.k) {
       const R* wk = wt + size_t(k) * kg;
-      if (kVec) {  // C % kElems == 0: kg % kElems == 0, so the chunk is all in or all out
-        if (kk0 < kg) v = __ldg(reinterpret_cast<const uint4*>(wk + kk0));
-      } else {
-        R e16[kElems];
 #pragma unroll
-        for (int e = 0; e < kElems; ++e) e16[e] = kk0 + e < kg ? __ldg(wk + kk0 + e) : R(0);
-        memcpy(&v, e16, kChunkBytes);
-      }
+      for (int e = 0; e < kElems; ++e)
+        if (kk0 + e < kg) e16[e] = __ldg(wk + kk0 + e);
     }
+    uint4 v;
+    memcpy(&v, e16, kChunkBytes);
     *reinterpret_cast<uint4*>(sb + hopper::swizzle128_offset(row, chunk)) = v;
   }
+}
+
+// Channel padding for the gather path: rows of c elements -> rows of cp (c rounded up to a whole
+// 16-byte chunk), the new channels zero. One thread per 16-byte chunk of the output. With X and Wt
+// padded so, a C = 3 problem (the stem) takes the 16-byte gather loads instead of 2-byte ones.
+template <class T>
+__global__ void pad_channels_kernel(const Raw<T>* src, Raw<T>* dst, long long chunks, int c,
+                                    int cp) {
+  constexpr int kElems = kChunkBytes / int(sizeof(T));
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i >= chunks) return;
+  const int per_row = cp / kElems;
+  const long long row = i / per_row;
+  const int c0 = int(i % per_row) * kElems;
+  Raw<T> v[kElems];
+#pragma unroll
+  for (int e = 0; e < kElems; ++e) v[e] = c0 + e < c ? src[row * c + c0 + e] : Raw<T>(0);
+  uint4 chunk;
+  memcpy(&chunk, v, kChunkBytes);
+  *reinterpret_cast<uint4*>(dst + row * cp + c0) = chunk;
 }
 
 // Two adjacent outputs (columns col, col + 1 of one row) into Y: one 8- or 4-byte store when
@@ -351,15 +428,23 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
       hopper::setmaxnreg_dec<kGatherProducerRegs>();
       for (int u = blockIdx.x; u < units; u += gridDim.x) {
         const Unit w = unit_at(args, u, BN);
+        const GatherRows rows = gather_rows(p, w.m0, t);
         for (int step = w.step_begin; step < w.step_end; ++step) {
           hopper::mbar_wait(&empty[stage], phase ^ 1);
-          gather_stage<T, BN, kVec>(args, step, w.m0, w.n0, smem_a + stage * L::kABytes,
-                                 smem_b + stage * L::kBBytes, t);
-          hopper::fence_proxy_async_smem();
-          hopper::mbar_arrive(&full[stage]);
+          uint8_t* sa = smem_a + stage * L::kABytes;
+          uint8_t* sb = smem_b + stage * L::kBBytes;
+          if constexpr (kVec) {
+            gather_stage_async<T, BN>(args, rows, step, w.n0, sa, sb, t);
+            hopper::cp_async_mbar_arrive(&full[stage]);  // the consumers fence the proxies
+          } else {
+            gather_stage_regs<T, BN>(args, step, w.m0, w.n0, sa, sb, t);
+            hopper::fence_proxy_async_smem();  // these stores, before wgmma (async proxy) reads
+            hopper::mbar_arrive(&full[stage]);
+          }
           if (++stage == L::kStages) { stage = 0; phase ^= 1; }
         }
       }
+      if constexpr (kVec) hopper::cp_async_wait_all();
     }
     return;
   }
@@ -377,6 +462,8 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
     int prev_stage = stage;
     for (int step = w.step_begin; step < w.step_end; ++step) {
       hopper::mbar_wait(&full[stage], phase);
+      // cp.async wrote the slot through the generic proxy; order it before wgmma's reads.
+      if constexpr (kPath == Path::kGather && kVec) hopper::fence_proxy_async_smem();
       const uint64_t da = hopper::wgmma_desc_sw128(smem_a + stage * L::kABytes +
                                                    cw * kWgmmaM * hopper::kSwizzleBytes);
       const uint64_t db = hopper::wgmma_desc_sw128(smem_b + stage * L::kBBytes);
@@ -453,7 +540,8 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
 struct Candidate {
   int bn;
   int splits;
-  bool staged = false;    // the TMA-store epilogue (16-bit Y, K % 8 == 0, TMA path)
+  bool staged = false;    // the TMA-store epilogue (16-bit Y, K % 8 == 0)
+  bool pad_c = false;     // gather path on X and Wt padded to whole 16-byte channel chunks
   float ms = 0.f;
   double rel_diff = 0.0;  // max |Y - Y_first| / max |Y_first|
   bool valid = true;
@@ -545,6 +633,24 @@ const CUtensorMap& y_map_for(const ConvProblem& p, const void* y) {
   return g.y_maps.back().map;
 }
 
+// The problem the channel-padded candidates run: C rounded up to a whole 16-byte chunk.
+int chunk_elems(const ConvProblem& p) { return kChunkBytes / int(elem_bytes(p.elem)); }
+ConvProblem padded_problem(const ConvProblem& p) {
+  ConvProblem q = p;
+  q.c = (p.c + chunk_elems(p) - 1) / chunk_elems(p) * chunk_elems(p);
+  return q;
+}
+bool pads_channels(const ConvProblem& p) { return p.c % chunk_elems(p) != 0; }
+// Workspace: [split-K counters + sums][padded X][padded Wt], each part 256-byte aligned.
+size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+size_t padded_x_bytes(const ConvProblem& p) {
+  return round_up_256(size_t(p.n) * p.h * p.w * padded_problem(p).c * elem_bytes(p.elem));
+}
+size_t padded_w_bytes(const ConvProblem& p) {
+  return round_up_256(size_t(p.k) * p.r * p.s * padded_problem(p).c * elem_bytes(p.elem));
+}
+size_t padding_offset(const ConvProblem& p);  // the split-K part's bytes (defined below)
+
 // Workspace of the split-K candidates: the tile counters, then the float32 tile sums.
 constexpr size_t kCountersBytes = 256;  // rounded up to this (keeps the partials aligned)
 size_t counters_bytes(const ConvProblem& p) {
@@ -589,33 +695,68 @@ void launch_kernel(const ConvProblem& p, const void* x, const void* w, void* y, 
   CHECK_LAUNCH();
 }
 
+template <class T, int BN, bool kStaged>
+void launch_gather(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
+                   void* ws, cudaStream_t stream) {
+  constexpr int kElems = kChunkBytes / int(sizeof(T));
+  if (p.c % kElems == 0)
+    launch_kernel<T, BN, Path::kGather, true, kStaged>(p, x, w, y, ws, c.splits, stream);
+  else
+    launch_kernel<T, BN, Path::kGather, false, kStaged>(p, x, w, y, ws, c.splits, stream);
+}
+
 template <class T, int BN>
 void launch_bn(const Candidate& c, Path path, const ConvProblem& p, const void* x, const void* w,
                void* y, void* ws, cudaStream_t stream) {
-  constexpr int kElems = kChunkBytes / int(sizeof(T));
   if (path == Path::kTmaIm2col) {
     if constexpr (sizeof(T) == 2)
       if (c.staged)
         return launch_kernel<T, BN, Path::kTmaIm2col, true, true>(p, x, w, y, ws, c.splits, stream);
-    launch_kernel<T, BN, Path::kTmaIm2col, true, false>(p, x, w, y, ws, c.splits, stream);
-  } else if (BN == 256) {  // the gather producer's register budget is sized for BN <= 128
+    return launch_kernel<T, BN, Path::kTmaIm2col, true, false>(p, x, w, y, ws, c.splits, stream);
+  }
+  if constexpr (BN == 256) {  // the gather producer's register budget is sized for BN <= 128
     FAIL("no gather-path kernel for BN=256");
-  } else if (p.c % kElems == 0) {
-    launch_kernel<T, std::min(BN, 128), Path::kGather, true, false>(p, x, w, y, ws, c.splits, stream);
   } else {
-    launch_kernel<T, std::min(BN, 128), Path::kGather, false, false>(p, x, w, y, ws, c.splits, stream);
+    if constexpr (sizeof(T) == 2)
+      if (c.staged) return launch_gather<T, BN, true>(c, p, x, w, y, ws, stream);
+    launch_gather<T, BN, false>(c, p, x, w, y, ws, stream);
   }
 }
 
 template <class T>
-void launch_typed(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
-                  void* ws, cudaStream_t stream) {
+void launch_bns(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
+                void* ws, cudaStream_t stream) {
   switch (c.bn) {
     case 64: return launch_bn<T, 64>(c, g.path, p, x, w, y, ws, stream);
     case 128: return launch_bn<T, 128>(c, g.path, p, x, w, y, ws, stream);
     case 256: return launch_bn<T, 256>(c, g.path, p, x, w, y, ws, stream);
   }
   FAIL("no kernel for BN=%d", c.bn);
+}
+
+template <class T>
+void pad_channels(const void* src, void* dst, long long rows, int c, int cp, cudaStream_t stream) {
+  const long long chunks = rows * (cp / (kChunkBytes / int(sizeof(T))));
+  constexpr int kPadThreads = 256;
+  const dim3 grid(unsigned((chunks + kPadThreads - 1) / kPadThreads));
+  check_grid(grid, "pad_channels_kernel");
+  pad_channels_kernel<T><<<grid, kPadThreads, 0, stream>>>(static_cast<const Raw<T>*>(src),
+                                                           static_cast<Raw<T>*>(dst), chunks, c, cp);
+  CHECK_LAUNCH();
+}
+
+// A padded candidate pads X and Wt into the workspace on every launch (the inputs may change
+// between launches; the pass is part of the timed work), then runs the padded problem.
+template <class T>
+void launch_typed(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
+                  void* ws, cudaStream_t stream) {
+  if (!c.pad_c) return launch_bns<T>(c, p, x, w, y, ws, stream);
+  const ConvProblem pp = padded_problem(p);
+  uint8_t* xp = static_cast<uint8_t*>(ws) + padding_offset(p);
+  uint8_t* wp = xp + padded_x_bytes(p);
+  pad_channels<T>(x, xp, (long long)p.n * p.h * p.w, p.c, pp.c, stream);
+  pad_channels<T>(w, wp, (long long)p.k * p.r * p.s, p.c, pp.c, stream);
+  launch_bns<T>(c, pp, xp, wp, y, ws, stream);
 }
 
 void launch_candidate(const Candidate& c, const ConvProblem& p, const void* x, const void* w,
@@ -626,13 +767,14 @@ void launch_candidate(const Candidate& c, const ConvProblem& p, const void* x, c
 }
 
 // BN no wider than K rounded up to 64 (a wider tile only multiplies zeros); 256 only on the TMA
-// path. Split counts only while the unsplit grid leaves SMs idle. On the TMA path a 16-bit Y
-// with K % 8 == 0 takes the staged epilogue (it beat the direct one on every ResNet-50 layer
-// but one, where they tied within 2%: docs/perf-log.md).
+// path. Split counts only while the unsplit grid leaves SMs idle. A 16-bit Y with K % 8 == 0
+// takes the staged epilogue on the TMA path (it beat the direct one on every ResNet-50 layer
+// but one, where they tied within 2%: docs/perf-log.md); the gather path times both. Channels
+// that are not whole 16-byte chunks (C = 3, odd C) also get the padded candidates.
 std::vector<Candidate> candidate_list(const ConvProblem& p, Path path) {
   std::vector<Candidate> out;
   const int k_round = (p.k + 63) / 64 * 64;
-  const bool staged = path == Path::kTmaIm2col && staged_ok(p);
+  const bool staged = staged_ok(p);
   for (int bn : kBlockNs) {
     if (bn > std::max(64, k_round) || (bn == 256 && path != Path::kTmaIm2col)) continue;
     std::vector<int> splits = {1};
@@ -642,18 +784,33 @@ std::vector<Candidate> candidate_list(const ConvProblem& p, Path path) {
       if (blocks * s > (long long)kMaxWavesForSplit * sm_count()) break;
       splits.push_back(s);
     }
-    for (int s : splits) out.push_back({bn, s, staged});
+    for (int s : splits) {
+      out.push_back({bn, s, staged});
+      if (path == Path::kGather && staged) out.push_back({bn, s, false});
+    }
   }
+  if (path == Path::kGather && pads_channels(p))
+    for (Candidate c : candidate_list(padded_problem(p), Path::kGather)) {
+      c.pad_c = true;
+      out.push_back(c);
+    }
   return out;
 }
 
 // Bytes of the float32 tile sums of the split-K candidates (0 if none splits).
 size_t partials_bytes(const ConvProblem& p) {
   size_t bytes = 0;
-  for (const Candidate& c : candidate_list(p, Path::kTmaIm2col))  // a superset of the gather list
-    if (c.splits > 1)
-      bytes = std::max(bytes, size_t(m_tiles(p)) * n_tiles(p, c.bn) * kBlockM * c.bn * sizeof(float));
+  // The TMA lists are supersets of the gather lists (of p and of the padded problem).
+  for (const ConvProblem& q : {p, padded_problem(p)})
+    for (const Candidate& c : candidate_list(q, Path::kTmaIm2col))
+      if (c.splits > 1)
+        bytes = std::max(bytes, size_t(m_tiles(p)) * n_tiles(p, c.bn) * kBlockM * c.bn * sizeof(float));
   return bytes;
+}
+
+size_t padding_offset(const ConvProblem& p) {
+  const size_t partials = partials_bytes(p);
+  return partials == 0 ? 0 : counters_bytes(p) + partials;
 }
 
 }  // namespace
@@ -661,8 +818,7 @@ size_t partials_bytes(const ConvProblem& p) {
 const char* variant_name() { return "hopper_wgmma"; }
 
 size_t variant_workspace_bytes(const ConvProblem& prob) {
-  const size_t partials = partials_bytes(prob);
-  return partials == 0 ? 0 : counters_bytes(prob) + partials;
+  return padding_offset(prob) + (pads_channels(prob) ? padded_x_bytes(prob) + padded_w_bytes(prob) : 0);
 }
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets, void* workspace,
@@ -702,8 +858,9 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
     c.rel_diff = m.rel_diff;
     c.valid = m.valid;
     if (!c.valid)
-      std::fprintf(stderr, "warning: candidate BN=%d splits=%d staged=%d disagrees with the first "
-                   "(max rel diff %g); rejected\n", c.bn, c.splits, int(c.staged), c.rel_diff);
+      std::fprintf(stderr, "warning: candidate BN=%d splits=%d staged=%d pad_c=%d disagrees with "
+                   "the first (max rel diff %g); rejected\n", c.bn, c.splits, int(c.staged),
+                   int(c.pad_c), c.rel_diff);
     if (i == 0 || (c.valid && c.ms < g.choice.ms)) g.choice = c;
   }
   CHECK_CUDA(cudaStreamSynchronize(stream));
@@ -731,6 +888,7 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
     c.add_int("bn", g.timed[i].bn)
         .add_int("splits", g.timed[i].splits)
         .add_bool("staged", g.timed[i].staged)
+        .add_bool("pad_c", g.timed[i].pad_c)
         .add_num("ms", g.timed[i].ms)
         .add_num("max_rel_diff_vs_first", g.timed[i].rel_diff)
         .add_bool("valid", g.timed[i].valid);
@@ -739,14 +897,16 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
   cands += "]";
   const Candidate& c = g.choice;
   const auto [stages, smem] = c.staged ? layout_of<true>(c.bn) : layout_of<false>(c.bn);
-  detail.add_str("path", path_name(g.path))
+  const ConvProblem& run = c.pad_c ? padded_problem(prob) : prob;
+  detail.add_str("path", c.pad_c ? "gather_padded_c" : path_name(g.path))
+      .add_int("c_run", run.c)
       .add_str("tile", std::to_string(kBlockM) + "x" + std::to_string(c.bn) + "x" +
                            std::to_string(block_k(prob)))
       .add_str("epilogue", c.staged ? "tma_store" : "direct")
       .add_str("split_sum", c.splits == 1 ? "none" : "atomic_f32_workspace_fixup")
       .add_int("stages", stages)
       .add_int("splits", c.splits)
-      .add_int("k_steps", k_steps(prob))
+      .add_int("k_steps", k_steps(run))
       .add_int("consumer_warpgroups", kConsumerWarpgroups)
       .add_raw("candidates", cands);
   launch_config = launch_json(grid_for(prob, c.bn, c.splits), dim3(kThreads), size_t(smem));

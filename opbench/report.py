@@ -122,8 +122,12 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         by_layer: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in group:
             by_layer[(row["layer"], row["shape"])][_series(row)] = row
-        # A layer where some row was not measured (SKIP) has no winner; a FAIL never wins.
-        untimed = {layer for layer, cells in by_layer.items() if any(r["status"] == "SKIP" for r in cells.values())}
+        # A layer where some row was not measured (SKIP, or no record: a stopped run) has no winner; a FAIL never wins.
+        untimed = {
+            layer
+            for layer, cells in by_layer.items()
+            if len(cells) < len(series) or any(r["status"] == "SKIP" for r in cells.values())
+        }
         winners = {
             layer: "n/a (not all timed)" if layer in untimed else fastest(cells.values())
             for layer, cells in by_layer.items()

@@ -284,7 +284,10 @@ def test_collect_fills_skips_and_missing_records(tmp_path: Path) -> None:
 
 
 def test_fastest_column_wins_and_ratios_to_cudnn(tmp_path: Path) -> None:
-    """Per layer the fastest PASS row is named; a FAIL never wins however fast; ratios skip layers that failed."""
+    """Per layer the fastest PASS row is named; a FAIL never wins however fast; ratios skip layers that failed.
+
+    A layer that a stopped run left without some row (no record at all) has no winner either.
+    """
     f16 = {"dtype": "f16", "layout": "nhwc_fhwc"}
 
     def _pass(**fields: object) -> dict:
@@ -298,11 +301,13 @@ def test_fastest_column_wins_and_ratios_to_cudnn(tmp_path: Path) -> None:
         _pass(**f16, layer="c", shape="n1_c", backend="cudnn", variant="fp16", tflops=100.0, device="gpu"),
         make_record(**{**BASE, "variant": "mma"}, **f16, layer="c", shape="n1_c", backend="cuda", status="FAIL",
                     reason=FAIL_REASON, relerr=0.5, tolerance=5e-3, tflops=900.0),
+        _pass(**f16, layer="d", shape="n1_d", backend="cuda", variant="mma", tflops=300.0, device="gpu"),
     ]  # fmt: skip
     report.write_summary(rows, tmp_path, "race")
     table = {r["layer"]: r for r in _table((tmp_path / "summary.md").read_text(), "op conv2d, suite tiny, batch 1, "
                                            "dtype f16, layout nhwc_fhwc")}  # fmt: skip
-    assert [table[layer]["fastest"] for layer in "abc"] == ["cudnn:fp16", "cuda:mma", "cudnn:fp16"]
+    winners = [table[layer]["fastest"] for layer in "abcd"]
+    assert winners == ["cudnn:fp16", "cuda:mma", "cudnn:fp16", "n/a (not all timed)"]
     assert table["layers won"]["cudnn:fp16"] == "2" and table["layers won"]["cuda:mma"] == "1"
     ratio = table["geomean ratio to cudnn:fp16"]
     assert ratio["cudnn:fp16"] == "1.00"

@@ -198,7 +198,7 @@ def test_malformed_npy_rejected_before_cuda(builds, variant, npy_files):
 # What each variant's machine code must contain (opbench.sass mnemonic groups): the claim in its header comment.
 EXPECTED_SASS = {
     "mma_implicit_gemm": ("HMMA (mma.sync)", "LDSM (ldmatrix)", "LDGSTS (cp.async)"),
-    "hopper_wgmma": ("HGMMA (wgmma)", "UTMALDG (TMA)", "UTMASTG (TMA store)"),
+    "hopper_wgmma": ("HGMMA (wgmma)", "UTMALDG (TMA)", "UTMASTG (TMA store)", "LDGSTS (cp.async)"),  # + gather path
     "register_tiled": ("FFMA", "LDS.128"),
     "split_reduction": ("FFMA", "LDS.128"),
 }

@@ -178,12 +178,16 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+PLOT_MAX_WIDTH_IN = 28  # widest per-layer bar plot, inches (at 110 dpi: about 3100 pixels)
+
+
 def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
     """Bars of GFLOP/s per layer and backend:variant; FAIL bars are red and labelled, SKIPs are absent."""
     series = list(dict.fromkeys(_series(r) for r in group if r["status"] != "SKIP"))
     layers = list(dict.fromkeys(r["layer"] for r in group))
     unit, scale = _unit(group)
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(layers) * max(1, len(series))), 4.5))
+    # About 0.15 inch per bar, capped: 23 layers x 10 series stays a readable 28-inch page, not 115 inches.
+    fig, ax = plt.subplots(figsize=(min(PLOT_MAX_WIDTH_IN, max(6, 2 + 0.15 * len(layers) * max(1, len(series)))), 5))
     width = 0.8 / max(1, len(series))
     for i, name in enumerate(series):
         rows = {r["layer"]: r for r in group if _series(r) == name}
@@ -201,7 +205,7 @@ def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
                 ax.annotate("FAIL", (x, 0), rotation=90, color="red", ha="center", va="bottom", fontsize=8)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=8)
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(f"{unit} (median)")
     ax.set_title(", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)), fontsize=10)

@@ -266,6 +266,20 @@ def test_plot_legend_names_every_series_that_passed(tmp_path: Path, monkeypatch:
     assert sorted(labels) == ["iree-cuda:default", "iree-llvm-cpu:default"]
 
 
+def test_plot_of_a_wide_race_stays_readable(tmp_path: Path) -> None:
+    """23 layers x 10 series (the tensor-core race) fits PLOT_MAX_WIDTH_IN, not 0.5 inch per bar (115 inches)."""
+    f16 = {"dtype": "f16", "layout": "nhwc_fhwc"}
+    group = [
+        _pass(**f16, layer=f"l{i}", shape=f"n1_{i}", backend=f"b{j}", tflops=100.0 + j)
+        for i in range(23)
+        for j in range(10)
+    ]
+    path = tmp_path / "p.png"
+    report.plot_group(("conv2d", "resnet50", 16, "f16", "nhwc_fhwc"), group, path)
+    width_px = int.from_bytes(path.read_bytes()[16:20], "big")  # the PNG IHDR width
+    assert 600 < width_px <= 3100, width_px  # at most 28 inches at 110 dpi
+
+
 def test_collect_fills_skips_and_missing_records(tmp_path: Path) -> None:
     def point(layer: str, backend: str) -> Point:
         return Point(op="conv2d", suite="tiny", layer=layer, count=1, batch=1, shape=f"s_{layer}", dtype="f32",

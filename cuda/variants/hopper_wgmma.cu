@@ -19,9 +19,8 @@
 // Epilogues (detail "epilogue"; Y is stored in the input type, f32 for tf32):
 //   "tma_store": 16-bit Y with K % 8 == 0 (on the gather path timed against "direct"): each
 //                consumer warpgroup rounds its 64 x BN tile into a 128B-swizzled staging tile
-//                in shared memory and one thread
-//                stores it with TMA (cp.async.bulk.tensor), which runs on while the warpgroup
-//                starts the next unit;
+//                in shared memory and one thread stores it with TMA (cp.async.bulk.tensor),
+//                which runs on while the warpgroup starts the next unit;
 //   "direct":    guarded 4-/8-byte stores of value pairs straight from the accumulators.
 // Split-K (for grids too small for the GPU, detail "splits"): each slice adds its f32 tile into
 // a workspace with vector REDs and counts itself in on a per-tile counter; the last slice reads
@@ -76,6 +75,8 @@ constexpr int kBlockK = hopper::kSwizzleBytes / int(sizeof(T));
 constexpr int kWgmmaKBytes = 32;
 constexpr int kWgmmasPerStep = hopper::kSwizzleBytes / kWgmmaKBytes;
 constexpr int kChunkBytes = 16;              // one swizzle chunk: the gather path's load width
+template <class T>
+constexpr int kChunkElems = kChunkBytes / int(sizeof(T));  // elements of T in one chunk
 constexpr int kSmemLimit = 227 * 1024;       // opt-in dynamic shared memory per block (sm_90)
 constexpr int kMaxStages = 8;
 // setmaxnreg budgets (per thread). At entry every thread has 168 (65536 / 384, rounded down to
@@ -146,13 +147,7 @@ using Raw = std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>;
 // ---- gather producer: one reduction slice (kBlockK wide) of A and B into swizzled smem ----------
 // Thread t of the producer warpgroup fills 16-byte chunk t % 8 of rows t / 8 + 16 u; a chunk is
 // kElems consecutive reduction indices.
-//
-// gather_stage_async (C % kElems == 0: a chunk is kElems consecutive channels of one tap): one
-// cp.async per chunk (zero fill for padding and rows past M or K), X through L1 (neighbouring
-// output pixels read the same input pixels), then one arrival on the slot's full barrier when
-// the copies land. The producer does not wait for them: it goes on to the next free slot, so up
-// to kStages slices are in flight (a load-then-store producer had one, and ran the C = 3 stem
-// at 16 TFLOP/s).
+
 // The output pixels of this thread's A rows (t / 8 + 16 u) in one M tile: image and window
 // corner, computed once per work unit (a row past M gets a corner no tap can bring in bounds).
 constexpr int kGatherRows = kBlockM / (kWarpgroupThreads / 8);
@@ -161,23 +156,29 @@ struct GatherRows {
 };
 
 __device__ __forceinline__ GatherRows gather_rows(const ConvProblem& p, int m0, int t) {
-  GatherRows g;
+  GatherRows rows;
 #pragma unroll
   for (int u = 0; u < kGatherRows; ++u) {
     const int m = m0 + t / 8 + u * (kWarpgroupThreads / 8);
     const int q = m % p.q, pq = m / p.q;
     const bool in = m < p.gemm_m();
-    g.img[u] = in ? pq / p.p : 0;
-    g.ih0[u] = in ? (pq % p.p) * p.stride_h - p.pad_h : -(1 << 30);
-    g.iw0[u] = q * p.stride_w - p.pad_w;
+    rows.img[u] = in ? pq / p.p : 0;
+    rows.ih0[u] = in ? (pq % p.p) * p.stride_h - p.pad_h : -(1 << 30);
+    rows.iw0[u] = q * p.stride_w - p.pad_w;
   }
-  return g;
+  return rows;
 }
 
+// gather_stage_async (C % kElems == 0: a chunk is kElems consecutive channels of one tap): one
+// cp.async per chunk (zero fill for padding and rows past M or K), X through L1 (neighbouring
+// output pixels read the same input pixels); the caller then arranges one arrival on the slot's
+// full barrier when the copies land. The producer does not wait for them: it goes on to the next
+// free slot, so up to kStages slices are in flight (a load-then-store producer had one, and ran
+// the C = 3 stem at 16 TFLOP/s).
 template <class T, int BN>
 __device__ __forceinline__ void gather_stage_async(const Args& a, const GatherRows& rows, int step,
                                                    int n0, uint8_t* sa, uint8_t* sb, int t) {
-  constexpr int kElems = kChunkBytes / int(sizeof(T));
+  constexpr int kElems = kChunkElems<T>;
   const ConvProblem& p = a.prob;
   const T* x = static_cast<const T*>(a.x);
   const T* wt = static_cast<const T*>(a.w);
@@ -210,7 +211,7 @@ template <class T, int BN>
 __device__ __forceinline__ void gather_stage_regs(const Args& a, int step, int m0, int n0,
                                                   uint8_t* sa, uint8_t* sb, int t) {
   using R = Raw<T>;
-  constexpr int kElems = kChunkBytes / int(sizeof(T));
+  constexpr int kElems = kChunkElems<T>;
   const ConvProblem& p = a.prob;
   const R* x = static_cast<const R*>(a.x);
   const R* wt = static_cast<const R*>(a.w);
@@ -267,7 +268,7 @@ __device__ __forceinline__ void gather_stage_regs(const Args& a, int step, int m
 template <class T>
 __global__ void pad_channels_kernel(const Raw<T>* src, Raw<T>* dst, long long chunks, int c,
                                     int cp) {
-  constexpr int kElems = kChunkBytes / int(sizeof(T));
+  constexpr int kElems = kChunkElems<T>;
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (i >= chunks) return;
   const int per_row = cp / kElems;
@@ -570,6 +571,7 @@ struct State {
   std::vector<Candidate> timed;
   std::vector<Maps> maps;    // one per buffer set seen
   std::vector<YMap> y_maps;  // one per output buffer seen
+  size_t padding_offset = 0; // workspace offset of the padded X (after the split-K part)
 };
 State g;
 
@@ -649,7 +651,6 @@ size_t padded_x_bytes(const ConvProblem& p) {
 size_t padded_w_bytes(const ConvProblem& p) {
   return round_up_256(size_t(p.k) * p.r * p.s * padded_problem(p).c * elem_bytes(p.elem));
 }
-size_t padding_offset(const ConvProblem& p);  // the split-K part's bytes (defined below)
 
 // Workspace of the split-K candidates: the tile counters, then the float32 tile sums.
 constexpr size_t kCountersBytes = 256;  // rounded up to this (keeps the partials aligned)
@@ -698,8 +699,7 @@ void launch_kernel(const ConvProblem& p, const void* x, const void* w, void* y, 
 template <class T, int BN, bool kStaged>
 void launch_gather(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
                    void* ws, cudaStream_t stream) {
-  constexpr int kElems = kChunkBytes / int(sizeof(T));
-  if (p.c % kElems == 0)
+  if (p.c % kChunkElems<T> == 0)
     launch_kernel<T, BN, Path::kGather, true, kStaged>(p, x, w, y, ws, c.splits, stream);
   else
     launch_kernel<T, BN, Path::kGather, false, kStaged>(p, x, w, y, ws, c.splits, stream);
@@ -736,7 +736,7 @@ void launch_bns(const Candidate& c, const ConvProblem& p, const void* x, const v
 
 template <class T>
 void pad_channels(const void* src, void* dst, long long rows, int c, int cp, cudaStream_t stream) {
-  const long long chunks = rows * (cp / (kChunkBytes / int(sizeof(T))));
+  const long long chunks = rows * (cp / kChunkElems<T>);
   constexpr int kPadThreads = 256;
   const dim3 grid(unsigned((chunks + kPadThreads - 1) / kPadThreads));
   check_grid(grid, "pad_channels_kernel");
@@ -752,7 +752,7 @@ void launch_typed(const Candidate& c, const ConvProblem& p, const void* x, const
                   void* ws, cudaStream_t stream) {
   if (!c.pad_c) return launch_bns<T>(c, p, x, w, y, ws, stream);
   const ConvProblem pp = padded_problem(p);
-  uint8_t* xp = static_cast<uint8_t*>(ws) + padding_offset(p);
+  uint8_t* xp = static_cast<uint8_t*>(ws) + g.padding_offset;
   uint8_t* wp = xp + padded_x_bytes(p);
   pad_channels<T>(x, xp, (long long)p.n * p.h * p.w, p.c, pp.c, stream);
   pad_channels<T>(w, wp, (long long)p.k * p.r * p.s, p.c, pp.c, stream);
@@ -832,6 +832,7 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   g.path = Path::kGather;
   g.maps.clear();
   g.y_maps.clear();
+  g.padding_offset = padding_offset(prob);
   // The split-K counters and sums start at 0; every launch leaves them at 0.
   if (workspace != nullptr)
     CHECK_CUDA(cudaMemsetAsync(workspace, 0, variant_workspace_bytes(prob), stream));

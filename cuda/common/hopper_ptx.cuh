@@ -1,7 +1,7 @@
 // hopper_ptx.cuh: the Hopper (sm_90a) device primitives the hopper_wgmma variant is built from,
 // each a thin inline-PTX wrapper named after its instruction:
 //   * mbarrier: init, arrive, arrive + expect_tx, parity wait (the smem ring's full/empty flags);
-//   * cp.async 16-byte copies with zero fill that arrive on an mbarrier when they land;
+//   * an mbarrier arrival when this thread's cp.async copies (mma_ptx.cuh) have landed;
 //   * TMA (cp.async.bulk.tensor): a 2D tiled load and a 4D im2col load into shared memory that
 //     complete on an mbarrier, the tensor-map prefetch, and a 2D tiled store from shared memory
 //     with its bulk-group commit and waits;
@@ -69,29 +69,12 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       : "memory");
 }
 
-// ---- cp.async ---------------------------------------------------------------------------------
-// 16 bytes global -> shared (cp.async), or 16 zero bytes when !valid (src-size 0: nothing is read,
-// but `src` must still be a valid address). kL1: keep the line in L1 (.ca: inputs that
-// neighbouring rows read again), else L2 only (.cg).
-template <bool kL1>
-__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
-  if constexpr (kL1)
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-  else
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
+// ---- cp.async (the copies themselves: mma_ptx.cuh) ----------------------------------------------
 // One arrival on `bar` once every cp.async this thread issued so far has landed (.noinc: the
 // arrival counts toward the barrier's expected count). The thread goes on at once.
 __device__ __forceinline__ void cp_async_mbar_arrive(uint64_t* bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar))
                : "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
 // ---- TMA --------------------------------------------------------------------------------------

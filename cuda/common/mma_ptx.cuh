@@ -1,5 +1,6 @@
 // mma_ptx.cuh: thin wrappers over the Ampere-style (sm_80+) PTX that mma_implicit_gemm.cu uses:
-//   * cp.async.cg 16-byte global -> shared copies with zero fill, commit / wait_group;
+//   * cp.async 16-byte global -> shared copies with zero fill (.cg, or .ca through L1), commit /
+//     wait_group (also used by hopper_wgmma's gather producer);
 //   * ldmatrix.x4 (four 8x8 b16 matrices = four 8-row x 16-byte blocks) shared -> registers;
 //   * mma.sync m16n8k16 (f16 / bf16 inputs) and m16n8k8 (tf32 inputs), f32 accumulate;
 //   * cvt.rna.tf32.f32 (round a float to tf32 for the tf32 MMA).
@@ -42,10 +43,16 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 
 // Copies 16 bytes from global `src` to shared `dst`, or writes 16 zero bytes when !valid (src-size
 // 0: nothing is read, but `src` must still be a valid address, so callers pass the tensor base).
+// kL1: keep the line in L1 (.ca: inputs that neighbouring rows read again), else L2 only (.cg).
+template <bool kL1 = false>
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
   const int src_bytes = valid ? kChunkBytes : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes));
+  if constexpr (kL1)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_bytes));
+  else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_bytes));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int kPending>

@@ -54,6 +54,7 @@
 #include "conv2d.cuh"
 #include "hopper_ptx.cuh"
 #include "hopper_tensormap.cuh"
+#include "mma_ptx.cuh"  // cp.async copies (the gather producer)
 
 #include <algorithm>
 #include <string>
@@ -193,15 +194,16 @@ __device__ __forceinline__ void gather_stage_async(const Args& a, const GatherRo
     const int ih = rows.ih0[u] + dr, iw = rows.iw0[u] + ds;
     const bool ok = k_ok && ih >= 0 && ih < p.h && iw >= 0 && iw < p.w;
     const T* src = ok ? x + ((size_t(rows.img[u]) * p.h + ih) * p.w + iw) * p.c + c : x;
-    hopper::cp_async_16<true>(
-        sa + hopper::swizzle128_offset(t / 8 + u * (kWarpgroupThreads / 8), chunk), src, ok);
+    mma::cp_async_16<true>(
+        hopper::smem_addr(sa + hopper::swizzle128_offset(t / 8 + u * (kWarpgroupThreads / 8), chunk)),
+        src, ok);
   }
 #pragma unroll
   for (int row = t / 8; row < BN; row += kWarpgroupThreads / 8) {
     const int k = n0 + row;
     const bool ok = k_ok && k < p.k;
-    hopper::cp_async_16<false>(sb + hopper::swizzle128_offset(row, chunk),
-                               ok ? wt + size_t(k) * kg + kk : wt, ok);
+    mma::cp_async_16(hopper::smem_addr(sb + hopper::swizzle128_offset(row, chunk)),
+                     ok ? wt + size_t(k) * kg + kk : wt, ok);
   }
 }
 
@@ -445,7 +447,10 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
           if (++stage == L::kStages) { stage = 0; phase ^= 1; }
         }
       }
-      if constexpr (kVec) hopper::cp_async_wait_all();
+      if constexpr (kVec) {  // all copies landed before the producer exits
+        mma::cp_async_commit();
+        mma::cp_async_wait<0>();
+      }
     }
     return;
   }

@@ -1,7 +1,7 @@
 """Nsight Compute's Speed-of-Light of every tuning candidate of a CUDA variant on one ResNet-50 layer.
 
 For kernel development on a GPU machine with `ncu`. The harness is run once in run mode; its variant_prepare launches
-every candidate (tile, split-K count, epilogue, padding), and ncu profiles the first `--launches` launches of kernels
+every candidate (tile, schedule, epilogue, padding), and ncu profiles the first `--launches` launches of kernels
 matching `--kernel`. Printed per kernel instantiation and grid (medians over its launches): duration, SM, memory,
 L1/TEX (shared memory included), L2 and DRAM throughput as % of peak, registers per thread. ncu locks the clocks to
 base, so durations are longer than the harness's; compare the percentages.

@@ -137,3 +137,18 @@ def test_hopper_wgmma_tuning_candidates_agree(binaries: dict[str, Path], dtype: 
     assert [c for c in candidates if not c["valid"]] == []
     assert any(c["pad_c"] for c in candidates) and any(not c["pad_c"] for c in candidates)
     assert detail["path"] in ("gather", "gather_padded_c")
+
+
+@pytest.mark.parametrize("layer", ["deep_7x7_small_out", "k_c_odd_3x3", "pw_1x1_p0"])
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_hopper_wgmma_stream_k_candidates_agree(binaries: dict[str, Path], dtype: str, layer: str) -> None:
+    """The stream-K schedule is offered where the tiles leave SMs idle, and its output matches the data-parallel one.
+
+    At batch 3 these shapes have a few tiles and many k-steps, so stream-K cuts every tile between several blocks
+    (the 3x3 C=512 one between about sixteen): the partial-tile fixup runs on the TMA path (first shape) and on the
+    gather path (the odd-C ones, staged and direct epilogues).
+    """
+    job = _job("cuda", "hopper_wgmma", EDGE_LAYERS[layer], 3, binaries["hopper_wgmma"], seed=17, dtype_name=dtype)
+    candidates = get_backend("cuda").benchmark(job, SETTINGS)["detail"]["candidates"]
+    assert any(c["stream_k"] for c in candidates) and any(not c["stream_k"] for c in candidates)
+    assert [c for c in candidates if not c["valid"]] == []

@@ -22,9 +22,15 @@
 //                in shared memory and one thread stores it with TMA (cp.async.bulk.tensor),
 //                which runs on while the warpgroup starts the next unit;
 //   "direct":    guarded 4-/8-byte stores of value pairs straight from the accumulators.
-// Split-K (for grids too small for the GPU, detail "splits"): each slice adds its f32 tile into
-// a workspace with vector REDs and counts itself in on a per-tile counter; the last slice reads
-// the sums, zeroes them for the next launch and runs the epilogue. No memset, no extra pass.
+// Schedules (detail "schedule"): "data_parallel": block b of a persistent grid (one block per SM)
+// takes whole tiles b, b + grid, ...; "stream_k" (for tile counts that leave SMs idle or end in
+// a partial wave): all but the last one or two waves of tiles as before, then the remaining
+// tiles' k-steps laid end to end and cut into one even range per block, so every SM does the
+// same number of k-steps. A tile cut between blocks is a "partial" one: each block stores its
+// f32 partial tile into its own workspace slot (plain 16-byte stores) and counts itself in on a
+// per-tile counter; the last to arrive sums the slots in block order (deterministic) and runs the
+// epilogue. No memset, no atomics on data, no extra pass. (Step 6's split-K added the slices with
+// vector REDs into one f32 tile: L2's atomic units made a 2-way split 3-5x slower than none.)
 // Paths (detail "path"):
 //   "tma_im2col": C a multiple of the 128-byte k-step and the im2col box within TMA's limits
 //                 (every ResNet-50 layer but the stem): one k-step = one (r, s) tap.
@@ -37,7 +43,7 @@
 //   "gather_padded_c": C not a multiple of 16 bytes (the C = 3 stem): X and Wt copied into the
 //                 workspace with C padded to the next 16 bytes (zeros), then the cp.async gather.
 //                 The padding pass runs on every launch and is part of the timed work.
-// variant_prepare times block-tile widths BN in {64, 128, 256}, split-K counts, both epilogues on
+// variant_prepare times block-tile widths BN in {64, 128, 256}, both schedules, both epilogues on
 // the gather path and the padded candidates on the real problem, cross-checks each candidate
 // against the first and keeps the fastest; "detail" lists them all.
 // Prediction (first version): the big 3x3 layers tensor-core bound, at or above cuDNN fp16; the
@@ -48,9 +54,10 @@
 // timing): geometric mean 0.77-0.80x cuDNN fp16, 0.92x cuDNN tf32; 56x56 and 28x28 3x3 layers
 // above cuDNN fp16, 7x7 layers 0.6-0.8x. Step 6 (cp.async gather, padded C): the stem 16 -> 37
 // TFLOP/s on an H100 (cuDNN 36). 2-CTA clusters sharing the filter tile by TMA multicast were
-// timed and gave nothing (step 6), so they are not here. Next: BM = 64 tiles or a swapped
-// (filters x pixels) tile for the 64-wide layers, whose wgmma.m64n64 reads shared memory at its
-// limit.
+// timed and gave nothing (step 6), so they are not here. Step 7 (stream-K instead of split-K):
+// chosen on the tf32 7x7 3x3 layers (+20%); on f16 data-parallel stays faster everywhere, as the
+// kernels already move 4.5-5.7 TB/s of operand tiles out of L2 (docs/perf-log.md). Next: tiles
+// that need fewer bytes per FLOP (BN = 256 / BM = 256 with a deeper ring).
 #include "conv2d.cuh"
 #include "hopper_ptx.cuh"
 #include "hopper_tensormap.cuh"
@@ -91,9 +98,13 @@ static_assert(kWarpgroupThreads * (kEntryRegs - kGatherProducerRegs) ==
               kConsumerWarpgroups * kWarpgroupThreads * (kGatherConsumerRegs - kEntryRegs));
 static_assert(kBlockM == kConsumerWarpgroups * kWgmmaM, "each consumer warpgroup owns one M=64");
 
-// Split-K (conv2d.cuh's kSplitCounts): the limits.
-constexpr int kMinStepsPerSplit = 4;   // >= 4 k-steps per slice, else the fill/drain dominates
-constexpr int kMaxWavesForSplit = 2;   // split only while blocks * splits <= 2 * SMs
+// Stream-K: >= 4 k-steps per block, else the ring's fill/drain and the fixup dominate.
+constexpr int kMinStepsPerBlock = 4;
+// Partial tiles are summed kFixupChunk float4 columns at a time (the loads of a chunk in flight
+// together, without a second accumulator array beside the wgmma one); 4 beside BN = 256's 128
+// accumulators, where 8 spilled.
+template <int BN>
+constexpr int kFixupChunk = BN == 256 ? 4 : 8;
 
 enum class Path { kTmaIm2col, kGather };
 
@@ -128,11 +139,13 @@ struct Args {
   const void* x;      // gather path only (the TMA path reads X and Wt through tensor maps)
   const void* w;
   void* y;            // prob.elem
-  float* partials;    // splits > 1: [tile][BN / 8][kConsumerThreads] float4 sums of the slices,
-                      // zero between launches
-  int* tile_counters; // splits > 1: slices of each (M, N) tile done so far; 0 between launches
+  float* partials;    // stream-K: [2 * gridDim.x][BN / 8][kConsumerThreads] float4 partial tiles;
+                      // block b's slots: 2b (the tile its range starts in), 2b + 1 (ends in)
+  int* tile_counters; // stream-K: partial tiles stored so far, per stream-K tile; 0 between launches
   int k_steps;        // total k-steps: ceil(R*S*C / kBlockK)
-  int m_tiles, n_tiles, splits;
+  int m_tiles, n_tiles;
+  int dp_tiles;       // tiles [0, dp_tiles): data-parallel (a multiple of gridDim.x or all tiles);
+                      // the rest: stream-K
 };
 
 constexpr int kConsumerThreads = kConsumerWarpgroups * kWarpgroupThreads;
@@ -300,35 +313,95 @@ __device__ __forceinline__ void store_pair(T* yrow, int col, float v0, float v1,
   if (col + 1 < k) yrow[col + 1] = from_f32<T>(v1);
 }
 
-// Split-K with an in-kernel fixup: every slice adds its float32 tile into the tile's sums in the
-// workspace (vector atomics, spread over the SMs that run the slices) and counts itself in on the
-// tile's counter (add_slice); the last slice to arrive reads the sums, zeroes them and the
-// counter for the next launch, and stores Y; the others store nothing. No memset, no extra pass.
-// The accumulators are only read here: a non-wgmma write to them would make ptxas serialise the
-// wgmma pipeline.
-struct SliceSlot {
-  const Args& a;
-  int tile, ct;  // ct: consumer thread 0..255
-  template <int BN>
-  __device__ __forceinline__ float4* at(int v) const {  // this thread's float4 v of the tile
-    return reinterpret_cast<float4*>(a.partials) +
-           (size_t(tile) * (BN / 8) + v) * kConsumerThreads + ct;
+// ---- work decomposition --------------------------------------------------------------------------
+// Tile t covers M tile t % m_tiles (M fastest, so the blocks running at the same time share one
+// filter tile) and N tile t / m_tiles. A segment is the k-steps [step_begin, step_end) of one tile
+// that one block computes: all of them for a data-parallel tile.
+struct Segment {
+  int tile, m0, n0, step_begin, step_end;
+};
+
+__device__ __forceinline__ Segment segment_at(const Args& a, int tile, int k0, int k1, int bn) {
+  return Segment{tile, (tile % a.m_tiles) * kBlockM, (tile / a.m_tiles) * bn, k0, k1};
+}
+
+// The stream-K region: tiles [dp_tiles, tiles), their k-steps numbered end to end (region tile i
+// has steps [i * k_steps, (i + 1) * k_steps)); block b computes steps [begin(b), begin(b + 1)).
+struct StreamK {
+  long long steps;  // k-steps in the region (0: no stream-K tiles)
+  int blocks;
+
+  __device__ __forceinline__ long long begin(int b) const { return steps * b / blocks; }
+  // The block whose range holds step i: the largest b with begin(b) <= i.
+  __device__ __forceinline__ int owner(long long i) const {
+    return int(((i + 1) * blocks - 1) / steps);
   }
 };
 
-// Adds this slice; true if it was the tile's last (then the sums are complete and visible).
+__device__ __forceinline__ StreamK stream_k_region(const Args& a) {
+  return StreamK{(long long)(a.m_tiles * a.n_tiles - a.dp_tiles) * a.k_steps, int(gridDim.x)};
+}
+
+// Calls f(segment) for this block's segments in order: its data-parallel tiles, then its stream-K
+// range (the tail of one tile, whole tiles, the head of another). The producer and the consumers
+// walk the same sequence, so the ring's stage/phase run on across segments.
+template <class F>
+__device__ __forceinline__ void for_each_segment(const Args& a, int bn, F&& f) {
+  for (int t = blockIdx.x; t < a.dp_tiles; t += gridDim.x) f(segment_at(a, t, 0, a.k_steps, bn));
+  const StreamK sk = stream_k_region(a);
+  if (sk.steps == 0) return;
+  const long long end = sk.begin(blockIdx.x + 1);
+  for (long long i = sk.begin(blockIdx.x); i < end;) {
+    const long long tile_begin = i / a.k_steps * a.k_steps;
+    const int k1 = int(min(end - tile_begin, (long long)a.k_steps));
+    f(segment_at(a, a.dp_tiles + int(i / a.k_steps), int(i - tile_begin), k1, bn));
+    i = tile_begin + k1;
+  }
+}
+
+// ---- stream-K fixup -----------------------------------------------------------------------------
+// A partial tile's blocks each store their f32 partial sums into their own slot and count
+// themselves in on the tile's counter; the last to arrive sums every slot in block order and
+// stores Y, and resets the counter for the next launch. The accumulators are only read here: a
+// non-wgmma write to them would make ptxas serialise the wgmma pipeline.
+struct Fixup {
+  float4* parts;    // the partial tiles, at this consumer thread's float4
+  int first, last;  // the blocks that computed parts of the tile
+  bool first_began_before;  // block `first`'s range began in an earlier tile
+  int counter;      // the tile's counter (region tile index)
+  int* counters;
+
+  __device__ static Fixup of(const Args& a, const Segment& s, int consumer_thread) {
+    const StreamK sk = stream_k_region(a);
+    const long long tile_begin = (long long)(s.tile - a.dp_tiles) * a.k_steps;
+    const int first = sk.owner(tile_begin);
+    return Fixup{reinterpret_cast<float4*>(a.partials) + consumer_thread, first,
+                 sk.owner(tile_begin + a.k_steps - 1), sk.begin(first) < tile_begin,
+                 s.tile - a.dp_tiles, a.tile_counters};
+  }
+
+  // Block b's part, float4 v: slot 2b if the tile is the one b's range began in, else 2b + 1
+  // (only `first` can have begun in an earlier tile).
+  template <int BN>
+  __device__ __forceinline__ float4* at(int b, int v) const {
+    const int slot = 2 * b + (b == first && first_began_before ? 1 : 0);
+    return parts + (size_t(slot) * (BN / 8) + v) * kConsumerThreads;
+  }
+};
+
+// Stores this block's part; true if it was the tile's last (then every part is visible).
 template <int BN>
-__device__ __forceinline__ bool add_slice(const SliceSlot& slot, const float (&acc)[BN / 2],
-                                          int* last_flag) {
+__device__ __forceinline__ bool store_part(const Fixup& f, const float (&acc)[BN / 2],
+                                           int* last_flag) {
 #pragma unroll
   for (int v = 0; v < BN / 8; ++v)
-    hopper::red_add_v4(slot.at<BN>(v),
-                       make_float4(acc[4 * v], acc[4 * v + 1], acc[4 * v + 2], acc[4 * v + 3]));
+    __stcg(f.at<BN>(blockIdx.x, v),
+           make_float4(acc[4 * v], acc[4 * v + 1], acc[4 * v + 2], acc[4 * v + 3]));
   __threadfence();
   hopper::named_barrier_sync(kConsumersBarrier, kConsumerThreads);
-  if (slot.ct == 0) {
-    const bool last = atomicAdd(&slot.a.tile_counters[slot.tile], 1) == slot.a.splits - 1;
-    if (last) slot.a.tile_counters[slot.tile] = 0;
+  if (threadIdx.x == kWarpgroupThreads) {  // the first consumer thread
+    const bool last = atomicAdd(&f.counters[f.counter], 1) == f.last - f.first;
+    if (last) f.counters[f.counter] = 0;
     *last_flag = last;
   }
   hopper::named_barrier_sync(kConsumersBarrier, kConsumerThreads);
@@ -337,31 +410,28 @@ __device__ __forceinline__ bool add_slice(const SliceSlot& slot, const float (&a
   return true;
 }
 
-// The complete sum of this thread's float4 v, read from L2 and reset to zero.
+// This thread's final values of float4 columns [j0, j0 + kFixupChunk<BN>): the accumulators, or for
+// a partial tile the sum of every block's part in block order (this block's from registers).
 template <int BN>
-__device__ __forceinline__ float4 take_sum(const SliceSlot& slot, int v) {
-  float4* sum = slot.at<BN>(v);
-  const float4 total = __ldcg(sum);
-  __stcg(sum, make_float4(0.f, 0.f, 0.f, 0.f));
-  return total;
-}
-
-// ---- the kernel ---------------------------------------------------------------------------------
-// One work unit = (M tile, N tile, split-K slice); unit u has m tile u % m_tiles (M fastest, so
-// the blocks running at the same time share one filter tile). Persistent: block b takes units
-// b, b + gridDim.x, ... The ring's stage/phase run on across units, so the producer loads the
-// next unit's tiles while the consumers are still storing the previous one.
-struct Unit {
-  int m0, n0, step_begin, step_end;
-};
-
-__device__ __forceinline__ Unit unit_at(const Args& a, int u, int bn) {
-  const int rest = u / a.m_tiles;
-  const int split = rest / a.n_tiles;
-  // This slice's k-steps [step_begin, step_end): balanced, never empty (splits <= k_steps).
-  return Unit{(u % a.m_tiles) * kBlockM, (rest % a.n_tiles) * bn,
-              int((long long)a.k_steps * split / a.splits),
-              int((long long)a.k_steps * (split + 1) / a.splits)};
+__device__ __forceinline__ void final_chunk(const float (&acc)[BN / 2], bool partial,
+                                            const Fixup& fixup, int j0, float4 (&out)[kFixupChunk<BN>]) {
+#pragma unroll
+  for (int jj = 0; jj < kFixupChunk<BN>; ++jj) {
+    const int j = j0 + jj;
+    out[jj] = partial ? make_float4(0.f, 0.f, 0.f, 0.f)
+                      : make_float4(acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]);
+  }
+  if (!partial) return;
+  for (int b = fixup.first; b <= fixup.last; ++b)
+#pragma unroll
+    for (int jj = 0; jj < kFixupChunk<BN>; ++jj) {
+      const int j = j0 + jj;
+      const float4 part = b == int(blockIdx.x)
+                              ? make_float4(acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3])
+                              : __ldcg(fixup.at<BN>(b, j));
+      out[jj] = make_float4(out[jj].x + part.x, out[jj].y + part.y, out[jj].z + part.z,
+                            out[jj].w + part.w);
+    }
 }
 
 template <class T, int BN, Path kPath, bool kVec, bool kStaged>
@@ -381,12 +451,11 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
   uint8_t* smem_y = smem + L::kStages * L::kStageBytes;  // [consumer][BN / 64][kYBoxBytes]
   uint64_t* full = reinterpret_cast<uint64_t*>(smem_y + L::kYBytes);
   uint64_t* empty = full + L::kStages;
-  __shared__ int last_slice;  // reduce_slices: is this block the tile's last slice?
+  __shared__ int last_part;  // store_part: was this block the partial tile's last?
 
   const ConvProblem& p = args.prob;
   const int warpgroup = threadIdx.x / kWarpgroupThreads;
   const int t = threadIdx.x % kWarpgroupThreads;
-  const int units = args.m_tiles * args.n_tiles * args.splits;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < L::kStages; ++s) {
@@ -409,8 +478,7 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
       hopper::setmaxnreg_dec<kTmaProducerRegs>();
       if (t != 0) return;
       const int c_steps = p.c / kBlockK<T>;
-      for (int u = blockIdx.x; u < units; u += gridDim.x) {
-        const Unit w = unit_at(args, u, BN);
+      for_each_segment(args, BN, [&](const Segment& w) {
         // Window corner of the tile's first output pixel; TMA walks the next 127 itself.
         const int q0 = w.m0 % p.q, pq0 = w.m0 / p.q;
         const int w0 = q0 * p.stride_w - p.pad_w, h0 = (pq0 % p.p) * p.stride_h - p.pad_h;
@@ -426,11 +494,10 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
                               step * kBlockK<T>, w.n0);
           if (++stage == L::kStages) { stage = 0; phase ^= 1; }
         }
-      }
+      });
     } else {
       hopper::setmaxnreg_dec<kGatherProducerRegs>();
-      for (int u = blockIdx.x; u < units; u += gridDim.x) {
-        const Unit w = unit_at(args, u, BN);
+      for_each_segment(args, BN, [&](const Segment& w) {
         const GatherRows rows = gather_rows(p, w.m0, t);
         for (int step = w.step_begin; step < w.step_end; ++step) {
           hopper::mbar_wait(&empty[stage], phase ^ 1);
@@ -446,7 +513,7 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
           }
           if (++stage == L::kStages) { stage = 0; phase ^= 1; }
         }
-      }
+      });
       if constexpr (kVec) {  // all copies landed before the producer exits
         mma::cp_async_commit();
         mma::cp_async_wait<0>();
@@ -460,9 +527,8 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
   else hopper::setmaxnreg_inc<kGatherConsumerRegs>();
   const int cw = warpgroup - 1;  // rows [64 cw, 64 cw + 64) of the block tile
   const int warp = t / 32, lane = t % 32;
-  for (int u = blockIdx.x; u < units; u += gridDim.x) {
-    const Unit w = unit_at(args, u, BN);
-    // No zero fill: the unit's first wgmma runs with scale-d = 0 (a zero fill would be a
+  for_each_segment(args, BN, [&](const Segment& w) {
+    // No zero fill: the segment's first wgmma runs with scale-d = 0 (a zero fill would be a
     // non-wgmma definition of the accumulators, which makes ptxas serialise the wgmma pipeline).
     float acc[BN / 2];
     int prev_stage = stage;
@@ -487,31 +553,36 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
     hopper::fence_operands(acc);
     if (lane == 0) hopper::mbar_arrive(&empty[prev_stage]);
 
-    const int tiles = args.m_tiles * args.n_tiles;
-    const SliceSlot slot{args, u % tiles, cw * kWarpgroupThreads + t};
-    const bool split = args.splits > 1;
-    if (split && !add_slice<BN>(slot, acc, &last_slice)) continue;  // another slice stores
-    // This thread's final values of columns 8j + 2 (lane % 4) + {0, 1}, rows r and r + 8.
-    auto final4 = [&](int j) {
-      return split ? take_sum<BN>(slot, j)
-                   : make_float4(acc[4 * j], acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]);
-    };
+    // A stream-K tile cut between blocks: store this part; the last block to finish one stores Y.
+    const bool partial = w.step_begin > 0 || w.step_end < args.k_steps;
+    Fixup fixup;
+    if (partial) {
+      fixup = Fixup::of(args, w, cw * kWarpgroupThreads + t);
+      if (!store_part<BN>(fixup, acc, &last_part)) return;
+    }
+    // Below, this thread's final values of float4 column j (columns 8j + 2 (lane % 4) + {0, 1},
+    // rows r and r + 8), a chunk at a time.
 
     if constexpr (kStaged) {
       // ---------------- epilogue: acc -> smem (rounded, swizzled) -> TMA store -----------------
       uint8_t* ys = smem_y + cw * (BN / kYBoxCols) * kYBoxBytes;
-      if (t == 0) hopper::bulk_wait_group_read<0>();  // the last unit's store has read ys
+      if (t == 0) hopper::bulk_wait_group_read<0>();  // the last segment's store has read ys
       hopper::named_barrier_sync(kStagingBarrier + cw, kWarpgroupThreads);
       const int row = warp * 16 + lane / 4;
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int col = 8 * j + 2 * (lane % 4);
-        uint8_t* box = ys + (col / kYBoxCols) * kYBoxBytes + (col % 8) * 2;
-        const float4 v = final4(j);
-        *reinterpret_cast<uint32_t*>(box + hopper::swizzle128_offset(row, (col % kYBoxCols) / 8)) =
-            pack_pair<T>(v.x, v.y);
-        *reinterpret_cast<uint32_t*>(box + hopper::swizzle128_offset(row + 8, (col % kYBoxCols) / 8)) =
-            pack_pair<T>(v.z, v.w);
+      for (int j0 = 0; j0 < BN / 8; j0 += kFixupChunk<BN>) {
+        float4 v[kFixupChunk<BN>];
+        final_chunk<BN>(acc, partial, fixup, j0, v);
+#pragma unroll
+        for (int jj = 0; jj < kFixupChunk<BN>; ++jj) {
+          const int col = 8 * (j0 + jj) + 2 * (lane % 4);
+          uint8_t* box = ys + (col / kYBoxCols) * kYBoxBytes + (col % 8) * 2;
+          const int chunk = (col % kYBoxCols) / 8;
+          *reinterpret_cast<uint32_t*>(box + hopper::swizzle128_offset(row, chunk)) =
+              pack_pair<T>(v[jj].x, v[jj].y);
+          *reinterpret_cast<uint32_t*>(box + hopper::swizzle128_offset(row + 8, chunk)) =
+              pack_pair<T>(v[jj].z, v[jj].w);
+        }
       }
       hopper::fence_proxy_async_smem();  // the writes above, before the async proxy reads them
       hopper::named_barrier_sync(kStagingBarrier + cw, kWarpgroupThreads);
@@ -529,15 +600,19 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
       T* yrow = static_cast<T*>(args.y) + size_t(m) * p.k;
       const bool row_ok = m < p.gemm_m(), row8_ok = m + 8 < p.gemm_m();
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int col = w.n0 + 8 * j + 2 * (lane % 4);
-        if (col >= p.k) continue;
-        const float4 v = final4(j);
-        if (row_ok) store_pair(yrow, col, v.x, v.y, pairs, p.k);
-        if (row8_ok) store_pair(yrow + 8 * p.k, col, v.z, v.w, pairs, p.k);
+      for (int j0 = 0; j0 < BN / 8; j0 += kFixupChunk<BN>) {
+        float4 v[kFixupChunk<BN>];
+        final_chunk<BN>(acc, partial, fixup, j0, v);
+#pragma unroll
+        for (int jj = 0; jj < kFixupChunk<BN>; ++jj) {
+          const int col = w.n0 + 8 * (j0 + jj) + 2 * (lane % 4);
+          if (col >= p.k) continue;
+          if (row_ok) store_pair(yrow, col, v[jj].x, v[jj].y, pairs, p.k);
+          if (row8_ok) store_pair(yrow + 8 * p.k, col, v[jj].z, v[jj].w, pairs, p.k);
+        }
       }
     }
-  }
+  });
   if constexpr (kStaged)
     if (t == 0) hopper::bulk_wait_group<0>();  // the last store is complete before the block ends
 }
@@ -545,7 +620,7 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
 // ---- host side ----------------------------------------------------------------------------------
 struct Candidate {
   int bn;
-  int splits;
+  bool stream_k = false;  // the stream-K schedule (else data-parallel)
   bool staged = false;    // the TMA-store epilogue (16-bit Y, K % 8 == 0)
   bool pad_c = false;     // gather path on X and Wt padded to whole 16-byte channel chunks
   float ms = 0.f;
@@ -572,7 +647,7 @@ int bn_index(int bn) { return bn == 64 ? 0 : bn == 128 ? 1 : 2; }
 
 struct State {
   Path path = Path::kGather;
-  Candidate choice{64, 1};
+  Candidate choice{64};
   std::vector<Candidate> timed;
   std::vector<Maps> maps;    // one per buffer set seen
   std::vector<YMap> y_maps;  // one per output buffer seen
@@ -587,11 +662,28 @@ int k_steps(const ConvProblem& p) { return (p.gemm_k() + block_k(p) - 1) / block
 int m_tiles(const ConvProblem& p) { return (p.gemm_m() + kBlockM - 1) / kBlockM; }
 int n_tiles(const ConvProblem& p, int bn) { return (p.k + bn - 1) / bn; }
 
-// Persistent grid: one block per SM (the ring takes most of the shared memory), or fewer when
-// there are fewer work units.
-dim3 grid_for(const ConvProblem& p, int bn, int splits) {
-  const long long units = (long long)m_tiles(p) * n_tiles(p, bn) * splits;
-  return dim3(unsigned(std::min<long long>(units, sm_count())));
+// The persistent grid (one block per SM: the ring takes most of the shared memory) and the
+// tiles it runs data-parallel. Data-parallel: min(tiles, SMs) blocks, every tile. Stream-K: as
+// many blocks as SMs while each gets >= kMinStepsPerBlock k-steps; whole waves of tiles
+// data-parallel except the last one or two, whose k-steps are shared out evenly.
+struct Schedule {
+  int grid, dp_tiles;
+};
+Schedule schedule_for(const ConvProblem& p, int bn, bool stream_k) {
+  const int tiles = m_tiles(p) * n_tiles(p, bn);
+  if (!stream_k) return {std::min(tiles, sm_count()), tiles};
+  const long long steps = (long long)tiles * k_steps(p);
+  const int grid = int(std::clamp<long long>(steps / kMinStepsPerBlock, 1, sm_count()));
+  return {grid, tiles >= 2 * grid ? (tiles / grid - 1) * grid : 0};
+}
+
+// Stream-K is a candidate where it changes something (the tiles are not whole waves of blocks)
+// and every block gets kMinStepsPerBlock k-steps of the region.
+bool stream_k_helps(const ConvProblem& p, int bn) {
+  const int tiles = m_tiles(p) * n_tiles(p, bn);
+  const Schedule s = schedule_for(p, bn, true);
+  const long long region_steps = (long long)(tiles - s.dp_tiles) * k_steps(p);
+  return s.grid > 1 && tiles % s.grid != 0 && region_steps / s.grid >= kMinStepsPerBlock;
 }
 
 // TMA im2col needs: C a multiple of the k-step (64 or 32 channels: a k-step is one tap), 16-byte
@@ -648,7 +740,7 @@ ConvProblem padded_problem(const ConvProblem& p) {
   return q;
 }
 bool pads_channels(const ConvProblem& p) { return p.c % chunk_elems(p) != 0; }
-// Workspace: [split-K counters + sums][padded X][padded Wt], each part 256-byte aligned.
+// Workspace: [stream-K counters + partial tiles][padded X][padded Wt], each part 256-byte aligned.
 size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 size_t padded_x_bytes(const ConvProblem& p) {
   return round_up_256(size_t(p.n) * p.h * p.w * padded_problem(p).c * elem_bytes(p.elem));
@@ -657,7 +749,7 @@ size_t padded_w_bytes(const ConvProblem& p) {
   return round_up_256(size_t(p.k) * p.r * p.s * padded_problem(p).c * elem_bytes(p.elem));
 }
 
-// Workspace of the split-K candidates: the tile counters, then the float32 tile sums.
+// Workspace of the stream-K candidates: the tile counters, then the float32 partial tiles.
 constexpr size_t kCountersBytes = 256;  // rounded up to this (keeps the partials aligned)
 size_t counters_bytes(const ConvProblem& p) {
   const size_t bytes = size_t(m_tiles(p)) * n_tiles(p, kBlockNs[0]) * sizeof(int);
@@ -666,7 +758,7 @@ size_t counters_bytes(const ConvProblem& p) {
 
 template <class T, int BN, Path kPath, bool kVec, bool kStaged>
 void launch_kernel(const ConvProblem& p, const void* x, const void* w, void* y, void* workspace,
-                   int splits, cudaStream_t stream) {
+                   bool stream_k, cudaStream_t stream) {
   using L = Layout<BN, kStaged>;
   auto kernel = hopper_conv_kernel<T, BN, kPath, kVec, kStaged>;
   static bool configured = false;
@@ -685,9 +777,11 @@ void launch_kernel(const ConvProblem& p, const void* x, const void* w, void* y, 
             k_steps(p),
             m_tiles(p),
             n_tiles(p, BN),
-            splits};
-  if ((long long)args.m_tiles * args.n_tiles * splits >= (1LL << 31))
-    FAIL("too many work units for int32 indexing");
+            0};
+  if ((long long)args.m_tiles * args.n_tiles >= (1LL << 31) / kBlockM)
+    FAIL("too many tiles for int32 indexing");
+  const Schedule schedule = schedule_for(p, BN, stream_k);
+  args.dp_tiles = schedule.dp_tiles;
   CUtensorMap a{}, b{}, c{};
   if constexpr (kPath == Path::kTmaIm2col) {
     const Maps& m = maps_for(p, x, w);
@@ -695,7 +789,7 @@ void launch_kernel(const ConvProblem& p, const void* x, const void* w, void* y, 
     b = m.b[bn_index(BN)];
   }
   if constexpr (kStaged) c = y_map_for(p, y);
-  const dim3 grid = grid_for(p, BN, splits);
+  const dim3 grid(unsigned(schedule.grid));
   check_grid(grid, "hopper_conv_kernel");
   kernel<<<grid, kThreads, L::kSmemBytes, stream>>>(a, b, c, args);
   CHECK_LAUNCH();
@@ -705,9 +799,9 @@ template <class T, int BN, bool kStaged>
 void launch_gather(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
                    void* ws, cudaStream_t stream) {
   if (p.c % kChunkElems<T> == 0)
-    launch_kernel<T, BN, Path::kGather, true, kStaged>(p, x, w, y, ws, c.splits, stream);
+    launch_kernel<T, BN, Path::kGather, true, kStaged>(p, x, w, y, ws, c.stream_k, stream);
   else
-    launch_kernel<T, BN, Path::kGather, false, kStaged>(p, x, w, y, ws, c.splits, stream);
+    launch_kernel<T, BN, Path::kGather, false, kStaged>(p, x, w, y, ws, c.stream_k, stream);
 }
 
 template <class T, int BN>
@@ -716,8 +810,8 @@ void launch_bn(const Candidate& c, Path path, const ConvProblem& p, const void* 
   if (path == Path::kTmaIm2col) {
     if constexpr (sizeof(T) == 2)
       if (c.staged)
-        return launch_kernel<T, BN, Path::kTmaIm2col, true, true>(p, x, w, y, ws, c.splits, stream);
-    return launch_kernel<T, BN, Path::kTmaIm2col, true, false>(p, x, w, y, ws, c.splits, stream);
+        return launch_kernel<T, BN, Path::kTmaIm2col, true, true>(p, x, w, y, ws, c.stream_k, stream);
+    return launch_kernel<T, BN, Path::kTmaIm2col, true, false>(p, x, w, y, ws, c.stream_k, stream);
   }
   if constexpr (BN == 256) {  // the gather producer's register budget is sized for BN <= 128
     FAIL("no gather-path kernel for BN=256");
@@ -772,7 +866,7 @@ void launch_candidate(const Candidate& c, const ConvProblem& p, const void* x, c
 }
 
 // BN no wider than K rounded up to 64 (a wider tile only multiplies zeros); 256 only on the TMA
-// path. Split counts only while the unsplit grid leaves SMs idle. A 16-bit Y with K % 8 == 0
+// path. Stream-K where the tiles are not whole waves of blocks (stream_k_helps). A 16-bit Y with K % 8 == 0
 // takes the staged epilogue on the TMA path (it beat the direct one on every ResNet-50 layer
 // but one, where they tied within 2%: docs/perf-log.md); the gather path times both. Channels
 // that are not whole 16-byte chunks (C = 3, odd C) also get the padded candidates.
@@ -782,16 +876,10 @@ std::vector<Candidate> candidate_list(const ConvProblem& p, Path path) {
   const bool staged = staged_ok(p);
   for (int bn : kBlockNs) {
     if (bn > std::max(64, k_round) || (bn == 256 && path != Path::kTmaIm2col)) continue;
-    std::vector<int> splits = {1};
-    const long long blocks = (long long)m_tiles(p) * n_tiles(p, bn);
-    for (int s : kSplitCounts) {
-      if (k_steps(p) / s < kMinStepsPerSplit) break;
-      if (blocks * s > (long long)kMaxWavesForSplit * sm_count()) break;
-      splits.push_back(s);
-    }
-    for (int s : splits) {
-      out.push_back({bn, s, staged});
-      if (path == Path::kGather && staged) out.push_back({bn, s, false});
+    for (bool stream_k : {false, true}) {
+      if (stream_k && !stream_k_helps(p, bn)) continue;
+      out.push_back({bn, stream_k, staged});
+      if (path == Path::kGather && staged) out.push_back({bn, stream_k, false});
     }
   }
   if (path == Path::kGather && pads_channels(p))
@@ -802,14 +890,16 @@ std::vector<Candidate> candidate_list(const ConvProblem& p, Path path) {
   return out;
 }
 
-// Bytes of the float32 tile sums of the split-K candidates (0 if none splits).
+// Bytes of the float32 partial tiles of the stream-K candidates: two slots per block (0 if no
+// candidate is stream-K).
 size_t partials_bytes(const ConvProblem& p) {
   size_t bytes = 0;
   // The TMA lists are supersets of the gather lists (of p and of the padded problem).
   for (const ConvProblem& q : {p, padded_problem(p)})
     for (const Candidate& c : candidate_list(q, Path::kTmaIm2col))
-      if (c.splits > 1)
-        bytes = std::max(bytes, size_t(m_tiles(p)) * n_tiles(p, c.bn) * kBlockM * c.bn * sizeof(float));
+      if (c.stream_k)
+        bytes = std::max(bytes, size_t(2) * schedule_for(q, c.bn, true).grid * kBlockM * c.bn *
+                                    sizeof(float));
   return bytes;
 }
 
@@ -864,8 +954,8 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
     c.rel_diff = m.rel_diff;
     c.valid = m.valid;
     if (!c.valid)
-      std::fprintf(stderr, "warning: candidate BN=%d splits=%d staged=%d pad_c=%d disagrees with "
-                   "the first (max rel diff %g); rejected\n", c.bn, c.splits, int(c.staged),
+      std::fprintf(stderr, "warning: candidate BN=%d stream_k=%d staged=%d pad_c=%d disagrees "
+                   "with the first (max rel diff %g); rejected\n", c.bn, int(c.stream_k), int(c.staged),
                    int(c.pad_c), c.rel_diff);
     if (i == 0 || (c.valid && c.ms < g.choice.ms)) g.choice = c;
   }
@@ -892,7 +982,7 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
   for (size_t i = 0; i < g.timed.size(); ++i) {
     Json c;
     c.add_int("bn", g.timed[i].bn)
-        .add_int("splits", g.timed[i].splits)
+        .add_bool("stream_k", g.timed[i].stream_k)
         .add_bool("staged", g.timed[i].staged)
         .add_bool("pad_c", g.timed[i].pad_c)
         .add_num("ms", g.timed[i].ms)
@@ -904,16 +994,18 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
   const Candidate& c = g.choice;
   const auto [stages, smem] = c.staged ? layout_of<true>(c.bn) : layout_of<false>(c.bn);
   const ConvProblem& run = c.pad_c ? padded_problem(prob) : prob;
+  const Schedule schedule = schedule_for(run, c.bn, c.stream_k);
   detail.add_str("path", c.pad_c ? "gather_padded_c" : path_name(g.path))
       .add_int("c_run", run.c)
       .add_str("tile", std::to_string(kBlockM) + "x" + std::to_string(c.bn) + "x" +
                            std::to_string(block_k(prob)))
       .add_str("epilogue", c.staged ? "tma_store" : "direct")
-      .add_str("split_sum", c.splits == 1 ? "none" : "atomic_f32_workspace_fixup")
+      .add_str("schedule", c.stream_k ? "stream_k" : "data_parallel")
+      .add_int("dp_tiles", schedule.dp_tiles)
+      .add_int("tiles", m_tiles(run) * n_tiles(run, c.bn))
       .add_int("stages", stages)
-      .add_int("splits", c.splits)
       .add_int("k_steps", k_steps(run))
       .add_int("consumer_warpgroups", kConsumerWarpgroups)
       .add_raw("candidates", cands);
-  launch_config = launch_json(grid_for(prob, c.bn, c.splits), dim3(kThreads), size_t(smem));
+  launch_config = launch_json(dim3(unsigned(schedule.grid)), dim3(kThreads), size_t(smem));
 }

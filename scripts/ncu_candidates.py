@@ -37,10 +37,18 @@ METRICS = (
     "Duration", "Compute (SM) Throughput", "Memory Throughput", "L1/TEX Cache Throughput", "L2 Cache Throughput",
     "DRAM Throughput", "Registers Per Thread",
 )  # fmt: skip
+# Raw metrics beside the sections: the bytes per second that L2 serves, and those that reach the SMs' L1/TEX units
+# (TMA and cp.async fills included) with their share of that path's peak: whether a kernel is bound by L2 itself or
+# by the path from L2 to the SMs.
+RAW_METRICS = (
+    "lts__t_bytes.sum.per_second", "l1tex__m_xbar2l1tex_read_bytes.sum.per_second",
+    "l1tex__m_xbar2l1tex_read_bytes.sum.pct_of_peak_sustained_elapsed",
+)  # fmt: skip
 
 
 def summarise(csv_text: str) -> list[str]:
-    """One line per (kernel instantiation, grid): the median of each metric of METRICS over its launches."""
+    """One line per (kernel instantiation, grid): the median of each metric of METRICS and RAW_METRICS over its
+    launches."""
     lines = csv_text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith('"ID"')), None)
     if start is None:
@@ -63,7 +71,7 @@ def summarise(csv_text: str) -> list[str]:
         units[metric] = row[header["Metric Unit"]]
     return [
         f"{key}: "
-        + "; ".join(f"{m} {statistics.median(got[m]):.1f} {units[m]}" for m in METRICS if got.get(m))
+        + "; ".join(f"{m} {statistics.median(got[m]):.1f} {units[m]}" for m in (*METRICS, *RAW_METRICS) if got.get(m))
         for key, got in values.items()
     ]  # fmt: skip
 
@@ -76,7 +84,8 @@ def profile(binary: Path, layer: dict, batch: int, dtype: str, kernel: str, laun
         np.save(x, rng.standard_normal((shape.n, shape.h, shape.w, shape.c), dtype=np.float32))
         np.save(w, rng.standard_normal((shape.k, shape.r, shape.s, shape.c), dtype=np.float32))
         cmd = [
-            "ncu", *(arg for s in SECTIONS for arg in ("--section", s)), "-k", f"regex:{kernel}",
+            "ncu", *(arg for s in SECTIONS for arg in ("--section", s)), "--metrics", ",".join(RAW_METRICS),
+            "-k", f"regex:{kernel}",
             "--launch-count", str(launches), "--csv",
             str(binary), "--mode", "run", "--dtype", dtype, "--input", str(x), "--filter", str(w), "--output", str(y),
             *problem_flags(shape),

@@ -29,12 +29,14 @@ def test_summary_is_the_median_per_kernel_instantiation_and_grid() -> None:
         _row(1, "k<__half, 64>", "(56, 1, 1)", "Duration", "ns", "3,000"),
         _row(2, "k<__half, 64>", "(56, 1, 1)", "Duration", "ns", "2,000"),
         _row(2, "k<__half, 64>", "(56, 1, 1)", "L2 Cache Throughput", "%", "40.5"),
+        _row(2, "k<__half, 64>", "(56, 1, 1)", "lts__t_bytes.sum.per_second", "Tbyte/second", "4.25"),
         _row(3, "k<__half, 128>", "(28, 1, 1)", "Duration", "ns", "5,000"),
         _row(3, "k<__half, 128>", "(28, 1, 1)", "Block Limit Registers", "block", "n/a"),
     ])  # fmt: skip
     lines = ncu_candidates.summarise(text)
     assert lines == [
-        "k<__half, 64> grid=(56, 1, 1): Duration 2000.0 ns; L2 Cache Throughput 40.5 %",
+        "k<__half, 64> grid=(56, 1, 1): Duration 2000.0 ns; L2 Cache Throughput 40.5 %; "
+        "lts__t_bytes.sum.per_second 4.2 Tbyte/second",
         "k<__half, 128> grid=(28, 1, 1): Duration 5000.0 ns",
     ]
 

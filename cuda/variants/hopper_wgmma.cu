@@ -48,16 +48,18 @@
 // against the first and keeps the fastest; "detail" lists them all.
 // Prediction (first version): the big 3x3 layers tensor-core bound, at or above cuDNN fp16; the
 // 56x56 C=K=64 layers bound by writing Y. Measured (H200/H100, batch 16, vs cuDNN in the same
-// call; docs/perf-log.md, "Tensor cores: hopper_wgmma", steps 1-6): correct on all ResNet-50
+// call; docs/perf-log.md, "Tensor cores: hopper_wgmma", steps 1-7): correct on all ResNet-50
 // layers and edge shapes (f16, bf16, tf32); SASS has HGMMA (.F32, .BF16, .TF32), UTMALDG,
 // UTMASTG, LDGSTS (gather), no spills. Step 5 (16-bit Y, TMA-store epilogue, graph-replay
 // timing): geometric mean 0.77-0.80x cuDNN fp16, 0.92x cuDNN tf32; 56x56 and 28x28 3x3 layers
 // above cuDNN fp16, 7x7 layers 0.6-0.8x. Step 6 (cp.async gather, padded C): the stem 16 -> 37
 // TFLOP/s on an H100 (cuDNN 36). 2-CTA clusters sharing the filter tile by TMA multicast were
 // timed and gave nothing (step 6), so they are not here. Step 7 (stream-K instead of split-K):
-// chosen on the tf32 7x7 3x3 layers (+20%); on f16 data-parallel stays faster everywhere, as the
-// kernels already move 4.5-5.7 TB/s of operand tiles out of L2 (docs/perf-log.md). Next: tiles
-// that need fewer bytes per FLOP (BN = 256 / BM = 256 with a deeper ring).
+// chosen on the two tf32 512-channel 3x3 layers (+4-20%); at f16/bf16 data-parallel stayed
+// faster on every layer: both schedules move the same 4.4-5.7 TB/s of operand tiles from L2.
+// Whole run (H200, commit 743db36): 0.87 / 0.92x cuDNN fp16 at batch 16 / 32, 0.91x bf16, 1.05x
+// tf32. Next: measure what caps that traffic (ncu_candidates.py), then tiles that need fewer
+// bytes per FLOP (BN = 256 / BM = 256 with a deeper ring).
 #include "conv2d.cuh"
 #include "hopper_ptx.cuh"
 #include "hopper_tensormap.cuh"

@@ -23,13 +23,12 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from opbench.backends.cuda import problem_flags  # noqa: E402
+from opbench.backends.cuda import random_problem_args  # noqa: E402
 from opbench.ops import get_op  # noqa: E402
 
 SECTIONS = ("SpeedOfLight", "LaunchStats")
@@ -78,17 +77,11 @@ def summarise(csv_text: str) -> list[str]:
 
 def profile(binary: Path, layer: dict, batch: int, dtype: str, kernel: str, launches: int) -> str:
     shape = get_op("conv2d").shape_from_layer(layer, batch)
-    rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
-        x, w, y = Path(tmp, "x.npy"), Path(tmp, "w.npy"), Path(tmp, "y.npy")
-        np.save(x, rng.standard_normal((shape.n, shape.h, shape.w, shape.c), dtype=np.float32))
-        np.save(w, rng.standard_normal((shape.k, shape.r, shape.s, shape.c), dtype=np.float32))
         cmd = [
             "ncu", *(arg for s in SECTIONS for arg in ("--section", s)), "--metrics", ",".join(RAW_METRICS),
-            "-k", f"regex:{kernel}",
-            "--launch-count", str(launches), "--csv",
-            str(binary), "--mode", "run", "--dtype", dtype, "--input", str(x), "--filter", str(w), "--output", str(y),
-            *problem_flags(shape),
+            "-k", f"regex:{kernel}", "--launch-count", str(launches), "--csv",
+            str(binary), "--mode", "run", "--dtype", dtype, *random_problem_args(shape, Path(tmp)),
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

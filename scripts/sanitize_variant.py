@@ -20,12 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from opbench.backends.cuda import problem_flags  # noqa: E402
+from opbench.backends.cuda import random_problem_args  # noqa: E402
 from opbench.ops import get_op  # noqa: E402
 
 DEFAULT_SHAPES = (
@@ -45,14 +43,10 @@ def error_count(output: str) -> int | None:
 def sanitize(binary: Path, tool: str, shape_name: str, dtype: str) -> tuple[int | None, str]:
     """One run of the harness under `compute-sanitizer --tool TOOL`: (error count or None, the output's tail)."""
     shape = get_op("conv2d").shape_from_name(shape_name)
-    rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
-        x, w, y = Path(tmp, "x.npy"), Path(tmp, "w.npy"), Path(tmp, "y.npy")
-        np.save(x, rng.standard_normal((shape.n, shape.h, shape.w, shape.c), dtype=np.float32))
-        np.save(w, rng.standard_normal((shape.k, shape.r, shape.s, shape.c), dtype=np.float32))
         cmd = [
             "compute-sanitizer", "--tool", tool, "--print-limit", "5", str(binary), "--mode", "run", "--dtype", dtype,
-            "--input", str(x), "--filter", str(w), "--output", str(y), *problem_flags(shape),
+            *random_problem_args(shape, Path(tmp)),
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     output = proc.stdout + proc.stderr

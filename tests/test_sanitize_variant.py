@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "sanitize_variant.py"
@@ -52,3 +53,17 @@ def test_exit_status_is_1_when_any_run_is_not_clean(monkeypatch: pytest.MonkeyPa
     argv = ["sanitize_variant.py", "--binary", "bin", "--tools", "memcheck", "--dtypes", "f16", "--shapes", shapes]
     monkeypatch.setattr(sys, "argv", argv)
     assert sanitize_variant.main() == 1
+
+
+def test_random_problem_args_write_the_harness_inputs(tmp_path: Path) -> None:
+    from opbench.backends.cuda import random_problem_args
+    from opbench.ops import get_op
+
+    shape = get_op("conv2d").shape_from_name("n2_h5_w6_c3_k4_r3_s3_st2_p1")
+    args = random_problem_args(shape, tmp_path, seed=3)
+    x = np.load(args[args.index("--input") + 1])
+    w = np.load(args[args.index("--filter") + 1])
+    assert x.shape == (2, 5, 6, 3) and w.shape == (4, 3, 3, 3) and x.dtype == np.float32
+    assert np.all(np.isfinite(x)) and np.std(x) > 0.5  # random, not zeros
+    assert args[args.index("--output") + 1] == str(tmp_path / "y.npy")
+    assert args[args.index("--stride-h") + 1] == "2" and args[args.index("--pad-w") + 1] == "1"

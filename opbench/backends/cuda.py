@@ -150,6 +150,16 @@ def problem_flags(shape: Conv2dShape) -> list[str]:
     return [arg for key, value in values.items() for arg in (f"--{key}", str(value))]
 
 
+def random_problem_args(shape: Conv2dShape, folder: Path, seed: int = 1) -> list[str]:
+    """For tools that run the harness by hand (ncu, compute-sanitizer): random NHWC X and KRSC Wt written to `folder`,
+    and the harness arguments naming them, the output file and the problem."""
+    rng = np.random.default_rng(seed)
+    x, w, y = folder / "x.npy", folder / "w.npy", folder / "y.npy"
+    np.save(x, rng.standard_normal((shape.n, shape.h, shape.w, shape.c), dtype=np.float32))
+    np.save(w, rng.standard_normal((shape.k, shape.r, shape.s, shape.c), dtype=np.float32))
+    return ["--input", str(x), "--filter", str(w), "--output", str(y), *problem_flags(shape)]
+
+
 @register_backend
 class CudaKernels(Backend):
     name = "cuda"

@@ -152,6 +152,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             f"Device: {', '.join(devices) or 'n/a'}. Cells: {unit} from the median time; `fastest`: the PASS row "
             "with the highest rate, on layers where every row was timed. Ratio rows: geometric mean over the layers "
             "where both rows PASS.",
+            *(line for note in _backend_notes(group) for line in ("", note)),
             "",
             tabulate(table, headers=["layer", "shape", *series, "fastest"], tablefmt="github", disable_numparse=True),
         ]
@@ -272,6 +273,14 @@ def write_summary(
             plot_roofline(key, group, peaks, path)
             paths.append(path)
     return paths
+
+
+def _backend_notes(group: list[dict[str, Any]]) -> list[str]:
+    """The table notes of the backends with rows in a group (e.g. what IREE's CUDA modules were compiled for)."""
+    from opbench.backends import BACKENDS
+
+    names = dict.fromkeys(r["backend"] for r in group)
+    return [BACKENDS[n].table_note for n in names if n in BACKENDS and BACKENDS[n].table_note]
 
 
 def _precision(row: dict[str, Any]) -> str:

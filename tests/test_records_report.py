@@ -342,3 +342,20 @@ def test_dispatch_time_gets_its_own_column_beside_end_to_end(tmp_path: Path) -> 
     assert row["iree-cuda:tuned"] == "10.00" and row["iree-cuda:tuned [dispatch time]"] == "40.00"
     assert row["cudnn:fp16"] == "50.00" and row["fastest"] == "cudnn:fp16"
     assert len((tmp_path / "summary.csv").read_text().splitlines()) == 3  # header + the two measured rows
+
+
+def test_tables_with_iree_cuda_rows_say_what_the_modules_were_compiled_for(tmp_path: Path) -> None:
+    f16 = {**BASE, "dtype": "f16", "layout": "nhwc_fhwc", "layer": "a", "shape": "n1_a"}
+    rows = [
+        make_record(**{**f16, "variant": "default"}, backend="iree-cuda", status="PASS", reason="", relerr=1e-4,
+                    tolerance=5e-3, median_ms=2.0, tflops=10.0),
+        make_record(**{**f16, "variant": "fp16"}, backend="cudnn", status="PASS", reason="", relerr=1e-4,
+                    tolerance=5e-3, median_ms=0.4, tflops=50.0),
+        make_record(**{**f16, "batch": 2, "variant": "fp16"}, backend="cudnn", status="PASS", reason="", relerr=1e-4,
+                    tolerance=5e-3, median_ms=0.4, tflops=50.0),
+    ]  # fmt: skip
+    report.write_summary(rows, tmp_path, "notes")
+    md = (tmp_path / "summary.md").read_text()
+    with_iree, without = md.split("## op conv2d, suite tiny, batch 1")[1].split("## op conv2d, suite tiny, batch 2")
+    assert "compiled for `sm_80` PTX" in with_iree and "JIT-compiles" in with_iree
+    assert "sm_80" not in without

@@ -53,6 +53,7 @@ class Backend(ABC):
     name: ClassVar[str]
     device: ClassVar[str]  # "cpu", "cuda", "rocm" or "vulkan": what its rows need to run
     artifact: ClassVar[str]  # "vmfb" (compiled module), "binary" (CUDA executable) or "none"
+    table_note: ClassVar[str] = ""  # printed under every results table that has rows of this backend
 
     @abstractmethod
     def supports(self, op: str, dtype: DType, layout: str, variant: str) -> bool:

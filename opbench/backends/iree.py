@@ -157,6 +157,11 @@ class IreeCuda(IreeBackend):
     default_driver = "cuda"
     default_target = "sm_80"  # IREE 3.13 has no sm_90: the driver JIT-compiles sm_80 PTX on Hopper
     times_dispatches = True
+    table_note = (
+        f"`iree-cuda` modules are compiled for `{default_target}` PTX (unless the config sets another `target`): "
+        "IREE 3.13 has no `sm_90` target, so on Hopper the CUDA driver JIT-compiles that PTX, and no wgmma or TMA "
+        "is used."
+    )
 
     @staticmethod
     def target_flags(target: str) -> list[str]:

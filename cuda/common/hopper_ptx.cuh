@@ -129,14 +129,6 @@ __device__ __forceinline__ void bulk_wait_group() {
   asm volatile("cp.async.bulk.wait_group %0;" ::"n"(kPending) : "memory");
 }
 
-// *p += v, four floats at once, without a return value (a fire-and-forget RED at L2; an
-// atomicAdd(float4*) compiles to ATOMG, which waits for the old value).
-__device__ __forceinline__ void red_add_v4(float4* p, float4 v) {
-  asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v.x),
-               "f"(v.y), "f"(v.z), "f"(v.w)
-               : "memory");
-}
-
 // ---- ordering and registers -------------------------------------------------------------------
 // Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads (a multiple of 32).
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {

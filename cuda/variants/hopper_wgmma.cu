@@ -152,7 +152,7 @@ struct Args {
 
 constexpr int kConsumerThreads = kConsumerWarpgroups * kWarpgroupThreads;
 // Named barriers of the consumers (0 is __syncthreads): one per warpgroup (its Y staging tile),
-// one over both (split-K).
+// one over both (the stream-K fixup).
 constexpr int kStagingBarrier = 1;  // + consumer warpgroup index
 constexpr int kConsumersBarrier = kStagingBarrier + kConsumerWarpgroups;
 
@@ -653,7 +653,7 @@ struct State {
   std::vector<Candidate> timed;
   std::vector<Maps> maps;    // one per buffer set seen
   std::vector<YMap> y_maps;  // one per output buffer seen
-  size_t padding_offset = 0; // workspace offset of the padded X (after the split-K part)
+  size_t padding_offset = 0; // workspace offset of the padded X (after the stream-K part)
 };
 State g;
 
@@ -930,7 +930,7 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   g.maps.clear();
   g.y_maps.clear();
   g.padding_offset = padding_offset(prob);
-  // The split-K counters and sums start at 0; every launch leaves them at 0.
+  // The stream-K tile counters start at 0; every launch leaves them at 0.
   if (workspace != nullptr)
     CHECK_CUDA(cudaMemsetAsync(workspace, 0, variant_workspace_bytes(prob), stream));
   if (tma_shape_ok(prob)) {

@@ -162,7 +162,8 @@ def main() -> int:
                                 and r["batch"] == batch and r["dtype"] == dtype), {})  # fmt: skip
                     ratio = row.get("tflops", 0) / ref["tflops"] if ref.get("tflops") else float("nan")
                     detail = row.get("detail") or {}
-                    chosen = {k: detail[k] for k in ("path", "tile", "schedule", "epilogue") if k in detail}
+                    keys = ("path", "tile", "schedule", "epilogue", "blocks_per_sm")
+                    chosen = {k: detail[k] for k in keys if k in detail}
                     note = json.dumps(chosen) if detail else row.get("reason", "")[:300]
                     print(f"{variant:20s} {dtype:5s} b{batch:<3d} {layer['name']:17s} {row['status']:5s} "
                           f"relerr={row.get('relerr', float('nan')):.2e} {row.get('tflops', 0):8.1f} TFLOP/s "

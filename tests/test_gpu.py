@@ -126,17 +126,30 @@ def test_deliberately_wrong_kernel_output_fails(binaries: dict[str, Path]) -> No
 @pytest.mark.parametrize("layer", ["c3_odd_7x7_s2_p3", "k_c_odd_3x3", "dil2_asym"])
 @pytest.mark.parametrize("dtype", ["f16", "f32"])
 def test_hopper_wgmma_tuning_candidates_agree(binaries: dict[str, Path], dtype: str, layer: str) -> None:
-    """Every candidate the tuner timed, the channel-padded ones included, matched the first one's output.
+    """Every candidate the tuner timed, the channel-padded and row-window ones included, matched the first one's output.
 
     Only the chosen candidate's output is judged against the reference; a wrong alternative would otherwise only be
-    rejected with a warning. Odd-C shapes must offer the padded gather path.
+    rejected with a warning. Odd-C shapes must offer the padded gather path, and 16-bit shapes whose S x C values fit in
+    a k-step (C = 3 7x7, C = 5 3x3 with dilation 2 and stride 1x2) the row-window rewrite.
     """
     job = _job("cuda", "hopper_wgmma", EDGE_LAYERS[layer], 3, binaries["hopper_wgmma"], seed=13, dtype_name=dtype)
     detail = get_backend("cuda").benchmark(job, SETTINGS)["detail"]
     candidates = detail["candidates"]
     assert [c for c in candidates if not c["valid"]] == []
     assert any(c["pad_c"] for c in candidates) and any(not c["pad_c"] for c in candidates)
-    assert detail["path"] in ("gather", "gather_padded_c")
+    windows_fit = EDGE_LAYERS[layer]["s"] * EDGE_LAYERS[layer]["c"] <= 64
+    assert any(c["windows"] for c in candidates) == (dtype != "f32" and windows_fit)
+    assert detail["path"] in ("gather", "gather_padded_c", "tma_row_windows")
+
+
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_hopper_wgmma_one_warpgroup_candidates_agree(binaries: dict[str, Path], dtype: str) -> None:
+    """The 64-row tiles (one consumer warpgroup, one or two blocks per SM) are offered on the TMA path and agree."""
+    layer = EDGE_LAYERS["deep_7x7_small_out"]
+    job = _job("cuda", "hopper_wgmma", layer, 3, binaries["hopper_wgmma"], seed=19, dtype_name=dtype)
+    candidates = get_backend("cuda").benchmark(job, SETTINGS)["detail"]["candidates"]
+    assert {(c["bm"], c["blocks_per_sm"]) for c in candidates} >= {(128, 1), (64, 1), (64, 2)}
+    assert [c for c in candidates if not c["valid"]] == []
 
 
 @pytest.mark.parametrize("layer", ["deep_7x7_small_out", "k_c_odd_3x3", "pw_1x1_p0"])

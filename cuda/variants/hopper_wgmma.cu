@@ -43,8 +43,14 @@
 //   "gather_padded_c": C not a multiple of 16 bytes (the C = 3 stem): X and Wt copied into the
 //                 workspace with C padded to the next 16 bytes (zeros), then the cp.async gather.
 //                 The padding pass runs on every launch and is part of the timed work.
+//   "tma_row_windows": S x C values of a filter row fit in half a k-step or less (the stem:
+//                 7 x 3 of 64): a pass copies, per output pixel, the input windows of Q filter
+//                 rows side by side into one 128-byte row of the workspace (the filter likewise),
+//                 and the convolution runs on the TMA path as a ceil(R / Q)-tap, S = 1 problem
+//                 (the stem: 4 k-steps instead of 7 padded ones, TMA instead of a gather
+//                 producer). The pass runs on every launch and is part of the timed work.
 // variant_prepare times block-tile widths BN in {64, 128, 256}, both schedules, both epilogues on
-// the gather path and the padded candidates on the real problem, cross-checks each candidate
+// the gather path and the padded and row-window candidates on the real problem, cross-checks each candidate
 // against the first and keeps the fastest; "detail" lists them all.
 // Prediction (first version): the big 3x3 layers tensor-core bound, at or above cuDNN fp16; the
 // 56x56 C=K=64 layers bound by writing Y. Measured (H200/H100, batch 16, vs cuDNN in the same
@@ -66,6 +72,7 @@
 #include "mma_ptx.cuh"  // cp.async copies (the gather producer)
 
 #include <algorithm>
+#include <numeric>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -73,11 +80,12 @@
 
 namespace {
 
-constexpr int kBlockM = 128;                 // output pixels per block tile
 constexpr int kWarpgroupThreads = 128;
-constexpr int kConsumerWarpgroups = 2;       // each owns kBlockM / 2 = 64 rows (one wgmma M)
-constexpr int kThreads = kWarpgroupThreads * (1 + kConsumerWarpgroups);
 constexpr int kWgmmaM = 64;
+// The default block: two consumer warpgroups, each owning one wgmma M = 64 rows of a 128-row
+// tile, one block per SM. Stream-K and the gather path use only this block.
+constexpr int kConsumerWarpgroups = 2;
+constexpr int kBlockM = kConsumerWarpgroups * kWgmmaM;  // output pixels per block tile
 // A k-step is one 128-byte swizzle row of reduction elements: 64 of f16/bf16, 32 of f32 (tf32);
 // one wgmma consumes 32 bytes of it (k16 or k8), so a k-step is 4 wgmmas for every type.
 template <class T>
@@ -87,10 +95,13 @@ constexpr int kWgmmasPerStep = hopper::kSwizzleBytes / kWgmmaKBytes;
 constexpr int kChunkBytes = 16;              // one swizzle chunk: the gather path's load width
 template <class T>
 constexpr int kChunkElems = kChunkBytes / int(sizeof(T));  // elements of T in one chunk
+constexpr int kSmemPerSm = 228 * 1024;       // shared memory per SM (sm_90)
 constexpr int kSmemLimit = 227 * 1024;       // opt-in dynamic shared memory per block (sm_90)
 constexpr int kMaxStages = 8;
-// setmaxnreg budgets (per thread). At entry every thread has 168 (65536 / 384, rounded down to
-// 8); what the producer gives back the consumers take: 128*(168-P) == 256*(C-168).
+constexpr int kRegsPerSm = 65536;
+// setmaxnreg budgets of the default block (per thread). At entry every thread has 168 (65536 /
+// 384, rounded down to 8); what the producer gives back the consumers take: 128*(168-P) ==
+// 256*(C-168).
 constexpr int kEntryRegs = 168;
 constexpr int kTmaProducerRegs = 40, kTmaConsumerRegs = 232;
 constexpr int kGatherProducerRegs = 120, kGatherConsumerRegs = 192;
@@ -98,7 +109,33 @@ static_assert(kWarpgroupThreads * (kEntryRegs - kTmaProducerRegs) ==
               kConsumerWarpgroups * kWarpgroupThreads * (kTmaConsumerRegs - kEntryRegs));
 static_assert(kWarpgroupThreads * (kEntryRegs - kGatherProducerRegs) ==
               kConsumerWarpgroups * kWarpgroupThreads * (kGatherConsumerRegs - kEntryRegs));
-static_assert(kBlockM == kConsumerWarpgroups * kWgmmaM, "each consumer warpgroup owns one M=64");
+
+// A block of kWG consumer warpgroups (a kWG * 64-row tile), kOcc blocks resident per SM. The
+// one-warpgroup block (64-row tiles, TMA path, data-parallel only) halves the shared-memory
+// reads per MMA of a 64-wide tile (the B tile is read by one warpgroup, not two) and gives the
+// 7x7 / 14x14 layers twice the tiles; with two blocks per SM one block's epilogue overlaps the
+// other's main loop.
+template <int kWG, int kOcc>
+struct Block {
+  static constexpr int kM = kWG * kWgmmaM;
+  static constexpr int kBlocksPerSm = kOcc;
+  static constexpr int kThreads = kWarpgroupThreads * (1 + kWG);
+  // Dynamic shared memory per block: with kOcc blocks, each also needs the 1 KiB the system
+  // reserves per block and a little static shared memory (last_part).
+  static constexpr int kSmem = kOcc == 1 ? kSmemLimit : kSmemPerSm / kOcc - 1024 - 256;
+  // Registers at entry: the launch bound's share, rounded down to 8 (setmaxnreg's unit).
+  static constexpr int kEntry = std::min(256, kRegsPerSm / (kThreads * kOcc)) / 8 * 8;
+  // The TMA producer keeps kTmaProducerRegs, its consumers share the rest. A block whose entry
+  // share is already the 255-register maximum needs no setmaxnreg.
+  static constexpr bool kSetMaxNReg = kEntry < 256;
+  static constexpr int kConsumerRegs =
+      std::min(256, kEntry + (kEntry - kTmaProducerRegs) / kWG / 8 * 8);
+  static_assert(kWG == 1 || kWG == 2);
+  static_assert(!kSetMaxNReg || kWarpgroupThreads * (kEntry - kTmaProducerRegs) >=
+                                    kWG * kWarpgroupThreads * (kConsumerRegs - kEntry));
+};
+using DefaultBlock = Block<kConsumerWarpgroups, 1>;
+static_assert(DefaultBlock::kEntry == kEntryRegs && DefaultBlock::kConsumerRegs == kTmaConsumerRegs);
 
 // Stream-K: >= 4 k-steps per block, else the ring's fill/drain and the fixup dominate.
 constexpr int kMinStepsPerBlock = 4;
@@ -120,20 +157,20 @@ constexpr int kYBoxBytes = kWgmmaM * kYBoxCols * 2;
 
 // Shared-memory layout of one configuration: kStages x (A tile, B tile), the Y staging tiles of
 // the staged epilogue, then the barriers.
-template <int BN, bool kStaged>
+template <class B, int BN, bool kStaged>
 struct Layout {
-  static constexpr int kABytes = kBlockM * hopper::kSwizzleBytes;  // 16 KiB
+  static constexpr int kABytes = B::kM * hopper::kSwizzleBytes;  // 16 KiB for 128 rows
   static constexpr int kBBytes = BN * hopper::kSwizzleBytes;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  static constexpr int kYBytes = kStaged ? kConsumerWarpgroups * (BN / kYBoxCols) * kYBoxBytes : 0;
+  static constexpr int kYBytes = kStaged ? (B::kM / kWgmmaM) * (BN / kYBoxCols) * kYBoxBytes : 0;
   static constexpr int kStages = std::min(
-      kMaxStages, (kSmemLimit - hopper::kSwizzleAtomBytes - kYBytes - 256) / kStageBytes);
+      kMaxStages, (B::kSmem - hopper::kSwizzleAtomBytes - kYBytes - 256) / kStageBytes);
   // + 1024 slack to align the dynamic base to a swizzle atom, + barriers
   static constexpr int kSmemBytes =
       hopper::kSwizzleAtomBytes + kStages * kStageBytes + kYBytes + 2 * kStages * 8;
   static_assert(BN % 64 == 0 && BN <= 256, "wgmma N and the TMA box (<= 256 rows)");
   static_assert(kStages >= 2, "a ring needs two slots");
-  static_assert(kSmemBytes <= kSmemLimit);
+  static_assert(kSmemBytes <= B::kSmem);
 };
 
 struct Args {
@@ -299,6 +336,56 @@ __global__ void pad_channels_kernel(const Raw<T>* src, Raw<T>* dst, long long ch
   *reinterpret_cast<uint4*>(dst + row * cp + c0) = chunk;
 }
 
+// Row windows (the "tma_row_windows" path): a problem whose S taps x C channels fit in half a
+// k-step or less (the C = 3 stem: 7 x 3 = 21 values against 64) is rewritten as an ordinary TMA
+// im2col problem. For each output column j and each group of Q consecutive filter rows, the pass
+// below copies the S x C input values the taps of each row read (contiguous in NHWC when the
+// horizontal dilation is 1) into one 128-byte row: Q windows of G = k-step / Q elements side by
+// side, zeros past S x C. The filter is laid out the same way, so the convolution becomes
+// [N][H'][Q'][k-step] (*) [K][ceil(R / Q)][1][k-step] with S' = 1: ceil(R / Q) k-steps instead
+// of R x S taps of a few channels, and TMA instead of a gather producer.
+// out(img, m, j, q) = the `taps` windows of `c` values at columns j * col_stride - col_pad +
+// s * col_dil of source row m * row_step - row_pad + q * row_dil (zero outside the source).
+struct WindowPass {
+  int images, rows, cols, c;           // source [images][rows][cols][c]
+  int out_rows, out_cols, q_rows, group;  // output [images][out_rows][out_cols][q_rows * group]
+  int row_step, row_pad, row_dil;
+  int taps, col_stride, col_pad, col_dil;
+};
+
+// One thread per (output pixel, window): `group` elements, 16 bytes at a time.
+template <class T>
+__global__ void row_windows_kernel(const Raw<T>* src, Raw<T>* dst, WindowPass wp, long long windows) {
+  constexpr int kElems = kChunkElems<T>;
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i >= windows) return;
+  const int q = int(i % wp.q_rows);
+  const long long pixel = i / wp.q_rows;
+  const int j = int(pixel % wp.out_cols);
+  const long long img_row = pixel / wp.out_cols;
+  const int m = int(img_row % wp.out_rows);
+  const long long img = img_row / wp.out_rows;
+  const int row = m * wp.row_step - wp.row_pad + q * wp.row_dil;
+  const bool row_in = row >= 0 && row < wp.rows;
+  const Raw<T>* src_row = src + (img * wp.rows + (row_in ? row : 0)) * wp.cols * wp.c;
+  Raw<T>* out = dst + i * wp.group;
+  const int col0 = j * wp.col_stride - wp.col_pad;
+  int tap = 0, ch = 0;
+  for (int e0 = 0; e0 < wp.group; e0 += kElems) {
+    Raw<T> v[kElems];
+#pragma unroll
+    for (int e = 0; e < kElems; ++e) {
+      const int col = col0 + tap * wp.col_dil;
+      v[e] = row_in && tap < wp.taps && col >= 0 && col < wp.cols ? src_row[size_t(col) * wp.c + ch]
+                                                                   : Raw<T>(0);
+      if (++ch == wp.c) { ch = 0; ++tap; }
+    }
+    uint4 chunk;
+    memcpy(&chunk, v, kChunkBytes);
+    *reinterpret_cast<uint4*>(out + e0) = chunk;
+  }
+}
+
 // Two adjacent outputs (columns col, col + 1 of one row) into Y: one 8- or 4-byte store when
 // `pair` (K even: the pair never straddles a row), else element-wise with the column guard.
 template <class T>
@@ -323,8 +410,9 @@ struct Segment {
   int tile, m0, n0, step_begin, step_end;
 };
 
-__device__ __forceinline__ Segment segment_at(const Args& a, int tile, int k0, int k1, int bn) {
-  return Segment{tile, (tile % a.m_tiles) * kBlockM, (tile / a.m_tiles) * bn, k0, k1};
+__device__ __forceinline__ Segment segment_at(const Args& a, int tile, int k0, int k1, int bm,
+                                              int bn) {
+  return Segment{tile, (tile % a.m_tiles) * bm, (tile / a.m_tiles) * bn, k0, k1};
 }
 
 // The stream-K region: tiles [dp_tiles, tiles), their k-steps numbered end to end (region tile i
@@ -348,15 +436,16 @@ __device__ __forceinline__ StreamK stream_k_region(const Args& a) {
 // range (the tail of one tile, whole tiles, the head of another). The producer and the consumers
 // walk the same sequence, so the ring's stage/phase run on across segments.
 template <class F>
-__device__ __forceinline__ void for_each_segment(const Args& a, int bn, F&& f) {
-  for (int t = blockIdx.x; t < a.dp_tiles; t += gridDim.x) f(segment_at(a, t, 0, a.k_steps, bn));
+__device__ __forceinline__ void for_each_segment(const Args& a, int bm, int bn, F&& f) {
+  for (int t = blockIdx.x; t < a.dp_tiles; t += gridDim.x)
+    f(segment_at(a, t, 0, a.k_steps, bm, bn));
   const StreamK sk = stream_k_region(a);
   if (sk.steps == 0) return;
   const long long end = sk.begin(blockIdx.x + 1);
   for (long long i = sk.begin(blockIdx.x); i < end;) {
     const long long tile_begin = i / a.k_steps * a.k_steps;
     const int k1 = int(min(end - tile_begin, (long long)a.k_steps));
-    f(segment_at(a, a.dp_tiles + int(i / a.k_steps), int(i - tile_begin), k1, bn));
+    f(segment_at(a, a.dp_tiles + int(i / a.k_steps), int(i - tile_begin), k1, bm, bn));
     i = tile_begin + k1;
   }
 }
@@ -436,14 +525,16 @@ __device__ __forceinline__ void final_chunk(const float (&acc)[BN / 2], bool par
     }
 }
 
-template <class T, int BN, Path kPath, bool kVec, bool kStaged>
-__global__ void __launch_bounds__(kThreads, 1)
+template <class T, class B, int BN, Path kPath, bool kVec, bool kStaged>
+__global__ void __launch_bounds__(B::kThreads, B::kBlocksPerSm)
 hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
                    const __grid_constant__ CUtensorMap map_w,
                    const __grid_constant__ CUtensorMap map_y, const Args args) {
-  using L = Layout<BN, kStaged>;
+  using L = Layout<B, BN, kStaged>;
   static_assert(!kStaged || sizeof(T) == 2, "the staged epilogue is for 16-bit Y");
   constexpr bool kTma = kPath == Path::kTmaIm2col;
+  static_assert(kTma || std::is_same_v<B, DefaultBlock>, "the gather path runs the default block");
+  constexpr bool kStreamK = std::is_same_v<B, DefaultBlock>;  // the fixup's layout assumes it
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>(
       (reinterpret_cast<uintptr_t>(smem_raw) + hopper::kSwizzleAtomBytes - 1) &
@@ -462,7 +553,7 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
   if (threadIdx.x == 0) {
     for (int s = 0; s < L::kStages; ++s) {
       hopper::mbar_init(&full[s], kTma ? 1 : kWarpgroupThreads);
-      hopper::mbar_init(&empty[s], kConsumerWarpgroups * kWarpgroupThreads / 32);
+      hopper::mbar_init(&empty[s], B::kM / kWgmmaM * kWarpgroupThreads / 32);
     }
     hopper::fence_mbar_init();
     if (kTma) {
@@ -477,11 +568,11 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
   if (warpgroup == 0) {
     // ---------------- producer ----------------
     if constexpr (kTma) {
-      hopper::setmaxnreg_dec<kTmaProducerRegs>();
+      if constexpr (B::kSetMaxNReg) hopper::setmaxnreg_dec<kTmaProducerRegs>();
       if (t != 0) return;
       const int c_steps = p.c / kBlockK<T>;
-      for_each_segment(args, BN, [&](const Segment& w) {
-        // Window corner of the tile's first output pixel; TMA walks the next 127 itself.
+      for_each_segment(args, B::kM, BN, [&](const Segment& w) {
+        // Window corner of the tile's first output pixel; TMA walks the next B::kM - 1 itself.
         const int q0 = w.m0 % p.q, pq0 = w.m0 / p.q;
         const int w0 = q0 * p.stride_w - p.pad_w, h0 = (pq0 % p.p) * p.stride_h - p.pad_h;
         const int img0 = pq0 / p.p;
@@ -499,7 +590,7 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
       });
     } else {
       hopper::setmaxnreg_dec<kGatherProducerRegs>();
-      for_each_segment(args, BN, [&](const Segment& w) {
+      for_each_segment(args, B::kM, BN, [&](const Segment& w) {
         const GatherRows rows = gather_rows(p, w.m0, t);
         for (int step = w.step_begin; step < w.step_end; ++step) {
           hopper::mbar_wait(&empty[stage], phase ^ 1);
@@ -525,11 +616,11 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
   }
 
   // ---------------- consumers ----------------
-  if constexpr (kTma) hopper::setmaxnreg_inc<kTmaConsumerRegs>();
-  else hopper::setmaxnreg_inc<kGatherConsumerRegs>();
+  if constexpr (!kTma) hopper::setmaxnreg_inc<kGatherConsumerRegs>();
+  else if constexpr (B::kSetMaxNReg) hopper::setmaxnreg_inc<B::kConsumerRegs>();
   const int cw = warpgroup - 1;  // rows [64 cw, 64 cw + 64) of the block tile
   const int warp = t / 32, lane = t % 32;
-  for_each_segment(args, BN, [&](const Segment& w) {
+  for_each_segment(args, B::kM, BN, [&](const Segment& w) {
     // No zero fill: the segment's first wgmma runs with scale-d = 0 (a zero fill would be a
     // non-wgmma definition of the accumulators, which makes ptxas serialise the wgmma pipeline).
     float acc[BN / 2];
@@ -556,11 +647,13 @@ hopper_conv_kernel(const __grid_constant__ CUtensorMap map_x,
     if (lane == 0) hopper::mbar_arrive(&empty[prev_stage]);
 
     // A stream-K tile cut between blocks: store this part; the last block to finish one stores Y.
-    const bool partial = w.step_begin > 0 || w.step_end < args.k_steps;
+    const bool partial = kStreamK && (w.step_begin > 0 || w.step_end < args.k_steps);
     Fixup fixup;
-    if (partial) {
-      fixup = Fixup::of(args, w, cw * kWarpgroupThreads + t);
-      if (!store_part<BN>(fixup, acc, &last_part)) return;
+    if constexpr (kStreamK) {
+      if (partial) {
+        fixup = Fixup::of(args, w, cw * kWarpgroupThreads + t);
+        if (!store_part<BN>(fixup, acc, &last_part)) return;
+      }
     }
     // Below, this thread's final values of float4 column j (columns 8j + 2 (lane % 4) + {0, 1},
     // rows r and r + 8), a chunk at a time.
@@ -625,6 +718,9 @@ struct Candidate {
   bool stream_k = false;  // the stream-K schedule (else data-parallel)
   bool staged = false;    // the TMA-store epilogue (16-bit Y, K % 8 == 0)
   bool pad_c = false;     // gather path on X and Wt padded to whole 16-byte channel chunks
+  bool windows = false;   // TMA path on the row windows of X and Wt (tma_row_windows)
+  int wg = kConsumerWarpgroups;  // consumer warpgroups: the tile has 64 * wg rows
+  int occ = 1;            // blocks per SM (the persistent grid is occ blocks per SM)
   float ms = 0.f;
   double rel_diff = 0.0;  // max |Y - Y_first| / max |Y_first|
   bool valid = true;
@@ -634,7 +730,7 @@ struct Candidate {
 struct Maps {
   const void* x;
   const void* w;
-  CUtensorMap a;
+  CUtensorMap a[2];  // boxes of 64 and 128 output pixels (the block tile's rows)
   CUtensorMap b[3];  // BN = 64, 128, 256
 };
 // The Y map of one output buffer (staged epilogue): [M][K], box 64 x 64, 128B swizzle.
@@ -644,36 +740,29 @@ struct YMap {
 };
 
 constexpr int kBlockNs[] = {64, 128, 256};
+constexpr int kOneWarpgroupMaxBN = 128;  // one-warpgroup blocks: 64 x 64 and 64 x 128 tiles
 
 int bn_index(int bn) { return bn == 64 ? 0 : bn == 128 ? 1 : 2; }
 
-struct State {
-  Path path = Path::kGather;
-  Candidate choice{64};
-  std::vector<Candidate> timed;
-  std::vector<Maps> maps;    // one per buffer set seen
-  std::vector<YMap> y_maps;  // one per output buffer seen
-  size_t padding_offset = 0; // workspace offset of the padded X (after the stream-K part)
-};
-State g;
 
 // Reduction elements per k-step for the problem's element type (kBlockK<T> on the device).
 int block_k(const ConvProblem& p) { return hopper::kSwizzleBytes / int(elem_bytes(p.elem)); }
 int k_steps(const ConvProblem& p) { return (p.gemm_k() + block_k(p) - 1) / block_k(p); }
 
-int m_tiles(const ConvProblem& p) { return (p.gemm_m() + kBlockM - 1) / kBlockM; }
+int m_tiles(const ConvProblem& p, int bm = kBlockM) { return (p.gemm_m() + bm - 1) / bm; }
 int n_tiles(const ConvProblem& p, int bn) { return (p.k + bn - 1) / bn; }
 
-// The persistent grid (one block per SM: the ring takes most of the shared memory) and the
-// tiles it runs data-parallel. Data-parallel: min(tiles, SMs) blocks, every tile. Stream-K: as
-// many blocks as SMs while each gets >= kMinStepsPerBlock k-steps; whole waves of tiles
-// data-parallel except the last one or two, whose k-steps are shared out evenly.
+// The persistent grid (occ blocks per SM: the ring takes most of the shared memory) and the
+// tiles it runs data-parallel. Data-parallel: min(tiles, occ * SMs) blocks, every tile.
+// Stream-K (default block only): as many blocks as SMs while each gets >= kMinStepsPerBlock
+// k-steps; whole waves of tiles data-parallel except the last one or two, whose k-steps are
+// shared out evenly.
 struct Schedule {
   int grid, dp_tiles;
 };
-Schedule schedule_for(const ConvProblem& p, int bn, bool stream_k) {
-  const int tiles = m_tiles(p) * n_tiles(p, bn);
-  if (!stream_k) return {std::min(tiles, sm_count()), tiles};
+Schedule schedule_for(const ConvProblem& p, int bn, bool stream_k, int bm = kBlockM, int occ = 1) {
+  const int tiles = m_tiles(p, bm) * n_tiles(p, bn);
+  if (!stream_k) return {std::min(tiles, occ * sm_count()), tiles};
   const long long steps = (long long)tiles * k_steps(p);
   const int grid = int(std::clamp<long long>(steps / kMinStepsPerBlock, 1, sm_count()));
   return {grid, tiles >= 2 * grid ? (tiles / grid - 1) * grid : 0};
@@ -703,10 +792,90 @@ bool tma_shape_ok(const ConvProblem& p) {
 // The staged epilogue stores Y with TMA: 16-bit Y whose rows are whole 16-byte units.
 bool staged_ok(const ConvProblem& p) { return p.elem != ElemType::f32 && p.k % 8 == 0; }
 
+// The problem the channel-padded candidates run: C rounded up to a whole 16-byte chunk.
+int chunk_elems(const ConvProblem& p) { return kChunkBytes / int(elem_bytes(p.elem)); }
+ConvProblem padded_problem(const ConvProblem& p) {
+  ConvProblem q = p;
+  q.c = (p.c + chunk_elems(p) - 1) / chunk_elems(p) * chunk_elems(p);
+  return q;
+}
+bool pads_channels(const ConvProblem& p) { return p.c % chunk_elems(p) != 0; }
+// Workspace: [stream-K counters + partial tiles][padded X][padded Wt][row windows of X][of Wt],
+// each part 256-byte aligned.
+size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+size_t padded_x_bytes(const ConvProblem& p) {
+  return round_up_256(size_t(p.n) * p.h * p.w * padded_problem(p).c * elem_bytes(p.elem));
+}
+size_t padded_w_bytes(const ConvProblem& p) {
+  return round_up_256(size_t(p.k) * p.r * p.s * padded_problem(p).c * elem_bytes(p.elem));
+}
+
+// The row-window rewrite of a problem (row_windows_kernel): Q filter rows per k-step, the X and
+// Wt passes, and the TMA problem they make. Output row oh, tap t reads source rows
+// oh * stride_h - pad_h + (Q t + q) dil_h = m * step - pad_h + q dil_h with m = oh stride' + t dil'
+// for step = gcd(stride_h, Q dil_h): the windowed X has rows m (step source rows apart), and the
+// TMA problem strides by stride' = stride_h / step and dilates by dil' = Q dil_h / step.
+struct RowWindows {
+  bool ok = false;
+  WindowPass x, w;
+  ConvProblem run;
+};
+constexpr int kWindowRowsMax = 4;  // Q <= 4: a window of >= 16 elements (>= one 16-byte chunk)
+RowWindows row_windows(const ConvProblem& p) {
+  RowWindows rw;
+  // 16-bit only. f32 on the stem: 155 us against 103 for the padded gather (H200, batch 16: 7
+  // k-steps of 32 values), and TMA rounds the windows to tf32 where the gather candidates it is
+  // checked against truncate (max difference 9e-4 of max |Y|, over the f32 check's 1e-4).
+  if (p.elem == ElemType::f32) return rw;
+  const int block = block_k(p);
+  int q_rows = 1;  // the largest Q whose windows fit and that R can use
+  while (q_rows < kWindowRowsMax && p.s * p.c * 2 * q_rows <= block && q_rows < p.r) q_rows *= 2;
+  if (p.s * p.c * q_rows > block) return rw;
+  const int group = block / q_rows, taps = (p.r + q_rows - 1) / q_rows;
+  const int step = std::gcd(p.stride_h, q_rows * p.dil_h);
+  ConvProblem run = p;
+  run.c = block;
+  run.r = taps;
+  run.s = 1;
+  run.stride_h = p.stride_h / step;
+  run.dil_h = q_rows * p.dil_h / step;
+  run.h = (p.p - 1) * run.stride_h + (taps - 1) * run.dil_h + 1;
+  run.w = p.q;
+  run.stride_w = run.dil_w = 1;
+  run.pad_h = run.pad_w = 0;
+  if (!run.finalize().empty() || run.p != p.p || run.q != p.q || !tma_shape_ok(run)) return rw;
+  rw.ok = true;
+  rw.run = run;
+  rw.x = {p.n, p.h, p.w, p.c, run.h, p.q, q_rows, group, step, p.pad_h, p.dil_h,
+          p.s, p.stride_w, p.pad_w, p.dil_w};
+  rw.w = {p.k, p.r, p.s, p.c, taps, 1, q_rows, group, q_rows, 0, 1, p.s, 1, 0, 1};
+  return rw;
+}
+size_t windows_x_bytes(const RowWindows& rw) {
+  return rw.ok ? round_up_256(size_t(rw.run.n) * rw.run.h * rw.run.w * rw.run.c *
+                              elem_bytes(rw.run.elem))
+               : 0;
+}
+size_t windows_w_bytes(const RowWindows& rw) {
+  return rw.ok ? round_up_256(size_t(rw.run.k) * rw.run.r * rw.run.c * elem_bytes(rw.run.elem)) : 0;
+}
+
+struct State {
+  Path path = Path::kGather;
+  Candidate choice{64};
+  std::vector<Candidate> timed;
+  std::vector<Maps> maps;    // one per buffer set seen
+  std::vector<YMap> y_maps;  // one per output buffer seen
+  size_t padding_offset = 0; // workspace offset of the padded X (after the stream-K part)
+  RowWindows windows;        // the row-window rewrite of the problem (windows.ok: offered)
+};
+State g;
+
 bool encode_maps(const ConvProblem& p, const void* x, const void* w, Maps& m) {
   m.x = x;
   m.w = w;
-  if (!hopper::encode_im2col_4d(&m.a, p, x, kBlockM, block_k(p))) return false;
+  for (int i = 0; i < 2; ++i)
+    if (!hopper::encode_im2col_4d(&m.a[i], p, x, kWgmmaM * (i + 1), block_k(p))) return false;
   for (int bn : kBlockNs)
     if (!hopper::encode_tiled_2d(&m.b[bn_index(bn)], p.elem, w, uint64_t(p.k),
                                  uint64_t(p.gemm_k()), uint32_t(bn), block_k(p)))
@@ -734,23 +903,6 @@ const CUtensorMap& y_map_for(const ConvProblem& p, const void* y) {
   return g.y_maps.back().map;
 }
 
-// The problem the channel-padded candidates run: C rounded up to a whole 16-byte chunk.
-int chunk_elems(const ConvProblem& p) { return kChunkBytes / int(elem_bytes(p.elem)); }
-ConvProblem padded_problem(const ConvProblem& p) {
-  ConvProblem q = p;
-  q.c = (p.c + chunk_elems(p) - 1) / chunk_elems(p) * chunk_elems(p);
-  return q;
-}
-bool pads_channels(const ConvProblem& p) { return p.c % chunk_elems(p) != 0; }
-// Workspace: [stream-K counters + partial tiles][padded X][padded Wt], each part 256-byte aligned.
-size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
-size_t padded_x_bytes(const ConvProblem& p) {
-  return round_up_256(size_t(p.n) * p.h * p.w * padded_problem(p).c * elem_bytes(p.elem));
-}
-size_t padded_w_bytes(const ConvProblem& p) {
-  return round_up_256(size_t(p.k) * p.r * p.s * padded_problem(p).c * elem_bytes(p.elem));
-}
-
 // Workspace of the stream-K candidates: the tile counters, then the float32 partial tiles.
 constexpr size_t kCountersBytes = 256;  // rounded up to this (keeps the partials aligned)
 size_t counters_bytes(const ConvProblem& p) {
@@ -758,11 +910,11 @@ size_t counters_bytes(const ConvProblem& p) {
   return (bytes + kCountersBytes - 1) / kCountersBytes * kCountersBytes;
 }
 
-template <class T, int BN, Path kPath, bool kVec, bool kStaged>
+template <class T, class B, int BN, Path kPath, bool kVec, bool kStaged>
 void launch_kernel(const ConvProblem& p, const void* x, const void* w, void* y, void* workspace,
                    bool stream_k, cudaStream_t stream) {
-  using L = Layout<BN, kStaged>;
-  auto kernel = hopper_conv_kernel<T, BN, kPath, kVec, kStaged>;
+  using L = Layout<B, BN, kStaged>;
+  auto kernel = hopper_conv_kernel<T, B, BN, kPath, kVec, kStaged>;
   static bool configured = false;
   if (!configured) {
     CHECK_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -777,23 +929,23 @@ void launch_kernel(const ConvProblem& p, const void* x, const void* w, void* y, 
             reinterpret_cast<float*>(ws + counters_bytes(p)),
             reinterpret_cast<int*>(ws),
             k_steps(p),
-            m_tiles(p),
+            m_tiles(p, B::kM),
             n_tiles(p, BN),
             0};
-  if ((long long)args.m_tiles * args.n_tiles >= (1LL << 31) / kBlockM)
+  if ((long long)args.m_tiles * args.n_tiles >= (1LL << 31) / B::kM)
     FAIL("too many tiles for int32 indexing");
-  const Schedule schedule = schedule_for(p, BN, stream_k);
+  const Schedule schedule = schedule_for(p, BN, stream_k, B::kM, B::kBlocksPerSm);
   args.dp_tiles = schedule.dp_tiles;
   CUtensorMap a{}, b{}, c{};
   if constexpr (kPath == Path::kTmaIm2col) {
     const Maps& m = maps_for(p, x, w);
-    a = m.a;
+    a = m.a[B::kM / kWgmmaM - 1];
     b = m.b[bn_index(BN)];
   }
   if constexpr (kStaged) c = y_map_for(p, y);
   const dim3 grid(unsigned(schedule.grid));
   check_grid(grid, "hopper_conv_kernel");
-  kernel<<<grid, kThreads, L::kSmemBytes, stream>>>(a, b, c, args);
+  kernel<<<grid, B::kThreads, L::kSmemBytes, stream>>>(a, b, c, args);
   CHECK_LAUNCH();
 }
 
@@ -801,19 +953,34 @@ template <class T, int BN, bool kStaged>
 void launch_gather(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
                    void* ws, cudaStream_t stream) {
   if (p.c % kChunkElems<T> == 0)
-    launch_kernel<T, BN, Path::kGather, true, kStaged>(p, x, w, y, ws, c.stream_k, stream);
+    launch_kernel<T, DefaultBlock, BN, Path::kGather, true, kStaged>(p, x, w, y, ws, c.stream_k,
+                                                                     stream);
   else
-    launch_kernel<T, BN, Path::kGather, false, kStaged>(p, x, w, y, ws, c.stream_k, stream);
+    launch_kernel<T, DefaultBlock, BN, Path::kGather, false, kStaged>(p, x, w, y, ws, c.stream_k,
+                                                                      stream);
+}
+
+template <class T, class B, int BN>
+void launch_tma(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
+                void* ws, cudaStream_t stream) {
+  if constexpr (sizeof(T) == 2)
+    if (c.staged)
+      return launch_kernel<T, B, BN, Path::kTmaIm2col, true, true>(p, x, w, y, ws, c.stream_k,
+                                                                   stream);
+  launch_kernel<T, B, BN, Path::kTmaIm2col, true, false>(p, x, w, y, ws, c.stream_k, stream);
 }
 
 template <class T, int BN>
 void launch_bn(const Candidate& c, Path path, const ConvProblem& p, const void* x, const void* w,
                void* y, void* ws, cudaStream_t stream) {
   if (path == Path::kTmaIm2col) {
-    if constexpr (sizeof(T) == 2)
-      if (c.staged)
-        return launch_kernel<T, BN, Path::kTmaIm2col, true, true>(p, x, w, y, ws, c.stream_k, stream);
-    return launch_kernel<T, BN, Path::kTmaIm2col, true, false>(p, x, w, y, ws, c.stream_k, stream);
+    if (c.wg == kConsumerWarpgroups) return launch_tma<T, DefaultBlock, BN>(c, p, x, w, y, ws, stream);
+    if constexpr (BN <= kOneWarpgroupMaxBN) {
+      if (c.occ == 1) return launch_tma<T, Block<1, 1>, BN>(c, p, x, w, y, ws, stream);
+      return launch_tma<T, Block<1, 2>, BN>(c, p, x, w, y, ws, stream);
+    } else {
+      FAIL("no one-warpgroup kernel for BN=%d", BN);
+    }
   }
   if constexpr (BN == 256) {  // the gather producer's register budget is sized for BN <= 128
     FAIL("no gather-path kernel for BN=256");
@@ -825,12 +992,12 @@ void launch_bn(const Candidate& c, Path path, const ConvProblem& p, const void* 
 }
 
 template <class T>
-void launch_bns(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
-                void* ws, cudaStream_t stream) {
+void launch_bns(const Candidate& c, Path path, const ConvProblem& p, const void* x, const void* w,
+                void* y, void* ws, cudaStream_t stream) {
   switch (c.bn) {
-    case 64: return launch_bn<T, 64>(c, g.path, p, x, w, y, ws, stream);
-    case 128: return launch_bn<T, 128>(c, g.path, p, x, w, y, ws, stream);
-    case 256: return launch_bn<T, 256>(c, g.path, p, x, w, y, ws, stream);
+    case 64: return launch_bn<T, 64>(c, path, p, x, w, y, ws, stream);
+    case 128: return launch_bn<T, 128>(c, path, p, x, w, y, ws, stream);
+    case 256: return launch_bn<T, 256>(c, path, p, x, w, y, ws, stream);
   }
   FAIL("no kernel for BN=%d", c.bn);
 }
@@ -846,18 +1013,40 @@ void pad_channels(const void* src, void* dst, long long rows, int c, int cp, cud
   CHECK_LAUNCH();
 }
 
-// A padded candidate pads X and Wt into the workspace on every launch (the inputs may change
-// between launches; the pass is part of the timed work), then runs the padded problem.
+template <class T>
+void window_pass(const void* src, void* dst, const WindowPass& wp, cudaStream_t stream) {
+  const long long windows = (long long)wp.images * wp.out_rows * wp.out_cols * wp.q_rows;
+  constexpr int kWindowThreads = 256;
+  const dim3 grid(unsigned((windows + kWindowThreads - 1) / kWindowThreads));
+  check_grid(grid, "row_windows_kernel");
+  row_windows_kernel<T><<<grid, kWindowThreads, 0, stream>>>(static_cast<const Raw<T>*>(src),
+                                                            static_cast<Raw<T>*>(dst), wp, windows);
+  CHECK_LAUNCH();
+}
+
+// A padded or row-window candidate rewrites X and Wt into the workspace on every launch (the
+// inputs may change between launches; the pass is part of the timed work), then runs the
+// rewritten problem.
 template <class T>
 void launch_typed(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
                   void* ws, cudaStream_t stream) {
-  if (!c.pad_c) return launch_bns<T>(c, p, x, w, y, ws, stream);
-  const ConvProblem pp = padded_problem(p);
   uint8_t* xp = static_cast<uint8_t*>(ws) + g.padding_offset;
-  uint8_t* wp = xp + padded_x_bytes(p);
-  pad_channels<T>(x, xp, (long long)p.n * p.h * p.w, p.c, pp.c, stream);
-  pad_channels<T>(w, wp, (long long)p.k * p.r * p.s, p.c, pp.c, stream);
-  launch_bns<T>(c, pp, xp, wp, y, ws, stream);
+  if (c.pad_c) {
+    const ConvProblem pp = padded_problem(p);
+    uint8_t* wp = xp + padded_x_bytes(p);
+    pad_channels<T>(x, xp, (long long)p.n * p.h * p.w, p.c, pp.c, stream);
+    pad_channels<T>(w, wp, (long long)p.k * p.r * p.s, p.c, pp.c, stream);
+    return launch_bns<T>(c, Path::kGather, pp, xp, wp, y, ws, stream);
+  }
+  if (c.windows) {
+    const RowWindows& rw = g.windows;
+    uint8_t* xr = xp + (pads_channels(p) ? padded_x_bytes(p) + padded_w_bytes(p) : 0);
+    uint8_t* wr = xr + windows_x_bytes(rw);
+    window_pass<T>(x, xr, rw.x, stream);
+    window_pass<T>(w, wr, rw.w, stream);
+    return launch_bns<T>(c, Path::kTmaIm2col, rw.run, xr, wr, y, ws, stream);
+  }
+  launch_bns<T>(c, g.path, p, x, w, y, ws, stream);
 }
 
 void launch_candidate(const Candidate& c, const ConvProblem& p, const void* x, const void* w,
@@ -868,10 +1057,10 @@ void launch_candidate(const Candidate& c, const ConvProblem& p, const void* x, c
 }
 
 // BN no wider than K rounded up to 64 (a wider tile only multiplies zeros); 256 only on the TMA
-// path. Stream-K where the tiles are not whole waves of blocks (stream_k_helps). A 16-bit Y with K % 8 == 0
+// path. Stream-K where the tiles are not whole waves of blocks (stream_k_helps). On the TMA path
+// also 64-row tiles (one consumer warpgroup) with one or two blocks per SM, BN <= 128. A 16-bit Y with K % 8 == 0
 // takes the staged epilogue on the TMA path (it beat the direct one on every ResNet-50 layer
-// but one, where they tied within 2%: docs/perf-log.md); the gather path times both. Channels
-// that are not whole 16-byte chunks (C = 3, odd C) also get the padded candidates.
+// but one, where they tied within 2%: docs/perf-log.md); the gather path times both.
 std::vector<Candidate> candidate_list(const ConvProblem& p, Path path) {
   std::vector<Candidate> out;
   const int k_round = (p.k + 63) / 64 * 64;
@@ -883,10 +1072,30 @@ std::vector<Candidate> candidate_list(const ConvProblem& p, Path path) {
       out.push_back({bn, stream_k, staged});
       if (path == Path::kGather && staged) out.push_back({bn, stream_k, false});
     }
+    if (path == Path::kTmaIm2col && bn <= kOneWarpgroupMaxBN)
+      for (int occ : {1, 2}) {
+        Candidate c{bn, false, staged};
+        c.wg = 1;
+        c.occ = occ;
+        out.push_back(c);
+      }
   }
+  return out;
+}
+
+// What variant_prepare times: the problem's own candidates, and on the gather path those of its
+// rewrites: channels that are not whole 16-byte chunks (C = 3, odd C) padded, and row windows
+// where S x C fits in a k-step.
+std::vector<Candidate> all_candidates(const ConvProblem& p, Path path) {
+  std::vector<Candidate> out = candidate_list(p, path);
   if (path == Path::kGather && pads_channels(p))
     for (Candidate c : candidate_list(padded_problem(p), Path::kGather)) {
       c.pad_c = true;
+      out.push_back(c);
+    }
+  if (const RowWindows rw = row_windows(p); path == Path::kGather && rw.ok)
+    for (Candidate c : candidate_list(rw.run, Path::kTmaIm2col)) {
+      c.windows = true;
       out.push_back(c);
     }
   return out;
@@ -897,7 +1106,9 @@ std::vector<Candidate> candidate_list(const ConvProblem& p, Path path) {
 size_t partials_bytes(const ConvProblem& p) {
   size_t bytes = 0;
   // The TMA lists are supersets of the gather lists (of p and of the padded problem).
-  for (const ConvProblem& q : {p, padded_problem(p)})
+  std::vector<ConvProblem> problems{p, padded_problem(p)};
+  if (const RowWindows rw = row_windows(p); rw.ok) problems.push_back(rw.run);
+  for (const ConvProblem& q : problems)
     for (const Candidate& c : candidate_list(q, Path::kTmaIm2col))
       if (c.stream_k)
         bytes = std::max(bytes, size_t(2) * schedule_for(q, c.bn, true).grid * kBlockM * c.bn *
@@ -915,7 +1126,10 @@ size_t padding_offset(const ConvProblem& p) {
 const char* variant_name() { return "hopper_wgmma"; }
 
 size_t variant_workspace_bytes(const ConvProblem& prob) {
-  return padding_offset(prob) + (pads_channels(prob) ? padded_x_bytes(prob) + padded_w_bytes(prob) : 0);
+  const RowWindows rw = row_windows(prob);
+  return padding_offset(prob) +
+         (pads_channels(prob) ? padded_x_bytes(prob) + padded_w_bytes(prob) : 0) +
+         windows_x_bytes(rw) + windows_w_bytes(rw);
 }
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets, void* workspace,
@@ -930,6 +1144,7 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   g.maps.clear();
   g.y_maps.clear();
   g.padding_offset = padding_offset(prob);
+  g.windows = row_windows(prob);
   // The stream-K tile counters start at 0; every launch leaves them at 0.
   if (workspace != nullptr)
     CHECK_CUDA(cudaMemsetAsync(workspace, 0, variant_workspace_bytes(prob), stream));
@@ -944,7 +1159,7 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
     else std::fprintf(stderr, "warning: TMA tensor-map encoding refused; using the gather path\n");
   }
 
-  g.timed = candidate_list(prob, g.path);
+  g.timed = all_candidates(prob, g.path);
   CandidateCheck check;
   for (size_t i = 0; i < g.timed.size(); ++i) {
     Candidate& c = g.timed[i];
@@ -956,9 +1171,9 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
     c.rel_diff = m.rel_diff;
     c.valid = m.valid;
     if (!c.valid)
-      std::fprintf(stderr, "warning: candidate BN=%d stream_k=%d staged=%d pad_c=%d disagrees "
-                   "with the first (max rel diff %g); rejected\n", c.bn, int(c.stream_k), int(c.staged),
-                   int(c.pad_c), c.rel_diff);
+      std::fprintf(stderr, "warning: candidate BN=%d stream_k=%d staged=%d pad_c=%d windows=%d "
+                   "disagrees with the first (max rel diff %g); rejected\n", c.bn, int(c.stream_k),
+                   int(c.staged), int(c.pad_c), int(c.windows), c.rel_diff);
     if (i == 0 || (c.valid && c.ms < g.choice.ms)) g.choice = c;
   }
   CHECK_CUDA(cudaStreamSynchronize(stream));
@@ -970,13 +1185,21 @@ void variant_launch(const ConvProblem& prob, const void* x, const void* w, void*
 }
 
 // Stages and shared-memory bytes of a configuration (template constants, chosen at run time).
-template <bool kStaged>
+template <class B, bool kStaged>
 std::pair<int, int> layout_of(int bn) {
   switch (bn) {
-    case 64: return {Layout<64, kStaged>::kStages, Layout<64, kStaged>::kSmemBytes};
-    case 128: return {Layout<128, kStaged>::kStages, Layout<128, kStaged>::kSmemBytes};
-    default: return {Layout<256, kStaged>::kStages, Layout<256, kStaged>::kSmemBytes};
+    case 64: return {Layout<B, 64, kStaged>::kStages, Layout<B, 64, kStaged>::kSmemBytes};
+    case 128: return {Layout<B, 128, kStaged>::kStages, Layout<B, 128, kStaged>::kSmemBytes};
   }
+  if constexpr (B::kM == kBlockM) {  // BN = 256: the default block only
+    return {Layout<B, 256, kStaged>::kStages, Layout<B, 256, kStaged>::kSmemBytes};
+  } else {
+    FAIL("no one-warpgroup kernel for BN=%d", bn);
+  }
+}
+template <class B>
+std::pair<int, int> layout_of(const Candidate& c) {
+  return c.staged ? layout_of<B, true>(c.bn) : layout_of<B, false>(c.bn);
 }
 
 void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config) {
@@ -987,6 +1210,9 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
         .add_bool("stream_k", g.timed[i].stream_k)
         .add_bool("staged", g.timed[i].staged)
         .add_bool("pad_c", g.timed[i].pad_c)
+        .add_bool("windows", g.timed[i].windows)
+        .add_int("bm", kWgmmaM * g.timed[i].wg)
+        .add_int("blocks_per_sm", g.timed[i].occ)
         .add_num("ms", g.timed[i].ms)
         .add_num("max_rel_diff_vs_first", g.timed[i].rel_diff)
         .add_bool("valid", g.timed[i].valid);
@@ -994,20 +1220,28 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
   }
   cands += "]";
   const Candidate& c = g.choice;
-  const auto [stages, smem] = c.staged ? layout_of<true>(c.bn) : layout_of<false>(c.bn);
-  const ConvProblem& run = c.pad_c ? padded_problem(prob) : prob;
-  const Schedule schedule = schedule_for(run, c.bn, c.stream_k);
-  detail.add_str("path", c.pad_c ? "gather_padded_c" : path_name(g.path))
+  const int bm = kWgmmaM * c.wg;
+  const auto [stages, smem] = c.wg == kConsumerWarpgroups ? layout_of<DefaultBlock>(c)
+                              : c.occ == 1                ? layout_of<Block<1, 1>>(c)
+                                                          : layout_of<Block<1, 2>>(c);
+  const ConvProblem run = c.pad_c ? padded_problem(prob) : c.windows ? g.windows.run : prob;
+  const Schedule schedule = schedule_for(run, c.bn, c.stream_k, bm, c.occ);
+  detail.add_str("path", c.pad_c     ? "gather_padded_c"
+                         : c.windows ? "tma_row_windows"
+                                     : path_name(g.path))
       .add_int("c_run", run.c)
-      .add_str("tile", std::to_string(kBlockM) + "x" + std::to_string(c.bn) + "x" +
+      .add_int("r_run", run.r)
+      .add_str("tile", std::to_string(bm) + "x" + std::to_string(c.bn) + "x" +
                            std::to_string(block_k(prob)))
       .add_str("epilogue", c.staged ? "tma_store" : "direct")
       .add_str("schedule", c.stream_k ? "stream_k" : "data_parallel")
       .add_int("dp_tiles", schedule.dp_tiles)
-      .add_int("tiles", m_tiles(run) * n_tiles(run, c.bn))
+      .add_int("tiles", m_tiles(run, bm) * n_tiles(run, c.bn))
       .add_int("stages", stages)
       .add_int("k_steps", k_steps(run))
-      .add_int("consumer_warpgroups", kConsumerWarpgroups)
+      .add_int("consumer_warpgroups", c.wg)
+      .add_int("blocks_per_sm", c.occ)
       .add_raw("candidates", cands);
-  launch_config = launch_json(dim3(unsigned(schedule.grid)), dim3(kThreads), size_t(smem));
+  launch_config =
+      launch_json(dim3(unsigned(schedule.grid)), dim3(kWarpgroupThreads * (1 + c.wg)), size_t(smem));
 }

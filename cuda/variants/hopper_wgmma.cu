@@ -49,12 +49,16 @@
 //                 and the convolution runs on the TMA path as a ceil(R / Q)-tap, S = 1 problem
 //                 (the stem: 4 k-steps instead of 7 padded ones, TMA instead of a gather
 //                 producer). The pass runs on every launch and is part of the timed work.
-// variant_prepare times block-tile widths BN in {64, 128, 256}, both schedules, both epilogues on
-// the gather path and the padded and row-window candidates on the real problem, cross-checks each candidate
-// against the first and keeps the fastest; "detail" lists them all.
+// Blocks (detail "tile", "blocks_per_sm"): the default block above (128-row tiles, one per SM),
+// and on the TMA path 64-row tiles of one consumer warpgroup, data-parallel, one or two blocks
+// per SM (B read by one warpgroup instead of two, twice the tiles for small layers; two blocks
+// overlap one's epilogue with the other's main loop).
+// variant_prepare times block-tile widths BN in {64, 128, 256}, both schedules, both blocks, both
+// epilogues on the gather path and the padded and row-window candidates on the real problem,
+// cross-checks each candidate against the first and keeps the fastest; "detail" lists them all.
 // Prediction (first version): the big 3x3 layers tensor-core bound, at or above cuDNN fp16; the
 // 56x56 C=K=64 layers bound by writing Y. Measured (H200/H100, batch 16, vs cuDNN in the same
-// call; docs/perf-log.md, "Tensor cores: hopper_wgmma", steps 1-7): correct on all ResNet-50
+// call; docs/perf-log.md, "Tensor cores: hopper_wgmma", steps 1-8): correct on all ResNet-50
 // layers and edge shapes (f16, bf16, tf32); SASS has HGMMA (.F32, .BF16, .TF32), UTMALDG,
 // UTMASTG, LDGSTS (gather), no spills. Step 5 (16-bit Y, TMA-store epilogue, graph-replay
 // timing): geometric mean 0.77-0.80x cuDNN fp16, 0.92x cuDNN tf32; 56x56 and 28x28 3x3 layers
@@ -62,10 +66,13 @@
 // TFLOP/s on an H100 (cuDNN 36). 2-CTA clusters sharing the filter tile by TMA multicast were
 // timed and gave nothing (step 6), so they are not here. Step 7 (stream-K instead of split-K):
 // chosen on the two tf32 512-channel 3x3 layers (+4-20%); at f16/bf16 data-parallel stayed
-// faster on every layer: both schedules move the same 4.4-5.7 TB/s of operand tiles from L2.
-// Whole run (H200, commit 743db36): 0.87 / 0.92x cuDNN fp16 at batch 16 / 32, 0.91x bf16, 1.05x
-// tf32. Next: measure what caps that traffic (ncu_candidates.py), then tiles that need fewer
-// bytes per FLOP (BN = 256 / BM = 256 with a deeper ring).
+// faster on every layer. Step 8: ncu put the L2 -> SM path at 7-17% of its peak and shared
+// memory as the busiest unit; 64-row tiles (one consumer warpgroup, one or two blocks per SM)
+// read fewer shared-memory bytes per MMA and give small layers more tiles: 1.08-1.19x on the
+// 7x7 / 14x14 layers; row windows run the stem 2.1-2.3x faster (87 TFLOP/s). Run (H200, commit
+// b5af669, cuDNN in the same run): 0.92 / 0.96x cuDNN fp16 at batch 16 / 32, 0.96x bf16, 1.11x
+// tf32. Next: the 1x1 and 512-channel 3x3 layers (0.67-0.80x): A from registers (wgmma RS) or a
+// B tile shared across a 2-CTA cluster, and tile widths that fill a wave.
 #include "conv2d.cuh"
 #include "hopper_ptx.cuh"
 #include "hopper_tensormap.cuh"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 from opbench.config import ConfigError, config_hash, load_config, load_schema, validate
 from opbench.matrix import expand, problem_seed
@@ -241,6 +242,20 @@ def test_expand_shipped_point_count_and_uniqueness(shipped: dict) -> None:
     assert len(set(points)) == len(points)
     assert len({p.record_path for p in points}) == len(points)
     assert len({p.run_dir + "/" + p.suite + "/" + p.layer for p in points}) == len(points)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_config_files_validate_and_every_named_variant_runs(raw: dict, path: Path) -> None:
+    """Each config under config/, merged over config.yaml as Snakemake merges a --configfile, validates, and every
+    (backend, variant) its matrix names gives points: a misspelt or unimplemented variant would otherwise vanish."""
+    config = copy.deepcopy(raw)
+    update_config(config, yaml.safe_load(path.read_text()))
+    validated = validate(config)
+    ran = {(p.backend, p.variant) for p in expand(validated)}
+    for entry in validated["matrix"]:
+        for backend in entry["backends"]:
+            named = [v for v in validated["backends"][backend]["variants"] if v in entry.get("variants", [v])]
+            assert any((backend, v) in ran for v in named), (path.name, backend, entry.get("variants"))
 
 
 def test_expand_points_describe_their_layers(shipped: dict) -> None:

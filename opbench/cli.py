@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, required=True, help="results/<machine> of the run")
     p.add_argument("--card", required=True, help="folder name under results/published/, e.g. nvidia-h200")
     p.add_argument("--logs", type=Path, default=Path("results/logs"), help="the run's results/logs (build logs)")
+    p.add_argument(
+        "--commit",
+        action="append",
+        default=[],
+        help="publish only the records of this commit (a prefix; repeatable); default: every record of --results",
+    )
 
     p = sub.add_parser("generate-mlir", help="write the op's MLIR program")
     _problem_args(p)
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "publish":
         from opbench.publish import publish
 
-        print(publish(results=a.results, card=a.card, logs=a.logs))
+        print(publish(results=a.results, card=a.card, logs=a.logs, commits=tuple(a.commit)))
         return 0
     if a.command == "generate-mlir":
         jobs.generate_mlir(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, out=a.out)

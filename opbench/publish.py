@@ -4,7 +4,9 @@ Re-renders the tables and plots (roofline included) from the run's per-job recor
 measured peaks, and copies the provenance: the probe, the CUDA build logs (resource reports, SASS summaries).
 Rows published earlier for the card stay unless the new run has the same row (op, suite, layer, batch, dtype,
 layout, backend, variant), which replaces them -- except that a new SKIP never replaces an earlier measured row.
-Every row keeps its own provenance columns (commit, time stamp).
+Every row keeps its own provenance columns (commit, time stamp). `commits` restricts the run's records to those
+of the given commits (prefixes): a results folder that also holds records of older runs (a reused machine, an
+earlier config) then publishes only what this run measured.
 """
 
 from __future__ import annotations
@@ -18,10 +20,20 @@ from opbench.records import FIELDS, read_record
 from opbench.report import write_summary
 
 
-def publish(*, results: Path, card: str, logs: Path, out_root: Path = Path("results/published")) -> Path:
+def publish(
+    *,
+    results: Path,
+    card: str,
+    logs: Path,
+    out_root: Path = Path("results/published"),
+    commits: tuple[str, ...] = (),
+) -> Path:
     records = [read_record(p) for p in (results / "records").rglob("*.json")]
+    if commits:
+        records = [r for r in records if str(r.get("commit") or "").startswith(commits)]
     if not records:
-        raise FileNotFoundError(f"no records under {results / 'records'}")
+        which = f" of commit {' or '.join(commits)}" if commits else ""
+        raise FileNotFoundError(f"no records{which} under {results / 'records'}")
     out = out_root / card
     earlier_rows = read_summary(out / "summary.csv")
     order = _summary_order(results / "summary.csv")

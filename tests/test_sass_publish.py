@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from opbench.publish import publish, read_summary
 from opbench.records import make_record, write_record
 from opbench.sass import parse_sass
@@ -94,3 +96,20 @@ def test_publish_keeps_earlier_rows_and_replaces_remeasured_ones(tmp_path: Path)
     # a SKIP of the new run does not replace a row the earlier run measured
     assert rows[("cuda", "split_reduction")]["tflops"] == 30.0 and rows[("cuda", "split_reduction")]["batch"] == 16
     assert read_summary(tmp_path / "none.csv") == []
+
+
+def test_publish_takes_only_the_given_commits_records(tmp_path: Path) -> None:
+    """Records of an older run left in the results folder are not published when the run's commit is given."""
+    results = tmp_path / "run"
+    old = {**_row("l1", "cuda", "split_reduction", 30.0, 1), "commit": "f515adf502b4"}
+    new = [{**_row(layer, "cuda", "split_reduction", 40.0, 1), "commit": "b5af6690a67f"} for layer in ("l1", "l2")]
+    for i, row in enumerate([old, *new]):
+        write_record(row, results / "records" / f"{i}.json")
+    out = publish(results=results, card="gpu", logs=tmp_path / "logs", out_root=tmp_path / "pub", commits=("b5af669",))
+    rows = read_summary(out / "summary.csv")
+    assert [(r["layer"], r["commit"], r["tflops"]) for r in rows] == [
+        ("l1", "b5af6690a67f", 40.0),
+        ("l2", "b5af6690a67f", 40.0),
+    ]
+    with pytest.raises(FileNotFoundError, match="of commit 0000"):
+        publish(results=results, card="gpu", logs=tmp_path / "logs", out_root=tmp_path / "pub", commits=("0000",))

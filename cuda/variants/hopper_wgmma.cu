@@ -751,7 +751,6 @@ constexpr int kOneWarpgroupMaxBN = 128;  // one-warpgroup blocks: 64 x 64 and 64
 
 int bn_index(int bn) { return bn == 64 ? 0 : bn == 128 ? 1 : 2; }
 
-
 // Reduction elements per k-step for the problem's element type (kBlockK<T> on the device).
 int block_k(const ConvProblem& p) { return hopper::kSwizzleBytes / int(elem_bytes(p.elem)); }
 int k_steps(const ConvProblem& p) { return (p.gemm_k() + block_k(p) - 1) / block_k(p); }
@@ -874,6 +873,7 @@ struct State {
   std::vector<Maps> maps;    // one per buffer set seen
   std::vector<YMap> y_maps;  // one per output buffer seen
   size_t padding_offset = 0; // workspace offset of the padded X (after the stream-K part)
+  size_t windows_offset = 0; // workspace offset of the row windows of X (after the padded part)
   RowWindows windows;        // the row-window rewrite of the problem (windows.ok: offered)
 };
 State g;
@@ -1037,9 +1037,9 @@ void window_pass(const void* src, void* dst, const WindowPass& wp, cudaStream_t 
 template <class T>
 void launch_typed(const Candidate& c, const ConvProblem& p, const void* x, const void* w, void* y,
                   void* ws, cudaStream_t stream) {
-  uint8_t* xp = static_cast<uint8_t*>(ws) + g.padding_offset;
   if (c.pad_c) {
     const ConvProblem pp = padded_problem(p);
+    uint8_t* xp = static_cast<uint8_t*>(ws) + g.padding_offset;
     uint8_t* wp = xp + padded_x_bytes(p);
     pad_channels<T>(x, xp, (long long)p.n * p.h * p.w, p.c, pp.c, stream);
     pad_channels<T>(w, wp, (long long)p.k * p.r * p.s, p.c, pp.c, stream);
@@ -1047,7 +1047,7 @@ void launch_typed(const Candidate& c, const ConvProblem& p, const void* x, const
   }
   if (c.windows) {
     const RowWindows& rw = g.windows;
-    uint8_t* xr = xp + (pads_channels(p) ? padded_x_bytes(p) + padded_w_bytes(p) : 0);
+    uint8_t* xr = static_cast<uint8_t*>(ws) + g.windows_offset;
     uint8_t* wr = xr + windows_x_bytes(rw);
     window_pass<T>(x, xr, rw.x, stream);
     window_pass<T>(w, wr, rw.w, stream);
@@ -1128,15 +1128,17 @@ size_t padding_offset(const ConvProblem& p) {
   return partials == 0 ? 0 : counters_bytes(p) + partials;
 }
 
+size_t windows_offset(const ConvProblem& p) {
+  return padding_offset(p) + (pads_channels(p) ? padded_x_bytes(p) + padded_w_bytes(p) : 0);
+}
+
 }  // namespace
 
 const char* variant_name() { return "hopper_wgmma"; }
 
 size_t variant_workspace_bytes(const ConvProblem& prob) {
   const RowWindows rw = row_windows(prob);
-  return padding_offset(prob) +
-         (pads_channels(prob) ? padded_x_bytes(prob) + padded_w_bytes(prob) : 0) +
-         windows_x_bytes(rw) + windows_w_bytes(rw);
+  return windows_offset(prob) + windows_x_bytes(rw) + windows_w_bytes(rw);
 }
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets, void* workspace,
@@ -1151,6 +1153,7 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   g.maps.clear();
   g.y_maps.clear();
   g.padding_offset = padding_offset(prob);
+  g.windows_offset = windows_offset(prob);
   g.windows = row_windows(prob);
   // The stream-K tile counters start at 0; every launch leaves them at 0.
   if (workspace != nullptr)

@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing", type=Path)
     p.add_argument("--device-probe", type=Path, help="the device probe's JSON (measured peaks)")
     p.add_argument("--skip-reason")
+    p.add_argument("--toolchain", type=Path, help="the module's .toolchain file (the iree-compile that built it)")
     p.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs.record(
             point=json.loads(a.point), flags=a.flags, seed=a.seed, config_hash=a.config_hash,
             verification=a.verification, timing=a.timing, device_probe=a.device_probe, skip_reason=a.skip_reason,
-            out=a.out,
+            out=a.out, toolchain=a.toolchain,
         )  # fmt: skip
     return 0
 

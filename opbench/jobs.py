@@ -98,10 +98,17 @@ def record(
     skip_reason: str | None,
     out: Path,
     device_probe: Path | None = None,
+    toolchain: Path | None = None,
 ) -> None:
-    """Merge a point's verification and timing (or its SKIP reason) with provenance into its record."""
+    """Merge a point's verification and timing (or its SKIP reason) with provenance into its record.
+
+    `toolchain`: the `.toolchain` file beside the module the point ran, which names the iree-compile that built it;
+    that version is the row's iree_compile (a GPU node that runs carried modules has no iree-compile of its own).
+    """
     fields: dict[str, Any] = {**point, "flags": flags, "seed": seed, "config_hash": config_hash,
                               **provenance_fields()}  # fmt: skip
+    if toolchain is not None:
+        fields["iree_compile"] = toolchain.read_text().strip()
     if skip_reason:
         fields.update(status="SKIP", reason=skip_reason)
     else:

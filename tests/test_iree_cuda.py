@@ -300,3 +300,22 @@ def test_record_carries_device_time_beside_end_to_end(tmp_path: Path) -> None:
     assert record["median_ms"] == 0.2 and record["device_ms"] == 0.1
     assert record["device_tflops"] == pytest.approx(2 * record["tflops"])
     assert record["dispatch_ms"] == "00_dispatch_0 0.02 + 01_dispatch_1 0.08"
+
+
+def test_record_names_the_iree_compile_that_built_the_module(tmp_path: Path) -> None:
+    """On a node without iree-compile (a GPU node running carried modules) the row still says which compiler built
+    the module: the version its .toolchain file holds, whatever iree-compile this node has or lacks."""
+    from opbench import jobs
+    from opbench.records import read_record
+
+    toolchain = tmp_path / "m.vmfb.toolchain"
+    toolchain.write_text("3.13.0rc20261016 @ abc123\n")
+    point = {"op": "conv2d", "suite": "resnet50", "layer": "l2_3x3_128", "count": 3,
+             "shape": layer_shape("l2_3x3_128").name, "batch": 16, "dtype": "f16", "layout": "nhwc_fhwc",
+             "backend": "iree-rocm", "variant": "default"}  # fmt: skip
+    out = tmp_path / "record.json"
+    jobs.record(
+        point=point, flags="", seed=1, config_hash="x", verification=None, timing=None,
+        skip_reason="no device (compiled OK)", out=out, toolchain=toolchain,
+    )  # fmt: skip
+    assert read_record(out)["iree_compile"] == "3.13.0rc20261016 @ abc123"

@@ -216,20 +216,23 @@ def point_config_hash(wildcards):
 def record_inputs(wildcards):
     point = point_of(wildcards)
     run_dir = f"{RESULTS}/runs/{point.run_dir}"
+    # an IREE module's .toolchain names the iree-compile that built it (the row's iree_compile)
+    built = {"toolchain": module_path(wildcards) + ".toolchain"} if get_backend(point.backend).artifact == "vmfb" else {}
     if AVAILABILITY[point.backend].runs:
-        inputs = {"verification": f"{run_dir}/verify.json", "timing": f"{run_dir}/bench.json"}
+        inputs = {"verification": f"{run_dir}/verify.json", "timing": f"{run_dir}/bench.json", **built}
         if get_backend(point.backend).device == "cuda":
             inputs["probe"] = f"{RESULTS}/device/cuda.json"  # the card's measured peaks
         return inputs
-    return {"artifact": artifact_of(wildcards)}
+    return {"artifact": artifact_of(wildcards), **built}
 
 
 def record_args(wildcards, input):
     point = point_of(wildcards)
+    toolchain = f" --toolchain {input.toolchain}" if "toolchain" in input.keys() else ""
     if AVAILABILITY[point.backend].runs:
         probe = f" --device-probe {input.probe}" if "probe" in input.keys() else ""
-        return f"--verification {input.verification} --timing {input.timing}{probe}"
-    return f"--skip-reason {shlex.quote(AVAILABILITY[point.backend].reason + ' (compiled OK)')}"
+        return f"--verification {input.verification} --timing {input.timing}{probe}{toolchain}"
+    return f"--skip-reason {shlex.quote(AVAILABILITY[point.backend].reason + ' (compiled OK)')}{toolchain}"
 
 
 def point_json(wildcards):

@@ -1,6 +1,7 @@
 // conv2d_nhwc_tuned.mlir -- hand-written f16 conv2d for IREE's CUDA target with its lowering written in the
-// source: the same tiles as the `conv_q14` tuning spec (mlir-examples/tuning/conv_q14_f16.mlir), attached to the
-// convolution as a compilation_info instead of being matched by a transform library.
+// source: a compilation_info attached to the named convolution instead of being matched by a transform library
+// (the tuning specs under mlir-examples/tuning/ do the latter). The tiles are those the plain-form 3x3 class at
+// output width 8..16 used before the `pqn` program form replaced it (docs/iree-cuda.md).
 //
 // @conv: 2x14x14x64 f16 input (NHWC), 3x3x64x64 f16 filter (HWCF), stride 1, zero padding 1 (tensor.pad to
 // 2x16x16x64), f32 accumulation, output 2x14x14x64 f16 (the benchmark's contract: the output has the input's

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate-mlir", help="write the op's MLIR program")
     _problem_args(p)
+    p.add_argument("--form", default="plain", help="program form: plain, or splitk<S>_<npq|pqn> (opbench.mlirgen)")
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser("make-inputs", help="random inputs from a seed")
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-probe", type=Path, help="the device probe's JSON (measured peaks)")
     p.add_argument("--skip-reason")
     p.add_argument("--toolchain", type=Path, help="the module's .toolchain file (the iree-compile that built it)")
+    p.add_argument("--program-form", help="the MLIR program form an IREE row compiled")
     p.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         print(publish(results=a.results, card=a.card, logs=a.logs, commits=tuple(a.commit)))
         return 0
     if a.command == "generate-mlir":
-        jobs.generate_mlir(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, out=a.out)
+        jobs.generate_mlir(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, out=a.out, form=a.form)
     elif a.command == "make-inputs":
         jobs.make_inputs(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, seed=a.seed, out=a.out)
     elif a.command == "reference":
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs.record(
             point=json.loads(a.point), flags=a.flags, seed=a.seed, config_hash=a.config_hash,
             verification=a.verification, timing=a.timing, device_probe=a.device_probe, skip_reason=a.skip_reason,
-            out=a.out, toolchain=a.toolchain,
+            out=a.out, toolchain=a.toolchain, program_form=a.program_form,
         )  # fmt: skip
     return 0
 

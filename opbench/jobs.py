@@ -12,16 +12,18 @@ from opbench import provenance
 from opbench.backends import BenchSettings, Job, get_backend
 from opbench.device_probe import read_peaks
 from opbench.dtypes import get_dtype
+from opbench.mlirgen import ProgramForm
 from opbench.ops import get_op
 from opbench.records import make_record, write_record
 from opbench.timing import gbps, summarize, tflops
 from opbench.verify import judge
 
 
-def generate_mlir(*, op: str, shape: str, dtype: str, layout: str, out: Path) -> None:
+def generate_mlir(*, op: str, shape: str, dtype: str, layout: str, out: Path, form: str = "plain") -> None:
     the_op = get_op(op)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(the_op.mlir(the_op.shape_from_name(shape), get_dtype(dtype), layout))
+    text = the_op.mlir(the_op.shape_from_name(shape), get_dtype(dtype), layout, ProgramForm.parse(form))
+    out.write_text(text)
 
 
 def make_inputs(*, op: str, shape: str, dtype: str, layout: str, seed: int, out: Path) -> None:
@@ -99,14 +101,16 @@ def record(
     out: Path,
     device_probe: Path | None = None,
     toolchain: Path | None = None,
+    program_form: str | None = None,
 ) -> None:
     """Merge a point's verification and timing (or its SKIP reason) with provenance into its record.
 
+    `program_form`: the MLIR program form an IREE row compiled (None for other backends).
     `toolchain`: the `.toolchain` file beside the module the point ran, which names the iree-compile that built it;
     that version is the row's iree_compile (a GPU node that runs carried modules has no iree-compile of its own).
     """
     fields: dict[str, Any] = {**point, "flags": flags, "seed": seed, "config_hash": config_hash,
-                              **provenance_fields()}  # fmt: skip
+                              "program_form": program_form, **provenance_fields()}  # fmt: skip
     if toolchain is not None:
         fields["iree_compile"] = toolchain.read_text().strip()
     if skip_reason:

@@ -23,6 +23,8 @@ FIELDS: tuple[str, ...] = (
     "torch", "cudnn", "host", "timestamp",
     # device time of an IREE module's dispatches (host overhead excluded), beside the end-to-end time above
     "device_ms", "device_tflops", "dispatch_ms",
+    # the MLIR program an IREE row compiled (opbench.mlirgen.ProgramForm: `plain`, or split-K / reordered)
+    "program_form",
 )  # fmt: skip
 
 STATUSES = ("PASS", "FAIL", "SKIP")

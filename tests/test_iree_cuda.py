@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from opbench.backends import BenchSettings, get_backend
-from opbench.backends.iree import TUNING_FLAG, Problem, tool, tuning_spec
+from opbench.backends.iree import TUNING_FLAG, Problem, program_form, tool, tuning_spec
 from opbench.config import ConfigError, load_config, validate
 from opbench.dtypes import get_dtype
 from opbench.iree_dispatch import compile_dispatch_benchmarks, parse_benchmark_json, time_dispatches
 from opbench.iree_tuning import specs
+from opbench.mlirgen import ProgramForm
 from opbench.ops import get_op
 from opbench.shapes import Conv2dShape
 
@@ -48,17 +49,17 @@ def iree_compile() -> str:
 # ---------------------------------------------------------------- which spec a problem gets
 
 
-# ResNet-50 layers that keep IREE's own tiles: strided 1x1 convolutions with an output narrower than 15, where our
-# tiles hung the module (docs/iree-cuda.md).
-UNTUNED = {"l3_ds_512_1024", "l4_ds_1024_2048"}
 EXPECTED_CLASS = {
-    "conv1": "conv_stem",
-    "l1_3x3_64": "conv_q56",
-    "l2_3x3_128": "conv_q28",
-    "l3_3x3_256": "conv_q14",
-    "l4_3x3_512_s2": "conv_q7",
-    "l2_ds_256_512": "pointwise_s2_q28",
-    "l3_1x1_256_1024": "pointwise",
+    "conv1": ("conv_stem_pqn", "splitk1_pqn"),
+    "l1_3x3_64": ("conv_q56_pqn", "splitk1_pqn"),
+    "l2_3x3_128": ("conv_q28_pqn", "splitk1_pqn"),
+    "l3_3x3_256": ("conv_q14_pqn", "splitk1_pqn"),
+    "l4_3x3_512_s2": ("conv_q14_pqn", "splitk1_pqn"),
+    "l2_ds_256_512": ("pointwise_s2_pqn", "splitk1_pqn"),
+    "l3_ds_512_1024": ("pointwise_s2_q14_pqn", "splitk1_pqn"),
+    "l2_1x1_256_128": ("pointwise", "plain"),
+    "l3_1x1_256_1024": ("pointwise_m64", "plain"),
+    "l4_1x1_2048_512": ("pointwise_splitk4", "splitk4_npq"),
 }
 
 
@@ -66,14 +67,29 @@ def test_resnet50_layers_get_their_class_spec_for_f16_and_bf16() -> None:
     for name in RESNET:
         for dtype in ("f16", "bf16"):
             spec = tuning_spec(SETTINGS, "tuned", problem(name, dtype))
-            if name in UNTUNED:
-                assert spec is None, name
-                continue
             assert spec is not None, (name, dtype)
             assert (REPO / spec).is_file()
             assert Path(spec).stem.endswith(f"_{dtype}")  # the spec's MMA intrinsic follows the element type
             if name in EXPECTED_CLASS:
-                assert Path(spec).stem == f"{EXPECTED_CLASS[name]}_{dtype}", name
+                spec_class, form = EXPECTED_CLASS[name]
+                assert Path(spec).stem == f"{spec_class}_{dtype}", name
+                assert program_form(SETTINGS, "tuned", problem(name, dtype)) == form, name
+
+
+def test_every_rule_names_the_form_its_spec_was_written_for() -> None:
+    """A spec's tiles name the dims of the MLIR in one program form; the rule that names the spec compiles that form."""
+    for variant, rules in SETTINGS["tuning_specs"].items():
+        for rule in rules:
+            for dtype in rule["dtypes"]:
+                header = (REPO / rule["spec"].replace("{dtype}", dtype)).read_text().splitlines()[2]
+                assert f"program form `{rule.get('form', 'plain')}`" in header, (variant, rule["spec"], header)
+
+
+def test_pqn_form_needs_a_batch_of_16() -> None:
+    """The pqn form's MMA rows are 16 images: a smaller batch keeps the plain form (and IREE's tiles)."""
+    small = Problem(shape=layer_shape("l3_3x3_256", batch=2), dtype="f16", layout="nhwc_fhwc")
+    assert program_form(SETTINGS, "tuned", small) == "plain"
+    assert tuning_spec(SETTINGS, "tuned", small) is None
 
 
 def test_specs_in_the_repository_are_the_table_rendered() -> None:
@@ -145,11 +161,14 @@ def test_config_rejects_unknown_variant_and_missing_spec_file() -> None:
 # ---------------------------------------------------------------- the specs take effect (compiled here)
 
 
-def _dispatch_configs(iree_compile: str, tmp_path: Path, the_problem: Problem, flags: list[str]) -> dict[str, str]:
-    """Compile the problem's MLIR with `flags`; the configured executables IREE dumps, by file name."""
+def _dispatch_configs(
+    iree_compile: str, tmp_path: Path, the_problem: Problem, flags: list[str], form: str = "plain"
+) -> dict[str, str]:
+    """Compile the problem's MLIR (in `form`) with `flags`; the configured executables IREE dumps, by file name."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     source = tmp_path / "conv2d.mlir"
-    source.write_text(OP.mlir(the_problem.shape, get_dtype(the_problem.dtype), the_problem.layout))
+    dtype = get_dtype(the_problem.dtype)
+    source.write_text(OP.mlir(the_problem.shape, dtype, the_problem.layout, ProgramForm.parse(form)))
     dump = tmp_path / "configs"
     proc = subprocess.run(
         [iree_compile, str(source), *flags, f"--iree-hal-dump-executable-configurations-to={dump}",
@@ -160,8 +179,10 @@ def _dispatch_configs(iree_compile: str, tmp_path: Path, the_problem: Problem, f
     return {p.name: p.read_text() for p in sorted(dump.glob("*.mlir"))}
 
 
-def _configured_dispatches(iree_compile: str, tmp_path: Path, the_problem: Problem, flags: list[str]) -> str:
-    return "\n".join(_dispatch_configs(iree_compile, tmp_path, the_problem, flags).values())
+def _configured_dispatches(
+    iree_compile: str, tmp_path: Path, the_problem: Problem, flags: list[str], form: str = "plain"
+) -> str:
+    return "\n".join(_dispatch_configs(iree_compile, tmp_path, the_problem, flags, form).values())
 
 
 def _spec_workgroup(spec: Path) -> str:
@@ -170,7 +191,13 @@ def _spec_workgroup(spec: Path) -> str:
     return match.group(1)
 
 
-CASES = [("l3_3x3_256", "f16"), ("l2_1x1_256_128", "bf16"), ("l2_ds_256_512", "f16"), ("conv1", "f16")]
+CASES = [
+    ("l3_3x3_256", "f16"),
+    ("l2_1x1_256_128", "bf16"),
+    ("l2_ds_256_512", "f16"),
+    ("conv1", "f16"),
+    ("l4_1x1_2048_512", "bf16"),
+]
 
 
 @pytest.mark.parametrize(("layer", "dtype"), CASES)
@@ -180,7 +207,8 @@ def test_spec_sets_the_dispatch_configuration(iree_compile: str, tmp_path: Path,
     default_flags = CUDA.compile_flags(SETTINGS, "default")
     default = _configured_dispatches(iree_compile, tmp_path / "default", the_problem, default_flags)
     tuned_flags = CUDA.compile_flags(SETTINGS, "tuned", the_problem)
-    tuned = _configured_dispatches(iree_compile, tmp_path / "tuned", the_problem, tuned_flags)
+    form = program_form(SETTINGS, "tuned", the_problem)
+    tuned = _configured_dispatches(iree_compile, tmp_path / "tuned", the_problem, tuned_flags, form)
     want = f"workgroup = {_spec_workgroup(spec)}"
     assert want in tuned, f"{spec.name} did not apply:\n{tuned[-3000:]}"
     assert want not in default  # the spec changes IREE's choice
@@ -193,8 +221,9 @@ def test_f16_output_truncation_is_fused_into_the_conv_dispatch(iree_compile: str
     """f16 in, f16 out: the truncation of the f32 accumulator is the convolution dispatch's epilogue (no dispatch of
     its own), and the tuned spec still configures that dispatch."""
     the_problem = problem("l1_3x3_64", "f16")
+    form = program_form(SETTINGS, variant, the_problem)
     dispatches = _dispatch_configs(
-        iree_compile, tmp_path, the_problem, CUDA.compile_flags(SETTINGS, variant, the_problem)
+        iree_compile, tmp_path, the_problem, CUDA.compile_flags(SETTINGS, variant, the_problem), form
     )
     # the zero padding is a dispatch of its own unless the variant fuses it into the convolution (tuned does)
     assert len(dispatches) == (1 if variant == "tuned" else 2), sorted(dispatches)
@@ -257,7 +286,7 @@ def test_time_dispatches_needs_modules(tmp_path: Path) -> None:
         time_dispatches(tmp_path, driver="cuda", settings=settings)
 
 
-def test_hand_written_tuned_conv2d_keeps_its_config_and_the_spec_tiles(iree_compile: str, tmp_path: Path) -> None:
+def test_hand_written_tuned_conv2d_keeps_its_config(iree_compile: str, tmp_path: Path) -> None:
     example = REPO / "mlir-examples" / "conv2d_nhwc_tuned.mlir"
     dump = tmp_path / "configs"
     proc = subprocess.run(
@@ -267,8 +296,7 @@ def test_hand_written_tuned_conv2d_keeps_its_config_and_the_spec_tiles(iree_comp
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     configured = "\n".join(p.read_text() for p in dump.glob("*.mlir"))
-    spec_tiles = _spec_workgroup(REPO / "mlir-examples" / "tuning" / "conv_q14_f16.mlir")
-    assert f"workgroup = {spec_tiles}" in configured
+    assert f"workgroup = {_spec_workgroup(example)}" in configured  # the source's own compilation_info
     assert "NV_MMA_SYNC_F32_16x8x16_F16" in configured
 
 
@@ -276,7 +304,8 @@ def test_record_carries_device_time_beside_end_to_end(tmp_path: Path) -> None:
     from opbench import jobs
     from opbench.records import FIELDS, read_record
 
-    assert FIELDS[-3:] == ("device_ms", "device_tflops", "dispatch_ms")  # added at the end, after timestamp
+    # added at the end, after timestamp
+    assert FIELDS[-4:] == ("device_ms", "device_tflops", "dispatch_ms", "program_form")
     shape = layer_shape("l2_3x3_128")
     (tmp_path / "verify.json").write_text(
         json.dumps({"status": "PASS", "reason": "", "relerr": 1e-6, "tolerance": 5e-3})
@@ -316,6 +345,7 @@ def test_record_names_the_iree_compile_that_built_the_module(tmp_path: Path) -> 
     out = tmp_path / "record.json"
     jobs.record(
         point=point, flags="", seed=1, config_hash="x", verification=None, timing=None,
-        skip_reason="no device (compiled OK)", out=out, toolchain=toolchain,
+        skip_reason="no device (compiled OK)", out=out, toolchain=toolchain, program_form="splitk4_pqn",
     )  # fmt: skip
     assert read_record(out)["iree_compile"] == "3.13.0rc20261016 @ abc123"
+    assert read_record(out)["program_form"] == "splitk4_pqn"

@@ -11,6 +11,7 @@ import pytest
 from opbench.backends import Job, get_backend
 from opbench.backends.iree import run_module, tool
 from opbench.dtypes import get_dtype, round_to
+from opbench.mlirgen import ProgramForm
 from opbench.ops import get_op
 from opbench.shapes import Conv2dShape
 from opbench.verify import relative_error
@@ -52,20 +53,30 @@ def iree_compile() -> str:
     return path
 
 
-@pytest.mark.parametrize(("layout", "dtype", "shape_id"), CASES)
-def test_compiled_module_matches_reference(
-    iree_compile: str, tmp_path: Path, layout: str, dtype: str, shape_id: str
-) -> None:
-    shape = SHAPES[shape_id]
-    dt = get_dtype(dtype)
-    source = tmp_path / "conv2d.mlir"
-    module = tmp_path / "conv2d.vmfb"
-    source.write_text(OP.mlir(shape, dt, layout))
+# Program forms (split-K, batch-innermost pixel order): NHWC layouts; channels split 2 or 4 ways (c = 8).
+FORM_SHAPES = {
+    "s2_p1": Conv2dShape(n=2, h=9, w=7, c=8, k=5, r=3, s=3, stride=(2, 2), pad=(1, 1)),
+    "asym": Conv2dShape(n=3, h=9, w=8, c=8, k=4, r=3, s=2, stride=(2, 1), pad=(1, 0), dilation=(1, 2)),
+    "1x1": Conv2dShape(n=2, h=5, w=6, c=8, k=3, r=1, s=1),
+}
+FORM_CASES = [
+    ("nhwc_fhwc", "f16", "s2_p1", "splitk2_pqn"),
+    ("nhwc_hwcf", "bf16", "asym", "splitk4_npq"),
+    ("nhwc_fhwc", "f32", "asym", "splitk1_pqn"),
+    ("nhwc_hwcf", "f16", "1x1", "splitk4_pqn"),
+    ("nhwc_fhwc", "bf16", "1x1", "splitk2_npq"),
+]
+
+
+def compile_for_cpu(iree_compile: str, source: Path, module: Path) -> None:
     proc = subprocess.run(
         [iree_compile, str(source), "-o", str(module), *LLVM_CPU_FLAGS], capture_output=True, text=True
     )
     assert proc.returncode == 0, f"iree-compile failed:\n{proc.stderr}\n{source.read_text()}"
 
+
+def check_against_reference(module: Path, shape: Conv2dShape, dtype: str, layout: str) -> None:
+    dt = get_dtype(dtype)
     seed = int(np.random.default_rng().integers(2**32))
     inputs = OP.make_inputs(shape, dt, layout, seed)
     output = run_module(
@@ -78,6 +89,67 @@ def test_compiled_module_matches_reference(
     assert np.all(np.isfinite(output))
     err = relative_error(output, reference)
     assert err < TOLERANCE[dtype], f"relerr {err:.3e} (seed {seed})"
+
+
+@pytest.mark.parametrize(("layout", "dtype", "shape_id"), CASES)
+def test_compiled_module_matches_reference(
+    iree_compile: str, tmp_path: Path, layout: str, dtype: str, shape_id: str
+) -> None:
+    shape = SHAPES[shape_id]
+    source = tmp_path / "conv2d.mlir"
+    module = tmp_path / "conv2d.vmfb"
+    source.write_text(OP.mlir(shape, get_dtype(dtype), layout))
+    compile_for_cpu(iree_compile, source, module)
+    check_against_reference(module, shape, dtype, layout)
+
+
+@pytest.mark.parametrize(("layout", "dtype", "shape_id", "form"), FORM_CASES)
+def test_program_forms_compute_the_same_convolution(
+    iree_compile: str, tmp_path: Path, layout: str, dtype: str, shape_id: str, form: str
+) -> None:
+    shape = FORM_SHAPES[shape_id]
+    source = tmp_path / "conv2d.mlir"
+    module = tmp_path / "conv2d.vmfb"
+    source.write_text(OP.mlir(shape, get_dtype(dtype), layout, ProgramForm.parse(form)))
+    compile_for_cpu(iree_compile, source, module)
+    check_against_reference(module, shape, dtype, layout)
+
+
+def test_split_form_writes_partials_and_a_sum() -> None:
+    shape = FORM_SHAPES["s2_p1"]
+    text = OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc", ProgramForm.parse("splitk2_pqn"))
+    # channels 8 -> 2 slices of 4; partials [slice, p, q, n, k] in f32; the sum writes NHWC, then f16
+    assert "output_shape [2, 9, 7, 2, 4]" in text
+    assert "tensor<2x5x4x2x5xf32>" in text
+    assert "(n, p * 2 + kh, q * 2 + kw, sk, c)" in text
+    assert text.count("linalg.generic") == 3  # convolution, sum over slices, truncation
+    assert "linalg.conv_2d" not in text
+
+
+def test_plain_form_is_the_named_op() -> None:
+    shape = SHAPES["s2_p1"]
+    assert OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc", ProgramForm()) == OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc")
+
+
+@pytest.mark.parametrize("name", ["plain", "splitk1_pqn", "splitk4_npq", "splitk16_pqn"])
+def test_program_form_names_round_trip(name: str) -> None:
+    assert ProgramForm.parse(name).name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("splitk0_pqn", "split_k must be >= 1"), ("splitk4", "unknown program form"), ("split4_nqp", "unknown")],
+)
+def test_bad_program_forms_are_named(name: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ProgramForm.parse(name)
+
+
+def test_split_form_rejects_what_it_cannot_write() -> None:
+    with pytest.raises(ValueError, match="does not divide the 8 input channels"):
+        OP.mlir(FORM_SHAPES["1x1"], get_dtype("f16"), "nhwc_fhwc", ProgramForm(split_k=3))
+    with pytest.raises(ValueError, match="NHWC layouts, not 'nchw_fchw'"):
+        OP.mlir(FORM_SHAPES["1x1"], get_dtype("f16"), "nchw_fchw", ProgramForm(split_k=2))
 
 
 def test_backend_run_gives_a_savable_output_of_the_element_type(iree_compile: str, tmp_path: Path) -> None:

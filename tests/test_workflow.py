@@ -207,7 +207,7 @@ def test_broken_mlir_fails_its_job_alone_and_main_command_reports_it(tmp_path: P
     work = make_workdir(tmp_path, SMALL)
     proc = snakemake(work, "--until", "generate_mlir")
     assert proc.returncode == 0, proc.stderr
-    broken = work / "compiled/mlir/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1.mlir"
+    broken = work / "compiled/mlir/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1.plain.mlir"
     broken.write_text("func.func @conv2d( this is not MLIR\n")
     proc = subprocess.run(
         [sys.executable, "-m", "opbench", "bench", "--cores", "2", "--configfile", "test.yaml"],

@@ -110,17 +110,33 @@ _RULE_CHECKS: dict[str, Callable[[Problem, Any], bool]] = {
     "min_out_w": lambda p, v: p.shape.q >= v,
     "max_out_w": lambda p, v: p.shape.q <= v,
     "min_channels": lambda p, v: min(p.shape.c, p.shape.k) >= v,
+    "min_in_channels": lambda p, v: p.shape.c >= v,
+    "min_batch": lambda p, v: p.shape.n >= v,
+    "max_pixels": lambda p, v: p.shape.n * p.shape.p * p.shape.q <= v,
 }
 
 
-def tuning_spec(settings: dict[str, Any], variant: str, problem: Problem | None) -> str | None:
-    """The spec of the first of the variant's tuning rules that matches the problem (None: IREE's own choice)."""
+def tuning_rule(settings: dict[str, Any], variant: str, problem: Problem | None) -> dict[str, Any] | None:
+    """The first of the variant's tuning rules whose conditions hold for the problem (None: IREE's own choice)."""
     if problem is None:
         return None
     for rule in settings.get("tuning_specs", {}).get(variant, []):
         if all(check(problem, rule[key]) for key, check in _RULE_CHECKS.items() if key in rule):
-            return spec_path(rule, problem.dtype)
+            return rule
     return None
+
+
+def tuning_spec(settings: dict[str, Any], variant: str, problem: Problem | None) -> str | None:
+    """The spec of the problem's tuning rule (None: IREE's own choice)."""
+    rule = tuning_rule(settings, variant, problem)
+    return spec_path(rule, problem.dtype) if rule and problem else None
+
+
+def program_form(settings: dict[str, Any], variant: str, problem: Problem | None) -> str:
+    """The program form (opbench.mlirgen.ProgramForm) the problem's tuning rule asks for: the MLIR that is
+    compiled, `plain` (the named linalg op) unless the rule says otherwise."""
+    rule = tuning_rule(settings, variant, problem)
+    return str(rule.get("form", "plain")) if rule else "plain"
 
 
 def spec_path(rule: dict[str, Any], dtype: str) -> str:

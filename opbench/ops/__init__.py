@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from opbench.dtypes import DType
+from opbench.mlirgen import ProgramForm
 
 
 class Op(ABC):
@@ -34,8 +35,9 @@ class Op(ABC):
         """The float64 result in the layout's output order."""
 
     @abstractmethod
-    def mlir(self, shape: Any, dtype: DType, layout: str) -> str:
-        """A self-contained MLIR module with one public function named after the op."""
+    def mlir(self, shape: Any, dtype: DType, layout: str, form: ProgramForm | None = None) -> str:
+        """A self-contained MLIR module with one public function named after the op, in the given program form
+        (None: the op's plain form)."""
 
     @abstractmethod
     def input_shapes(self, shape: Any, layout: str) -> dict[str, tuple[int, ...]]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from opbench import mlirgen
 from opbench.dtypes import DType, round_to
+from opbench.mlirgen import ProgramForm
 from opbench.ops import Op, register_op
 from opbench.shapes import Conv2dShape
 
@@ -87,19 +88,22 @@ class Conv2d(Op):
         y = conv2d_nchw_reference(x, w, shape)
         return np.ascontiguousarray(y.transpose(_INPUT_PERM[layout]))
 
-    def mlir(self, shape: Conv2dShape, dtype: DType, layout: str) -> str:
+    def mlir(self, shape: Conv2dShape, dtype: DType, layout: str, form: ProgramForm | None = None) -> str:
+        """The named linalg convolution, or (a form other than `plain`) the generic split/reordered one."""
         self.check_layout(layout)
         shapes = self.input_shapes(shape, layout)
-        return mlirgen.conv2d(
+        common = dict(
             function=self.name,
             layout=layout,
             input_shape=shapes["input"],
             filter_shape=shapes["filter"],
             output_shape=self.output_shape(shape, layout),
-            spatial_dims=(1, 2) if layout.startswith("nhwc") else (2, 3),
             pad=shape.pad,
             stride=shape.stride,
             dilation=shape.dilation,
             element=dtype.element,
             accumulator=dtype.accumulator,
         )
+        if form is not None and not form.plain:
+            return mlirgen.conv2d_split(**common, form=form)
+        return mlirgen.conv2d(**common, spatial_dims=(1, 2) if layout.startswith("nhwc") else (2, 3))

@@ -15,7 +15,7 @@ from opbench.backends.cutlass import build_sources as cutlass_build_sources
 from opbench.backends.cutlass import cutlass_version
 from opbench.backends.iree import tool as iree_tool
 from opbench.backends.iree import Problem as IreeProblem
-from opbench.backends.iree import tuning_spec
+from opbench.backends.iree import program_form, tuning_spec
 from opbench.ops import get_op
 from opbench.dtypes import get_dtype
 from opbench.config import ConfigError, config_hash, point_config, validate
@@ -92,6 +92,19 @@ def _iree_problem(wildcards):
 def iree_compile_flags(wildcards):
     backend = get_backend(wildcards.backend)
     return shlex.join(backend.compile_flags(backend_settings(wildcards), wildcards.variant, _iree_problem(wildcards)))
+
+
+def program_form_of(wildcards):
+    """The MLIR program form the problem's tuning rule asks for (`plain`: the named linalg op)."""
+    return program_form(backend_settings(wildcards), wildcards.variant, _iree_problem(wildcards))
+
+
+def mlir_of(wildcards):
+    """The MLIR an IREE compile job builds: the problem's program in the form its tuning rule asks for."""
+    return (
+        f"compiled/mlir/{wildcards.op}/{wildcards.layout}/{wildcards.dtype}/{wildcards.shape}."
+        f"{program_form_of(wildcards)}.mlir"
+    )
 
 
 def iree_tuning_spec(wildcards):
@@ -228,7 +241,9 @@ def record_inputs(wildcards):
 
 def record_args(wildcards, input):
     point = point_of(wildcards)
-    toolchain = f" --toolchain {input.toolchain}" if "toolchain" in input.keys() else ""
+    toolchain = ""
+    if "toolchain" in input.keys():  # an IREE row: the compiler that built its module and the program it compiled
+        toolchain = f" --toolchain {input.toolchain} --program-form {program_form_of(wildcards)}"
     if AVAILABILITY[point.backend].runs:
         probe = f" --device-probe {input.probe}" if "probe" in input.keys() else ""
         return f"--verification {input.verification} --timing {input.timing}{probe}{toolchain}"

@@ -6,7 +6,7 @@
 
 rule compile_iree:
     input:
-        mlir=rules.generate_mlir.output[0],
+        mlir=mlir_of,
         tuning_spec=iree_tuning_spec,
     output:
         vmfb="compiled/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.vmfb",
@@ -30,7 +30,7 @@ rule compile_iree:
 # with the module's own flags, for the IREE GPU backends that time dispatches.
 rule compile_iree_dispatches:
     input:
-        mlir=rules.generate_mlir.output[0],
+        mlir=mlir_of,
         tuning_spec=iree_tuning_spec,
     output:
         directory("compiled/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.dispatches"),

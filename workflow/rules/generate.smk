@@ -1,16 +1,19 @@
-# Problem generation: the op's MLIR program, its random inputs and its float64 reference.
+# Problem generation: the op's MLIR program (in each program form a tuning rule asks for), its random inputs and
+# its float64 reference.
 
 
 rule generate_mlir:
     input:
         code=op_code,
     output:
-        "compiled/mlir/{op}/{layout}/{dtype}/{shape}.mlir",
+        "compiled/mlir/{op}/{layout}/{dtype}/{shape}.{form}.mlir",
+    wildcard_constraints:
+        form=r"plain|splitk\d+_(npq|pqn)",
     log:
-        "results/logs/generate_mlir/{op}/{layout}/{dtype}/{shape}.log",
+        "results/logs/generate_mlir/{op}/{layout}/{dtype}/{shape}.{form}.log",
     shell:
         "{PY} -m opbench generate-mlir --op {wildcards.op} --shape {wildcards.shape} --dtype {wildcards.dtype}"
-        " --layout {wildcards.layout} --out {output} > {log} 2>&1"
+        " --layout {wildcards.layout} --form {wildcards.form} --out {output} > {log} 2>&1"
 
 
 rule make_inputs:

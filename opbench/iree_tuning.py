@@ -146,6 +146,10 @@ CLASSES: dict[str, TileConfig] = {
     "conv_q56_pqn": TileConfig(
         loops=7, workgroup=(1, 4, 16, 64), subgroup=(1, 4, 1, 4), reduction=4, stages=2, warps=2, form=PQN
     ),
+    # ... and 4 pixels x 16 x 128, 4 warps of 64 x 32, where the channels fill a 128-wide tile (Q 29..64, C, K >= 128)
+    "conv_q56_wide_pqn": TileConfig(
+        loops=7, workgroup=(1, 4, 16, 128), subgroup=(1, 4, 1, 4), reduction=4, stages=2, warps=4, form=PQN
+    ),
     "conv_q28_pqn": TileConfig(
         loops=7, workgroup=(1, 2, 16, 128), subgroup=(1, 2, 1, 4), reduction=4, stages=2, warps=4, form=PQN
     ),

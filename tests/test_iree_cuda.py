@@ -286,18 +286,22 @@ def test_time_dispatches_needs_modules(tmp_path: Path) -> None:
         time_dispatches(tmp_path, driver="cuda", settings=settings)
 
 
-def test_hand_written_tuned_conv2d_keeps_its_config(iree_compile: str, tmp_path: Path) -> None:
-    example = REPO / "mlir-examples" / "conv2d_nhwc_tuned.mlir"
+@pytest.mark.parametrize("example", ["conv2d_nhwc_tuned.mlir", "conv2d_pqn_tuned.mlir"])
+def test_hand_written_tuned_conv2d_keeps_its_config(iree_compile: str, tmp_path: Path, example: str) -> None:
+    """The hand-written conv2d programs carry their lowering in the source; with the tuned variant's flags (padding
+    fused) each is one dispatch with that configuration and the f16 MMA."""
+    source = REPO / "mlir-examples" / example
     dump = tmp_path / "configs"
     proc = subprocess.run(
-        [iree_compile, str(example), *CUDA.compile_flags(SETTINGS, "default"),
+        [iree_compile, str(source), *CUDA.compile_flags(SETTINGS, "tuned"),
          f"--iree-hal-dump-executable-configurations-to={dump}", "-o", str(tmp_path / "m.vmfb")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    configured = "\n".join(p.read_text() for p in dump.glob("*.mlir"))
-    assert f"workgroup = {_spec_workgroup(example)}" in configured  # the source's own compilation_info
+    (configured,) = [p.read_text() for p in dump.glob("*.mlir")]
+    assert f"workgroup = {_spec_workgroup(source)}" in configured  # the source's own compilation_info
     assert "NV_MMA_SYNC_F32_16x8x16_F16" in configured
+    assert configured.count("arith.truncf") == 1  # the f16 epilogue is in the convolution's dispatch
 
 
 def test_record_carries_device_time_beside_end_to_end(tmp_path: Path) -> None:

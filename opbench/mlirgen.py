@@ -55,20 +55,8 @@ def conv2d(
     lines = [f"func.func @{function}(%input: {in_t}, %filter: {filter_t}) -> {out_t} {{"]
     conv_input, conv_input_t = "%input", in_t
     if pad != (0, 0):
-        low = [0, 0, 0, 0]
-        low[spatial_dims[0]], low[spatial_dims[1]] = pad
-        padded_shape = list(input_shape)
-        padded_shape[spatial_dims[0]] += 2 * pad[0]
-        padded_shape[spatial_dims[1]] += 2 * pad[1]
-        conv_input, conv_input_t = "%padded", tensor_type(padded_shape, element)
-        lows = ", ".join(str(v) for v in low)
-        lines += [
-            f"  %pad_value = {_zero(element)}",
-            f"  %padded = tensor.pad %input low[{lows}] high[{lows}] {{",
-            "  ^bb0(%i0: index, %i1: index, %i2: index, %i3: index):",
-            f"    tensor.yield %pad_value : {element}",
-            f"  }} : {in_t} to {conv_input_t}",
-        ]
+        pad_lines, conv_input, conv_input_t = _zero_pad("%input", input_shape, spatial_dims, pad, element)
+        lines += pad_lines
     lines += [
         f"  %acc_zero = {_zero(accumulator)}",
         f"  %empty = tensor.empty() : {acc_t}",
@@ -85,6 +73,29 @@ def conv2d(
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _zero_pad(
+    value: str, shape: Sequence[int], spatial_dims: tuple[int, int], pad: tuple[int, int], element: str
+) -> tuple[list[str], str, str]:
+    """`%padded`: `value` (of `shape`) with `pad` zeros on both sides of its two spatial dims. Returns the lines,
+    the padded value's name and its type."""
+    low = [0] * len(shape)
+    padded_shape = list(shape)
+    for dim, amount in zip(spatial_dims, pad, strict=True):
+        low[dim] = amount
+        padded_shape[dim] += 2 * amount
+    lows = ", ".join(str(v) for v in low)
+    padded_t = tensor_type(padded_shape, element)
+    block_args = ", ".join(f"%i{i}: index" for i in range(len(shape)))
+    lines = [
+        f"  %pad_value = {_zero(element)}",
+        f"  %padded = tensor.pad {value} low[{lows}] high[{lows}] {{",
+        f"  ^bb0({block_args}):",
+        f"    tensor.yield %pad_value : {element}",
+        f"  }} : {tensor_type(shape, element)} to {padded_t}",
+    ]
+    return lines, "%padded", padded_t
 
 
 def _truncate(value: str, value_t: str, out_t: str, accumulator: str, element: str, *, rank: int) -> list[str]:
@@ -173,7 +184,6 @@ def conv2d_split(
     cs = c // splits
     r, s = (filter_shape[1], filter_shape[2]) if layout == "nhwc_fhwc" else (filter_shape[0], filter_shape[1])
     in5 = [n, h, w, splits, cs]
-    padded = [n, h + 2 * pad[0], w + 2 * pad[1], splits, cs]
     if layout == "nhwc_fhwc":
         filter5, filter_dims = [k, r, s, splits, cs], "f, kh, kw, sk, c"
     else:
@@ -192,15 +202,8 @@ def conv2d_split(
     ]
     conv_input, conv_input_t = "%input5", tensor_type(in5, element)
     if pad != (0, 0):
-        lows = f"0, {pad[0]}, {pad[1]}, 0, 0"
-        conv_input, conv_input_t = "%padded", tensor_type(padded, element)
-        lines += [
-            f"  %pad_value = {_zero(element)}",
-            f"  %padded = tensor.pad %input5 low[{lows}] high[{lows}] {{",
-            "  ^bb0(%i0: index, %i1: index, %i2: index, %i3: index, %i4: index):",
-            f"    tensor.yield %pad_value : {element}",
-            f"  }} : {tensor_type(in5, element)} to {conv_input_t}",
-        ]
+        pad_lines, conv_input, conv_input_t = _zero_pad("%input5", in5, (1, 2), pad, element)
+        lines += pad_lines
     filter_reassociation = "[[0], [1], [2], [3, 4]]" if layout == "nhwc_fhwc" else "[[0], [1], [2, 3], [4]]"
     lines += [
         f"  %filter5 = tensor.expand_shape %filter {filter_reassociation} output_shape {list(filter5)}"

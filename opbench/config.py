@@ -180,6 +180,10 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 raise _unknown(f"{key}.backends", backend, BACKENDS)
             if backend not in config["backends"]:
                 raise ConfigError(f"config key '{key}.backends': backend {backend!r} has no entry under 'backends'")
+        suite_layers = {layer["name"] for suite in entry["suites"] for layer in config["suites"][suite]["layers"]}
+        for layer_name in entry.get("layers", []):
+            if layer_name not in suite_layers:
+                raise _unknown(f"{key}.layers", layer_name, sorted(suite_layers))
         for variant in entry.get("variants", []):
             if not any(variant in config["backends"][b]["variants"] for b in entry["backends"]):
                 raise ConfigError(

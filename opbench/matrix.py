@@ -61,6 +61,8 @@ def expand(config: dict[str, Any]) -> list[Point]:
                 suite = config["suites"][suite_name]
                 for batch in entry.get("batches", suite["batches"]):
                     for layer in suite["layers"]:
+                        if "layers" in entry and layer["name"] not in entry["layers"]:
+                            continue
                         shape = op.shape_from_layer(layer, batch).name
                         for dtype in entry["dtypes"]:
                             for layout in entry["layouts"]:

@@ -153,6 +153,7 @@ BAD = {
     "missing_suite": (_append(["matrix", 0, "suites"], "resnet18"), ["matrix[0].suites", "resnet18"]),
     "unconfigured_backend": (_unconfigure("iree-rocm"), ["matrix[1].backends", "iree-rocm"]),
     "unknown_variant": (_set(["matrix", 1, "variants"], ["fast"]), ["matrix[1].variants", "fast"]),
+    "unknown_layer_filter": (_set(["matrix", 1, "layers"], ["odd_3x5"]), ["matrix[1].layers", "odd_3x5"]),
     "bad_tolerance": (_set(["tolerances", "f32"], 0), ["tolerances.f32", "0"]),
     "too_few_repetitions": (_set(["benchmark", "repetitions"], 2), ["benchmark.repetitions", "2"]),
     "bad_batch": (_set(["matrix", 1, "batches"], [1, 0]), ["matrix[1].batches[1]", "0"]),
@@ -232,7 +233,9 @@ def _expected_count(config: dict) -> int:
                         for v in config["backends"][b]["variants"]
                         if v in entry.get("variants", [v]) and _implemented(b, v, dtype, layout)
                     )
-                    total += len(entry["ops"]) * len(batches) * len(suite["layers"]) * variants
+                    wanted = entry.get("layers")
+                    layers = [layer for layer in suite["layers"] if wanted is None or layer["name"] in wanted]
+                    total += len(entry["ops"]) * len(batches) * len(layers) * variants
     return total
 
 
@@ -322,3 +325,16 @@ def test_problem_seed_differs_between_problems(shipped: dict) -> None:
     assert problem_seed(base, *one) != problem_seed(base + 1, *one)
     assert problem_seed(base, *one) != problem_seed(base, one[0], one[1], "f16")
     assert problem_seed(base, *one) != problem_seed(base, one[0], "n2_h9_w7_c3_k5_r3_s3_st1_p1", one[2])
+
+
+def test_expand_layer_filter_keeps_suite_and_order(raw: dict) -> None:
+    config = copy.deepcopy(raw)
+    names = [layer["name"] for layer in config["suites"]["tiny"]["layers"]]
+    wanted = [names[-1], names[0]]  # given out of order: points still follow the suite's order
+    config["matrix"] = [
+        {"ops": ["conv2d"], "suites": ["tiny"], "batches": [1], "dtypes": ["f32"], "layouts": ["nhwc_hwcf"],
+         "backends": ["iree-llvm-cpu"], "layers": wanted},
+    ]  # fmt: skip
+    points = expand(validate(config))
+    assert [p.layer for p in points] == [names[0], names[-1]]
+    assert {p.suite for p in points} == {"tiny"}

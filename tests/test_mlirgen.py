@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from opbench.backends import Job, get_backend
 from opbench.backends.iree import run_module, tool
@@ -136,6 +137,13 @@ def test_plain_form_is_the_named_op() -> None:
 @pytest.mark.parametrize("name", ["plain", "splitk1_pqn", "splitk4_npq", "splitk16_pqn"])
 def test_program_form_names_round_trip(name: str) -> None:
     assert ProgramForm.parse(name).name == name
+
+
+def test_config_schema_takes_the_program_form_names() -> None:
+    """The schema's pattern for a tuning rule's `form` spells ProgramForm.NAMES again (JSON schema cannot import it)."""
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    rule = schema["$defs"]["iree_backend"]["properties"]["tuning_specs"]["additionalProperties"]["items"]
+    assert rule["properties"]["form"]["pattern"] == f"^({ProgramForm.NAMES})$"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from opbench.backends.cutlass import cutlass_version
 from opbench.backends.iree import tool as iree_tool
 from opbench.backends.iree import Problem as IreeProblem
 from opbench.backends.iree import program_form, tuning_spec
+from opbench.mlirgen import ProgramForm
 from opbench.ops import get_op
 from opbench.dtypes import get_dtype
 from opbench.config import ConfigError, config_hash, point_config, validate

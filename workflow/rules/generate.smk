@@ -8,7 +8,7 @@ rule generate_mlir:
     output:
         "compiled/mlir/{op}/{layout}/{dtype}/{shape}.{form}.mlir",
     wildcard_constraints:
-        form=r"plain|splitk\d+_(npq|pqn)",
+        form=ProgramForm.NAMES,
     log:
         "results/logs/generate_mlir/{op}/{layout}/{dtype}/{shape}.{form}.log",
     shell:

@@ -242,13 +242,13 @@ def record_inputs(wildcards):
 
 def record_args(wildcards, input):
     point = point_of(wildcards)
-    toolchain = ""
+    iree = ""
     if "toolchain" in input.keys():  # an IREE row: the compiler that built its module and the program it compiled
-        toolchain = f" --toolchain {input.toolchain} --program-form {program_form_of(wildcards)}"
+        iree = f" --toolchain {input.toolchain} --program-form {program_form_of(wildcards)}"
     if AVAILABILITY[point.backend].runs:
         probe = f" --device-probe {input.probe}" if "probe" in input.keys() else ""
-        return f"--verification {input.verification} --timing {input.timing}{probe}{toolchain}"
-    return f"--skip-reason {shlex.quote(AVAILABILITY[point.backend].reason + ' (compiled OK)')}{toolchain}"
+        return f"--verification {input.verification} --timing {input.timing}{probe}{iree}"
+    return f"--skip-reason {shlex.quote(AVAILABILITY[point.backend].reason + ' (compiled OK)')}{iree}"
 
 
 def point_json(wildcards):

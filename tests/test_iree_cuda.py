@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from opbench.backends import BenchSettings, get_backend
-from opbench.backends.iree import TUNING_FLAG, Problem, program_form, tool, tuning_spec
+from opbench.backends.iree import TUNING_FLAG, Problem, program_form, spec_path, tool, tuning_spec
 from opbench.config import ConfigError, load_config, validate
 from opbench.dtypes import get_dtype
 from opbench.iree_dispatch import compile_dispatch_benchmarks, parse_benchmark_json, time_dispatches
@@ -81,7 +81,7 @@ def test_every_rule_names_the_form_its_spec_was_written_for() -> None:
     for variant, rules in SETTINGS["tuning_specs"].items():
         for rule in rules:
             for dtype in rule["dtypes"]:
-                header = (REPO / rule["spec"].replace("{dtype}", dtype)).read_text().splitlines()[2]
+                header = (REPO / spec_path(rule, dtype)).read_text().splitlines()[2]
                 assert f"program form `{rule.get('form', 'plain')}`" in header, (variant, rule["spec"], header)
 
 

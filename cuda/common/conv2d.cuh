@@ -3,7 +3,8 @@
 //   * CHECK_CUDA / CHECK_LAUNCH: the one error-check macro (file + line, exit 1).
 //   * ConvProblem: the problem, its derived output size P x Q and the implicit-GEMM view.
 //   * Json: a tiny builder for the variant-specific "detail" and "launch_config" objects.
-//   * time_launches_ms(): event timing helper for variants that tune in variant_prepare().
+//   * time_launches_ms(), CandidateCheck, tune_candidates(): the candidate-tuning loop of the
+//     variants that tune in variant_prepare(), and the "candidates" list of their "detail".
 //   * The variant interface: five functions that exactly one variant file defines.
 //
 // Layouts (fixed by the contract): X is NHWC [N,H,W,C], Wt is KRSC [K,R,S,C], Y is NHWC
@@ -355,6 +356,65 @@ class CandidateCheck {
 
   std::vector<float> first_;
 };
+
+// What tune_candidates() measured: every candidate in the order tried (timed[0] is the reference
+// the others were checked against) and the one chosen.
+template <class Cand>
+struct Tuning {
+  struct Timed {
+    Cand cand;
+    CandidateCheck::Measured m;
+  };
+  std::vector<Timed> timed;
+  size_t best = 0;  // index into timed of the chosen candidate
+
+  const Cand& choice() const { return timed[best].cand; }
+
+  // detail.candidates: one object per candidate, in order: what `fields(json, cand)` adds (what
+  // identifies the candidate), then "ms", `diff_key` (max rel diff against the first) and "valid".
+  template <class Fields>
+  std::string candidates_json(Fields&& fields,
+                              const char* diff_key = "max_rel_diff_vs_first") const {
+    std::string out = "[";
+    for (size_t i = 0; i < timed.size(); ++i) {
+      Json c;
+      fields(c, timed[i].cand);
+      c.add_num("ms", timed[i].m.ms)
+          .add_num(diff_key, timed[i].m.rel_diff)
+          .add_bool("valid", timed[i].m.valid);
+      out += (i ? ", " : "") + c.str();
+    }
+    return out + "]";
+  }
+};
+
+// The tuning loop of the variants that tune in variant_prepare(): measures every candidate in
+// order with one CandidateCheck (its output checked against the first candidate's, then `warmup`
+// untimed and `reps` timed launches over the rotating sets), warns about and rejects any whose
+// output disagrees, and chooses the fastest valid one; on a tie the earlier candidate stays, and
+// the first is chosen unless a valid one is strictly faster. `launch_on(cand, set)` launches one
+// candidate on one DeviceSet; `name(cand)` (a std::string) names it in the warning.
+template <class Cand, class LaunchOn, class Name>
+Tuning<Cand> tune_candidates(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
+                             const std::vector<Cand>& candidates, LaunchOn&& launch_on,
+                             Name&& name, int warmup, int reps, cudaStream_t stream) {
+  if (candidates.empty()) FAIL("no tuning candidates for this problem");
+  Tuning<Cand> t;
+  CandidateCheck check;
+  for (const Cand& cand : candidates) {
+    const CandidateCheck::Measured m = check.measure(
+        prob, sets, num_sets, [&](const DeviceSet& s) { launch_on(cand, s); }, warmup, reps,
+        stream);
+    if (!m.valid)
+      std::fprintf(stderr,
+                   "warning: candidate %s disagrees with the first candidate, %s (max rel diff "
+                   "%g); rejected\n",
+                   name(cand).c_str(), name(candidates[0]).c_str(), m.rel_diff);
+    t.timed.push_back({cand, m});
+    if (m.valid && m.ms < t.timed[t.best].m.ms) t.best = t.timed.size() - 1;
+  }
+  return t;
+}
 
 // float32 -> the element type, round-to-nearest-even (device code of 16-bit epilogues).
 template <class T>

@@ -21,15 +21,7 @@
 // Element types: X and Wt f16, bf16, or f32 computed as TF32 (judged with the tf32 tolerance);
 // Y stored as the input type (f16, bf16 or f32, like cuDNN), the accumulator f32: the epilogue
 // rounds alpha * accumulator to Y's type (to nearest); alpha = 1, beta = 0 (it never reads Y).
-// Prediction: the sm80 kernels near the wheel's example 16 (467 TFLOP/s f16 on the big 3x3 layer
-// of FACTS.md, H200), below cuDNN (about 600); the sm90 TMA kernel near cuDNN on large layers;
-// both far behind cuDNN on small layers (no split-K here) and on the fallback's layers.
-// Measured (H200, one run, harness timing with L2-flushing rotation, TFLOP/s; taken while Y was
-// still float32 for every input type, not re-measured with the 16-bit Y): 32x56x56x256->256 3x3
-// f16: cuDNN 711, sm80 128x128x32/4 stages 378, 128x128x64/3 400, sm90 TMA 128x128x64 372; tf32:
-// cuDNN 379, 197 / 206 / 178. ResNet-50 batch 16, f16: 0.25-0.72x cuDNN on aligned layers (the
-// sm90 kernel, non-persistent with one consumer warpgroup, is the slowest of the three); conv1
-// (C = 3, fallback) 3.7 vs cuDNN 82. Below the prediction: no split-K, no persistent schedule.
+// Prediction and measured outcome: docs/perf-log.md, section "CUTLASS".
 //
 // opbench: dtypes=f16,bf16,f32 f32_math=tf32
 #include "conv2d.cuh"

@@ -22,8 +22,9 @@
 //   * four block tiles (kTile* below), split-K over blockIdx.y for layers with few tiles: the
 //     slices atomicAdd into zeroed float32 sums, Y itself for f32 and the float32 workspace for
 //     a 16-bit Y (one more pass, round_output(), rounds it into Y); variant_prepare times every
-//     (tile, split) candidate on the real problem, cross-checks each one's output against the
-//     first and keeps the fastest valid;
+//     (tile, split) candidate on the real problem through tune_candidates() (cuda/common/
+//     conv2d.cuh: each one's output cross-checked against the first's) and keeps the fastest
+//     valid;
 //   * epilogue: accumulators staged through shared memory (the pipeline's buffers), then rows
 //     of Y written coalesced, guarded against M and K: float32 Y (and split-K sums) as float4
 //     (K % 4 == 0; scalar otherwise); a 16-bit Y is rounded as it is staged and written 8
@@ -34,25 +35,7 @@
 // loads stored to shared memory (C = 3 stem layers, odd C), each element with its own (r, s, c)
 // and bounds check.
 //
-// Prediction (ResNet-50 fp16, batch 16, H200): mma.sync runs on Hopper's tensor cores at well
-// under the wgmma rate (cuBLAS fp16 dense ~660 TFLOP/s measured, through wgmma). Like CUTLASS's
-// sm_80 conv kernel on this card (68-235 TFLOP/s on these layers, 467 on a large 3x3), expect
-// 150-250 TFLOP/s on the 56x56 / 28x28 3x3 layers, i.e. 60-80% of cuDNN fp16 (147-339); 1x1
-// layers lower (short reduction: KG = 64 is one k-tile, the pipeline never fills); the C = 3
-// stem on the guarded path far lower (scalar loads). tf32: half the MMA rate and twice the
-// bytes per operand, about 100-170 TFLOP/s, 80-95% of cuDNN tf32 (131-204). bf16 = fp16.
-// Measured (H200, one run, 10 ResNet-50 layers at batch 16, cuDNN via PyTorch timed in the
-// same run; all with a float32 Y for every input type, before the 16-bit output contract): f16
-// 47-192 TFLOP/s, 0.40-0.89x cuDNN fp16 on the cp.async layers (geometric mean 0.62x over the
-// 10, stem included); bf16 the same (0.59x); tf32 43-105 TFLOP/s, 0.42-0.93x cuDNN tf32
-// (0.61x). Best: 3x3 56x56 64->64 (185 f16, 0.89x); 3x3 28x28 189 f16 (0.64x),
-// 98 tf32 (0.49x). The C = 3 stem (guarded path) beat cuDNN's 33-36 (1.2-1.5x). So the f16
-// prediction held on the 3x3 layers at the low end (ratios at or below 60-80%) and the tf32 one
-// missed: 75-105 on the 3x3 layers, 0.42-0.69x instead of 0.8-0.95x. Profile (ncu, 128x64 on
-// 3x3 56x56 f16, before the last step): SM compute throughput 38% of peak, 0.42 instructions
-// issued per scheduler cycle with 2.8 warps per scheduler: latency-bound (the SASS issued each
-// k-step's ldmatrix right before its HMMAs). The last step (double-buffered fragments, copies
-// spread between the MMAs, register caps for 2-3 blocks per SM) gave +7-22% on the 3x3 layers.
+// Prediction, measured outcome and profile: docs/perf-log.md, "Tensor cores: mma_implicit_gemm".
 #include "conv2d.cuh"
 #include "mma_ptx.cuh"
 #include "round_output.cuh"
@@ -566,10 +549,7 @@ bool vec_path(const ConvProblem& prob, const void* x, const void* w) {
 
 struct Candidate {
   Tile tile;
-  int splits;           // effective: every slice has >= 1 k-tile
-  float ms = 0.f;       // measured in variant_prepare
-  double rel_diff = 0;  // max |Y - Y_first| / max |Y_first|
-  bool valid = true;
+  int splits;  // effective: every slice has >= 1 k-tile
 };
 
 dim3 grid_of(const ConvProblem& prob, const Candidate& c) {
@@ -665,8 +645,7 @@ std::vector<Candidate> candidate_list(const ConvProblem& prob, bool vec) {
   return out;
 }
 
-Candidate g_choice{Tile::k128x128w8, 1};
-std::vector<Candidate> g_timed;
+Tuning<Candidate> g_tuning;  // filled in variant_prepare; g_tuning.choice() runs
 bool g_vec = false;
 
 }  // namespace
@@ -682,61 +661,46 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
                      void* workspace, cudaStream_t stream) {
   require_elem(prob, {ElemType::f16, ElemType::bf16, ElemType::f32}, variant_name());
   g_vec = vec_path(prob, sets[0].x, sets[0].w);
-  g_timed = candidate_list(prob, g_vec);
-  CandidateCheck check;
-  for (size_t i = 0; i < g_timed.size(); ++i) {
-    Candidate& c = g_timed[i];
-    // Cross-checked against the first candidate. candidate_tolerance(): 1e-4 of max |Y| for a
-    // float32 Y (tensor-core fp32 accumulation is not IEEE round-to-nearest; tf32 candidates
-    // differed by up to 1e-5 on ResNet-50 layers), two unit roundoffs of a 16-bit Y.
-    const CandidateCheck::Measured m = check.measure(
-        prob, sets, num_sets,
-        [&](const DeviceSet& s) { launch_candidate(c, prob, s.x, s.w, s.y, workspace, stream); },
-        /*warmup=*/2, /*reps=*/8, stream);
-    c.ms = m.ms;
-    c.rel_diff = m.rel_diff;
-    c.valid = m.valid;
-    if (!c.valid)
-      std::fprintf(stderr, "warning: candidate %s split %d disagrees with %s (max rel diff %g); "
-                   "rejected\n", tile_name(c.tile, prob).c_str(), c.splits,
-                   tile_name(g_timed[0].tile, prob).c_str(), c.rel_diff);
-    if (i == 0 || (c.valid && c.ms < g_choice.ms)) g_choice = c;
-  }
+  // Cross-checked against the first candidate. candidate_tolerance(): 1e-4 of max |Y| for a
+  // float32 Y (tensor-core fp32 accumulation is not IEEE round-to-nearest; tf32 candidates
+  // differed by up to 1e-5 on ResNet-50 layers), two unit roundoffs of a 16-bit Y.
+  g_tuning = tune_candidates(
+      prob, sets, num_sets, candidate_list(prob, g_vec),
+      [&](const Candidate& c, const DeviceSet& s) {
+        launch_candidate(c, prob, s.x, s.w, s.y, workspace, stream);
+      },
+      [&](const Candidate& c) {
+        return tile_name(c.tile, prob) + " split " + std::to_string(c.splits);
+      },
+      /*warmup=*/2, /*reps=*/8, stream);
 }
 
 void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y,
                     void* workspace, cudaStream_t stream) {
-  launch_candidate(g_choice, prob, x, w, y, workspace, stream);
+  launch_candidate(g_tuning.choice(), prob, x, w, y, workspace, stream);
 }
 
 void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config) {
-  const TileInfo t = tile_info(g_choice.tile);
-  std::string cands = "[";
-  for (size_t i = 0; i < g_timed.size(); ++i) {
-    Json c;
-    c.add_str("tile", tile_name(g_timed[i].tile, prob))
-        .add_int("splits", g_timed[i].splits)
-        .add_num("ms", g_timed[i].ms)
-        .add_num("max_rel_diff_vs_first", g_timed[i].rel_diff)
-        .add_bool("valid", g_timed[i].valid);
-    cands += (i ? ", " : "") + c.str();
-  }
-  cands += "]";
+  const Candidate& choice = g_tuning.choice();
+  const TileInfo t = tile_info(choice.tile);
+  const std::string cands = g_tuning.candidates_json([&](Json& c, const Candidate& cand) {
+    c.add_str("tile", tile_name(cand.tile, prob)).add_int("splits", cand.splits);
+  });
   detail.add_str("path", g_vec ? "cp_async_16B" : "guarded_scalar")
       .add_str("mma", prob.elem == ElemType::f16    ? mma::Elem<__half>::kMma
                       : prob.elem == ElemType::bf16 ? mma::Elem<__nv_bfloat16>::kMma
                                                     : mma::Elem<float>::kMma)
-      .add_str("tile", tile_name(g_choice.tile, prob))
+      .add_str("tile", tile_name(choice.tile, prob))
       .add_str("warp_tile", std::to_string(t.warp_m) + "x" + std::to_string(t.warp_n))
       .add_int("stages", t.stages)
-      .add_int("splits", g_choice.splits)
-      .add_str("split_reduction", g_choice.splits == 1         ? "none"
+      .add_int("splits", choice.splits)
+      .add_str("split_reduction", choice.splits == 1           ? "none"
                                   : prob.elem == ElemType::f32 ? "atomic"
                                                                : "atomic_f32_workspace")
-      .add_int("k_tiles", k_tiles(prob, g_choice.tile))
+      .add_int("k_tiles", k_tiles(prob, choice.tile))
       .add_raw("candidates", cands);
-  launch_config = launch_json(grid_of(prob, g_choice), dim3(t.threads), t.smem_bytes);
-  if (g_choice.splits > 1) {  // the zeroed float32 sums: Y (f32) or the workspace (16-bit Y)
+  launch_config = launch_json(grid_of(prob, choice), dim3(t.threads), t.smem_bytes);
+  if (choice.splits > 1) {  // the zeroed float32 sums: Y (f32) or the workspace (16-bit Y)
     launch_config.add_int("memset_bytes", (long long)(prob.y_elems() * sizeof(float)))
         .add_str("memset_buffer", prob.elem == ElemType::f32 ? "y" : "workspace");
     if (prob.elem != ElemType::f32)  // then one pass rounds the workspace into Y

@@ -6,11 +6,9 @@
 // zeros for padding) and of Wt into shared memory, then each thread does TILE FMAs from smem.
 // Both global loads are coalesced along kk (contiguous in NHWC X and KRSC Wt); Wt is stored
 // transposed so the inner loop reads sB[kk][tx] conflict-free.
-// Prediction: each global element is now reused TILE times from shared memory instead of once,
-// so several times faster than naive; still one output per thread and 2 shared loads per FMA,
-// so bound by shared-memory bandwidth: expect ~10-20% of FP32 peak.
-// Measured (H200, one run, ResNet-50 layers at batch 16): ~5 TFLOP/s, i.e. ~8% of peak, below
-// the prediction: 2 LDS + ~1 address op per FMA plus two barriers per 16 FMAs.
+// Each global element is reused TILE times from shared memory instead of once; still one output
+// per thread and 2 shared loads per FMA. Prediction and measured outcome: docs/perf-log.md,
+// section 2.
 #include "conv2d.cuh"
 
 namespace {

@@ -12,16 +12,10 @@
 // variant_prepare times, on the real problem and outside the timed region, split = 1 (no
 // split) and both strategies for split counts 2..16 (for each tile shape; counts that would
 // leave < 4 k-tiles per slice, give > 8 blocks per SM, or need > 1 GiB of workspace are
-// skipped), checks each candidate's output against the unsplit one (max rel diff <= 1e-5,
-// else rejected and reported) and keeps the fastest. "detail" lists every candidate.
-// Prediction: for 7x7x512 -> 512 3x3 (4 blocks of 128x128 at batch 1, 28 at batch 16, on 132
-// SMs) a split of 4-16 should give 2-4x over register_tiled; on large layers the choice falls
-// back to split = 1 and matches register_tiled. Atomics should win for small splits (no extra
-// pass over split*M*K floats), the workspace for larger ones where contention on RED grows.
-// Measured (H200, one run): 14x14 and 7x7 layers at batch 16: 2.4-3.8x over register_tiled
-// (23-34 TFLOP/s, above cuDNN fp32); 7x7x512 3x3 at batch 1: 14x (5.5 TFLOP/s, cuDNN 1.6). The
-// prediction on strategies missed: the workspace won at batch 16 (splits 2-12), atomics only
-// at batch 1 with 16 splits.
+// skipped: kMinTilesPerSplit, kMaxBlocksPerSm, kMaxWorkspaceBytes) through tune_candidates()
+// (cuda/common/conv2d.cuh: each candidate's output is checked against the unsplit one's, else
+// rejected and reported) and keeps the fastest. "detail" lists every candidate.
+// Prediction and measured outcome: docs/perf-log.md, section 4.
 #include "conv2d.cuh"
 #include "register_tile.cuh"
 
@@ -46,9 +40,6 @@ struct Candidate {
   rt::TileCfg cfg;
   Strategy strategy;
   int splits;  // effective: every slice has >= 1 k-tile
-  float ms = 0.f;          // measured in variant_prepare
-  double rel_diff = 0.0;   // max |Y - Y_ref| / max |Y_ref|, Y_ref = first candidate's output
-  bool valid = true;       // rel_diff <= candidate_tolerance()
 };
 
 constexpr int kMinTilesPerSplit = 4;                     // >= 4*BK = 32 kk per slice
@@ -153,8 +144,7 @@ void launch_candidate(const Candidate& cand, const ConvProblem& prob, const floa
   FAIL("unknown strategy");
 }
 
-Candidate g_choice{rt::TileCfg::k128x128, Strategy::kNone, 1};
-std::vector<Candidate> g_timed;
+Tuning<Candidate> g_tuning;  // filled in variant_prepare; g_tuning.choice() runs
 
 }  // namespace
 
@@ -170,59 +160,47 @@ size_t variant_workspace_bytes(const ConvProblem& prob) {
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
                      void* workspace, cudaStream_t stream) {
   require_elem(prob, {ElemType::f32}, variant_name());
-  g_timed = candidate_list(prob);  // [0] is (128x128, none, 1): the reference
-  CandidateCheck check;
-  for (size_t i = 0; i < g_timed.size(); ++i) {
-    Candidate& c = g_timed[i];
-    // Every candidate is cross-checked against the unsplit reference.
-    const CandidateCheck::Measured m = check.measure(
-        prob, sets, num_sets,
-        [&](const DeviceSet& s) {
-          launch_candidate(c, prob, as_f32(s.x), as_f32(s.w), as_f32(s.y), workspace, stream);
-        },
-        /*warmup=*/2, /*reps=*/6, stream);
-    c.ms = m.ms;
-    c.rel_diff = m.rel_diff;
-    c.valid = m.valid;
-    if (!c.valid)
-      std::fprintf(stderr, "warning: candidate %s/%s/%d disagrees with the unsplit result (max "
-                   "rel diff %g); rejected\n", rt::tile_info(c.cfg).name.c_str(),
-                   strategy_name(c.strategy), c.splits, c.rel_diff);
-    if (i == 0 || (c.valid && c.ms < g_choice.ms)) g_choice = c;
-  }
+  // candidate_list()[0] is (128x128, none, 1): every candidate is checked against the unsplit
+  // result.
+  g_tuning = tune_candidates(
+      prob, sets, num_sets, candidate_list(prob),
+      [&](const Candidate& c, const DeviceSet& s) {
+        launch_candidate(c, prob, as_f32(s.x), as_f32(s.w), as_f32(s.y), workspace, stream);
+      },
+      [](const Candidate& c) {
+        return rt::tile_info(c.cfg).name + "/" + strategy_name(c.strategy) + "/" +
+               std::to_string(c.splits);
+      },
+      /*warmup=*/2, /*reps=*/6, stream);
 }
 
 void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y,
                     void* workspace, cudaStream_t stream) {
-  launch_candidate(g_choice, prob, as_f32(x), as_f32(w), as_f32(y), workspace, stream);
+  launch_candidate(g_tuning.choice(), prob, as_f32(x), as_f32(w), as_f32(y), workspace, stream);
 }
 
 void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config) {
-  const rt::TileInfo t = rt::tile_info(g_choice.cfg);
-  std::string cands = "[";
-  for (size_t i = 0; i < g_timed.size(); ++i) {
-    Json c;
-    c.add_str("tile", rt::tile_info(g_timed[i].cfg).name)
-        .add_str("strategy", strategy_name(g_timed[i].strategy))
-        .add_int("splits", g_timed[i].splits)
-        .add_num("ms", g_timed[i].ms)
-        .add_num("max_rel_diff_vs_unsplit", g_timed[i].rel_diff)
-        .add_bool("valid", g_timed[i].valid);
-    cands += (i ? ", " : "") + c.str();
-  }
-  cands += "]";
-  detail.add_str("strategy", strategy_name(g_choice.strategy))
-      .add_int("splits", g_choice.splits)
+  const Candidate& choice = g_tuning.choice();
+  const rt::TileInfo t = rt::tile_info(choice.cfg);
+  const std::string cands = g_tuning.candidates_json(
+      [](Json& c, const Candidate& cand) {
+        c.add_str("tile", rt::tile_info(cand.cfg).name)
+            .add_str("strategy", strategy_name(cand.strategy))
+            .add_int("splits", cand.splits);
+      },
+      "max_rel_diff_vs_unsplit");
+  detail.add_str("strategy", strategy_name(choice.strategy))
+      .add_int("splits", choice.splits)
       .add_str("tile", t.name)
-      .add_int("k_tiles", rt::k_tiles(prob, g_choice.cfg))
+      .add_int("k_tiles", rt::k_tiles(prob, choice.cfg))
       .add_bool("vector_loads", prob.c % 4 == 0)
       .add_raw("candidates", cands);
-  launch_config = launch_json(rt::tile_grid(prob, g_choice.cfg, g_choice.splits),
+  launch_config = launch_json(rt::tile_grid(prob, choice.cfg, choice.splits),
                               dim3(t.threads), t.smem_bytes);
-  if (g_choice.strategy == Strategy::kAtomic)
+  if (choice.strategy == Strategy::kAtomic)
     launch_config.add_int("memset_bytes", (long long)(prob.y_elems() * sizeof(float)));
-  if (g_choice.strategy == Strategy::kWorkspace)
+  if (choice.strategy == Strategy::kWorkspace)
     launch_config.add_dim3("reduce_grid", reduce_grid(prob))
         .add_dim3("reduce_block", dim3(kReduceThreads))
-        .add_int("workspace_bytes", (long long)workspace_need(prob, g_choice.splits));
+        .add_int("workspace_bytes", (long long)workspace_need(prob, choice.splits));
 }

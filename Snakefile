@@ -9,7 +9,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/generate.smk"
-include: "workflow/rules/compile.smk"
+include: "workflow/rules/build.smk"
 include: "workflow/rules/run.smk"
 include: "workflow/rules/report.smk"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from opbench import jobs
 from opbench.backends import BenchSettings
+from opbench.device_probe import PROBED_DEVICES
 
 
 def _problem_args(p: argparse.ArgumentParser, *, dtype: bool = True, layout: bool = True) -> None:
@@ -27,11 +27,11 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", required=True)
     p.add_argument("--inputs", type=Path, required=True)
     p.add_argument("--artifact", type=Path, default=None, help="compiled module or binary, if the backend has one")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
+    p.add_argument("--options", default="{}", help="the backend's job options, as a JSON object")
 
 
 def _job_kwargs(a: argparse.Namespace) -> dict:
-    options = dict(item.split("=", 1) for item in a.option)
+    options = json.loads(a.options)
     return dict(
         backend=a.backend, op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, variant=a.variant,
         inputs=a.inputs, artifact=a.artifact, options=options,
@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate-mlir", help="write the op's MLIR program")
     _problem_args(p)
-    p.add_argument("--form", default="plain", help="program form: plain, or splitk<S>_<npq|pqn> (opbench.mlirgen)")
+    p.add_argument(
+        "--form",
+        default="plain",
+        help="the op's program form (default plain; conv2d: splitk<S>_<npq|pqn>, opbench/ops/conv2d/mlir.py)",
+    )
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser("make-inputs", help="random inputs from a seed")
@@ -91,39 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-l2", type=int, choices=(0, 1), required=True)
     p.add_argument("--out", type=Path, required=True)
 
-    p = sub.add_parser("compile-dispatches", help="compile one benchmark module per dispatch of an IREE program")
-    p.add_argument("--iree-compile", required=True, help="the iree-compile binary")
-    p.add_argument("--mlir", type=Path, required=True)
-    p.add_argument("--flags", required=True, help="the module's iree-compile flags, one string")
-    p.add_argument("--out", type=Path, required=True, help="folder of the dispatch modules")
-
-    p = sub.add_parser("build-cuda", help="build one CUDA kernel variant; log its resource report and SASS summary")
-    p.add_argument("--variant", required=True)
-    p.add_argument("--arch", action="append", required=True)
-    p.add_argument("--flags", default="", help="extra nvcc flags, one string")
-    p.add_argument("--out", type=Path, required=True)
-
-    p = sub.add_parser("build-cutlass", help="build one CUTLASS conv2d variant; log its resource report and SASS")
-    p.add_argument("--variant", required=True)
-    p.add_argument("--spec", required=True, help="the variant's config entry as JSON (arch, tile, warps, stages)")
-    p.add_argument("--flags", default="", help="extra nvcc flags, one string")
+    p = sub.add_parser("build", help="build one artifact of a backend (an IREE module, a CUDA binary)")
+    p.add_argument("--backend", required=True)
+    p.add_argument("--params", required=True, help="the backend's build_params, as JSON")
+    p.add_argument("--inputs", type=Path, nargs="*", default=[], help="the backend's build_inputs")
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser("probe-device", help="describe the device (and scheduler allocation) of GPU jobs")
-    p.add_argument("--device", required=True, choices=("cuda",))
+    p.add_argument("--device", required=True, choices=PROBED_DEVICES)
     p.add_argument("--out", type=Path, required=True)
 
-    p = sub.add_parser("record", help="merge verification, timing and provenance into the job's record")
-    p.add_argument("--point", required=True, help="JSON object of the point's fields")
-    p.add_argument("--flags", default="")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--config-hash", required=True)
-    p.add_argument("--verification", type=Path)
-    p.add_argument("--timing", type=Path)
-    p.add_argument("--device-probe", type=Path, help="the device probe's JSON (measured peaks)")
-    p.add_argument("--skip-reason")
-    p.add_argument("--toolchain", type=Path, help="the module's .toolchain file (the iree-compile that built it)")
-    p.add_argument("--program-form", help="the MLIR program form an IREE row compiled")
+    p = sub.add_parser("record", help="merge verification, timing and provenance into the point's record")
+    p.add_argument("--plan", required=True, help="the point's record plan as JSON (opbench.plan.record_plan)")
     p.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -158,30 +141,16 @@ def main(argv: list[str] | None = None) -> int:
             flush_l2=bool(a.flush_l2),
         )
         jobs.benchmark(settings=settings, out=a.out, **_job_kwargs(a))
-    elif a.command == "compile-dispatches":
-        from opbench.iree_dispatch import compile_dispatch_benchmarks
-
-        compile_dispatch_benchmarks(iree_compile=a.iree_compile, mlir=a.mlir, flags=shlex.split(a.flags), out=a.out)
-    elif a.command == "build-cuda":
-        from opbench.backends.cuda import build
-
-        build(variant=a.variant, archs=a.arch, flags=shlex.split(a.flags), out=a.out)
-    elif a.command == "build-cutlass":
-        from opbench.backends.cutlass import KernelSpec
-        from opbench.backends.cutlass import build as build_cutlass
-
-        spec = KernelSpec.from_config(json.loads(a.spec))
-        build_cutlass(variant=a.variant, spec=spec, flags=shlex.split(a.flags), out=a.out)
+    elif a.command == "build":
+        jobs.build(backend=a.backend, params=json.loads(a.params), inputs=a.inputs, out=a.out)
     elif a.command == "probe-device":
         from opbench.device_probe import write_probe
 
         write_probe(a.device, a.out)
     elif a.command == "record":
-        jobs.record(
-            point=json.loads(a.point), flags=a.flags, seed=a.seed, config_hash=a.config_hash,
-            verification=a.verification, timing=a.timing, device_probe=a.device_probe, skip_reason=a.skip_reason,
-            out=a.out, toolchain=a.toolchain, program_form=a.program_form,
-        )  # fmt: skip
+        from opbench.plan import RecordPlan
+
+        jobs.record(plan=RecordPlan.from_json(a.plan), out=a.out)
     return 0
 
 

@@ -17,12 +17,14 @@ import yaml
 from jsonschema import validators
 
 from opbench.backends import BACKENDS
-from opbench.backends.iree import spec_path
+from opbench.backends.base import SettingsError
 from opbench.dtypes import DTYPES
 from opbench.ops import OPS, get_op
 from opbench.shapes import ShapeError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -53,12 +55,13 @@ def key_path(parts: Any) -> str:
     return text or "<top level>"
 
 
-def _schema_error_message(error: jsonschema.ValidationError) -> str:
-    path = key_path(error.absolute_path)
+def _schema_error_message(error: jsonschema.ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    """The error's message, naming the key (under `prefix`, where the validated instance sits in the config)."""
+    path = key_path([*prefix, *error.absolute_path])
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         if extra:
-            where = f" under '{path}'" if error.absolute_path else ""
+            where = f" under '{path}'" if [*prefix, *error.absolute_path] else ""
             known = ", ".join(sorted(error.schema.get("properties", {})))
             return f"unknown config key '{extra[0]}'{where} (known keys: {known})"
     if error.validator == "required":
@@ -70,25 +73,62 @@ def _schema_error_message(error: jsonschema.ValidationError) -> str:
 
 
 def load_schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config's schema: workflow/schemas/config.schema.yaml, with each registered backend's settings schema
+    under `backends` (opbench.backends.base.Backend.settings_schema)."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["properties"]["backends"]["properties"] = {
+        name: copy.deepcopy(backend.settings_schema) for name, backend in BACKENDS.items()
+    }
+    return schema
+
+
+def _first_error(schema: dict[str, Any], instance: Any) -> jsonschema.ValidationError | None:
+    return jsonschema.exceptions.best_match(_Validator(schema).iter_errors(instance))
 
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Return a validated copy of the config with every default filled in; raise ConfigError otherwise."""
     config = copy.deepcopy(config)
-    validator = _Validator(load_schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    schema = load_schema()
+    error = _first_error(schema, config)
     if error is not None:
         raise ConfigError(_schema_error_message(error))
     if isinstance(config["gpu"], str) and config["gpu"] != "auto":
         config["gpu"] = config["gpu"] == "true"
+    _check_layers(config, schema["$defs"])
     _check_semantics(config)
     return config
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    with open(path) as f:
-        return validate(yaml.safe_load(f) or {})
+def load(*configfiles: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The validated config as the workflow sees it: config.yaml, updated by each config file in turn and then by
+    the overrides, each nested mapping merged key by key (Snakemake's --configfile / --config semantics)."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}
+    for path in configfiles:
+        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
+    update_config(config, overrides or {})
+    return validate(config)
+
+
+def _check_layers(config: dict[str, Any], defs: dict[str, Any]) -> None:
+    """Each suite's layers against the layer schema of every op a matrix entry runs on it (filling its defaults)."""
+    checked: set[tuple[str, str]] = set()
+    for i, entry in enumerate(config["matrix"]):
+        for op in entry["ops"]:
+            if op not in OPS:
+                raise _unknown(f"matrix[{i}].ops", op, OPS)
+            for suite in entry["suites"]:
+                if suite not in config["suites"] or (op, suite) in checked:
+                    continue
+                checked.add((op, suite))
+                schema = {"$defs": defs, **get_op(op).layer_schema()}
+                for j, layer in enumerate(config["suites"][suite]["layers"]):
+                    error = _first_error(schema, layer)
+                    if error is not None:
+                        message = _schema_error_message(error, prefix=("suites", suite, "layers", j))
+                        raise ConfigError(f"{message} (a layer of op {op!r})")
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -121,34 +161,11 @@ def _unknown(key: str, value: str, known: Any) -> ConfigError:
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
-    if "cuda" in config["backends"]:
-        from opbench.backends.cuda import known_variants, variant_info
-
-        for variant in config["backends"]["cuda"]["variants"]:
-            if variant not in known_variants():
-                raise _unknown("backends.cuda.variants", variant, known_variants())
-            try:
-                variant_info(variant)
-            except ValueError as error:
-                raise ConfigError(f"config key 'backends.cuda.variants.{variant}': {error}") from None
-    if "cutlass" in config["backends"]:
-        from opbench.backends.cutlass import SpecError, check_variants
-
-        try:
-            check_variants(config["backends"]["cutlass"])
-        except SpecError as error:
-            raise ConfigError(f"config key 'backends.cutlass.variants.{error.key}': {error.why}") from None
     for name, settings in config["backends"].items():
-        for variant, rules in settings.get("tuning_specs", {}).items():
-            if variant not in settings["variants"]:
-                raise _unknown(f"backends.{name}.tuning_specs", variant, settings["variants"])
-            for i, rule in enumerate(rules):
-                for dtype in rule.get("dtypes", DTYPES):
-                    path = spec_path(rule, dtype)
-                    if not (SCHEMA_PATH.parents[2] / path).is_file():
-                        raise ConfigError(
-                            f"config key 'backends.{name}.tuning_specs.{variant}[{i}].spec': no such file {path!r}"
-                        )
+        try:
+            BACKENDS[name].check_settings(settings)
+        except SettingsError as error:
+            raise ConfigError(f"config key 'backends.{name}.{error.key}': {error.why}") from None
     for suite_name, suite in config["suites"].items():
         seen: set[str] = set()
         for i, layer in enumerate(suite["layers"]):

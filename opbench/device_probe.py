@@ -10,11 +10,14 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from opbench import provenance
 
+# The devices whose GPU jobs get a probe (its measured peaks are the denominators of their rows' peak fractions).
+PROBED_DEVICES = ("cuda",)
 _QUERY = "name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,pci.bus_id"
 
 
@@ -32,31 +35,28 @@ def nvidia_smi_devices() -> list[dict[str, str]]:
     return [dict(zip(keys, (v.strip() for v in line.split(",")), strict=True)) for line in out.splitlines() if line]
 
 
-def _median_ms(torch: Any, fn: Any, inner: int, reps: int = 7) -> float:
-    """Median over reps of the mean time of `inner` back-to-back calls, from CUDA events."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / inner)
-    return sorted(times)[len(times) // 2]
-
-
 def measure_peaks() -> dict[str, float]:
     """The card's measured ceilings, the denominators of the tables' fraction-of-peak columns.
 
     Arithmetic: cuBLAS matrix products of 8192^3 on random data, per precision class (f32 with TF32 off is the
     CUDA-core FFMA ceiling; tf32, f16, bf16 the tensor-core ones). Memory: a 2 GiB device-to-device copy,
-    counting bytes read plus bytes written.
+    counting bytes read plus bytes written. Each is the median of CUDA-graph replays timed by
+    opbench.gpu_timing, as the benchmarks are (operands far larger than L2: one buffer copy).
     """
     import torch
+
+    from opbench.backends import BenchSettings
+    from opbench.gpu_timing import buffer_copies, time_graph
+
+    settings = BenchSettings(warmup_ms=50, repetitions=7, min_sample_ms=30, flush_l2=True)
+    l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
+
+    def median_ms(operands: list[Any], op: Callable[..., Any]) -> float:
+        """Median per-launch time of op(*operands), rotating through copies of the operands as L2 asks."""
+        copies = buffer_copies(sum(t.nbytes for t in operands), l2_bytes, settings.flush_l2)
+        sets = [operands] + [[t.clone() for t in operands] for _ in range(copies - 1)]
+        samples = time_graph(lambda i: op(*sets[i]), copies, settings).samples_ms
+        return sorted(samples)[len(samples) // 2]
 
     peaks: dict[str, float] = {}
     size = 8192
@@ -69,13 +69,13 @@ def measure_peaks() -> dict[str, float]:
         torch.backends.cuda.matmul.allow_tf32 = tf32
         a = torch.randn(size, size, device="cuda", dtype=dtype)
         b = torch.randn(size, size, device="cuda", dtype=dtype)
-        ms = _median_ms(torch, lambda a=a, b=b: torch.matmul(a, b), inner=5 if key == "f32" else 20)
+        ms = median_ms([a, b], torch.matmul)
         peaks[key] = 2 * size**3 / (ms * 1e-3) / 1e12
         del a, b
     torch.backends.cuda.matmul.allow_tf32 = False
     src = torch.empty(2**29, device="cuda", dtype=torch.float32).uniform_()
     dst = torch.empty_like(src)
-    ms = _median_ms(torch, lambda: dst.copy_(src), inner=10)
+    ms = median_ms([dst, src], torch.Tensor.copy_)
     peaks["copy_gbps"] = 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
     return peaks
 

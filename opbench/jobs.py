@@ -12,8 +12,8 @@ from opbench import provenance
 from opbench.backends import BenchSettings, Job, get_backend
 from opbench.device_probe import read_peaks
 from opbench.dtypes import get_dtype
-from opbench.mlirgen import ProgramForm
 from opbench.ops import get_op
+from opbench.plan import RecordPlan
 from opbench.records import make_record, write_record
 from opbench.timing import gbps, summarize, tflops
 from opbench.verify import judge
@@ -22,7 +22,7 @@ from opbench.verify import judge
 def generate_mlir(*, op: str, shape: str, dtype: str, layout: str, out: Path, form: str = "plain") -> None:
     the_op = get_op(op)
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = the_op.mlir(the_op.shape_from_name(shape), get_dtype(dtype), layout, ProgramForm.parse(form))
+    text = the_op.mlir(the_op.shape_from_name(shape), get_dtype(dtype), layout, form)
     out.write_text(text)
 
 
@@ -57,6 +57,11 @@ def _job(
     )  # fmt: skip
 
 
+def build(*, backend: str, params: dict[str, Any], inputs: list[Path], out: Path) -> None:
+    """Build one artifact of a backend (its build_params and build_inputs, from the workflow)."""
+    get_backend(backend).build(params, inputs, out)
+
+
 def run(*, backend: str, out: Path, **job: Any) -> None:
     """Run once and save the output as it came (its own dtype)."""
     output = get_backend(backend).run(_job(backend=backend, **job))
@@ -89,36 +94,21 @@ def provenance_fields() -> dict[str, Any]:
     }
 
 
-def record(
-    *,
-    point: dict[str, Any],
-    flags: str,
-    seed: int,
-    config_hash: str,
-    verification: Path | None,
-    timing: Path | None,
-    skip_reason: str | None,
-    out: Path,
-    device_probe: Path | None = None,
-    toolchain: Path | None = None,
-    program_form: str | None = None,
-) -> None:
-    """Merge a point's verification and timing (or its SKIP reason) with provenance into its record.
-
-    `program_form`: the MLIR program form an IREE row compiled (None for other backends).
-    `toolchain`: the `.toolchain` file beside the module the point ran, which names the iree-compile that built it;
-    that version is the row's iree_compile (a GPU node that runs carried modules has no iree-compile of its own).
-    """
-    fields: dict[str, Any] = {**point, "flags": flags, "seed": seed, "config_hash": config_hash,
-                              "program_form": program_form, **provenance_fields()}  # fmt: skip
-    if toolchain is not None:
-        fields["iree_compile"] = toolchain.read_text().strip()
-    if skip_reason:
-        fields.update(status="SKIP", reason=skip_reason)
+def record(*, plan: RecordPlan, out: Path) -> None:
+    """Merge a point's planned fields, its verification and timing (or its SKIP reason), the fields its backend reads
+    from the artifact (e.g. the iree-compile that built a module: a GPU node that runs carried modules has none of its
+    own) and this machine's provenance into its record."""
+    point = plan.fields
+    backend = get_backend(point["backend"])
+    fields: dict[str, Any] = {**plan.fields, **provenance_fields()}
+    if plan.artifact is not None:
+        fields.update(backend.artifact_fields(Path(plan.artifact)))
+    if plan.skip_reason:
+        fields.update(status="SKIP", reason=plan.skip_reason)
     else:
-        assert verification is not None and timing is not None
-        verdict = json.loads(verification.read_text())
-        bench = json.loads(timing.read_text())
+        assert plan.verification is not None and plan.timing is not None
+        verdict = json.loads(Path(plan.verification).read_text())
+        bench = json.loads(Path(plan.timing).read_text())
         stats = bench["stats"]
         the_op = get_op(point["op"])
         shape = the_op.shape_from_name(point["shape"])
@@ -139,9 +129,9 @@ def record(
                 device_ms=dispatches["total_ms"], device_tflops=tflops(shape.flops(), dispatches["total_ms"]),
                 dispatch_ms=" + ".join(f"{name} {d['median_ms']:.4g}" for name, d in per_dispatch),
             )  # fmt: skip
-        if device_probe is not None:
-            peaks = read_peaks(device_probe)
-            precision = get_backend(point["backend"]).tolerance_key(dtype, point["variant"])
+        if plan.probe is not None:
+            peaks = read_peaks(Path(plan.probe))
+            precision = backend.tolerance_key(dtype, point["variant"])
             if precision in peaks:
                 fields["peak_tflops_frac"] = fields["tflops"] / peaks[precision]
             if "copy_gbps" in peaks:

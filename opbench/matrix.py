@@ -6,7 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from opbench.backends import get_backend
+from opbench import paths
+from opbench.backends import Availability, Problem, get_backend
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
 
@@ -27,22 +28,37 @@ class Point:
     variant: str
 
     @property
+    def fields(self) -> dict[str, str | int]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @property
     def problem_dir(self) -> str:
         """Where inputs and the reference live: shared by every backend and suite."""
         return f"{self.op}/{self.layout}/{self.dtype}/{self.shape}"
 
     @property
     def run_dir(self) -> str:
-        """Where one backend variant's output, verification and timing of a problem live."""
-        return f"{self.backend}/{self.variant}/{self.problem_dir}"
+        """Where one backend variant's output, verification and timing of a problem live, under runs/."""
+        return paths.RUN_DIR.format(**self.fields)
 
     @property
     def record_path(self) -> str:
-        """The per-job record, relative to results/<machine>/records/."""
-        return (
-            f"{self.op}/{self.suite}/{self.layer}/{self.backend}/{self.variant}/{self.layout}/{self.dtype}/"
-            f"{self.shape}.json"
-        )
+        """The per-job record, under records/."""
+        return paths.RECORD.format(**self.fields)
+
+    @property
+    def problem(self) -> Problem:
+        return make_problem(op=self.op, shape=self.shape, dtype=self.dtype, layout=self.layout)
+
+    @property
+    def artifact(self) -> str | None:
+        """The artifact its backend builds for it (opbench.paths), or None."""
+        return paths.artifact_path(get_backend(self.backend).build_scope, **self.fields)
+
+
+def make_problem(*, op: str, shape: str, dtype: str, layout: str) -> Problem:
+    """The problem named by an op, a shape id, a dtype and a layout (a point's, or a job's wildcards)."""
+    return Problem(op=op, shape=get_op(op).shape_from_name(shape), dtype=get_dtype(dtype), layout=layout)
 
 
 def problem_seed(base_seed: int, op: str, shape: str, dtype: str) -> int:
@@ -52,7 +68,8 @@ def problem_seed(base_seed: int, op: str, shape: str, dtype: str) -> int:
 
 
 def expand(config: dict[str, Any]) -> list[Point]:
-    """Every point of the matrix, each once, in config order. Unsupported combinations are left out."""
+    """Every point of the matrix, each once, in config order, those a backend does not implement included (SKIP rows:
+    skip_reasons)."""
     points: dict[tuple, Point] = {}
     for entry in config["matrix"]:
         for op_name in entry["ops"]:
@@ -67,11 +84,8 @@ def expand(config: dict[str, Any]) -> list[Point]:
                         for dtype in entry["dtypes"]:
                             for layout in entry["layouts"]:
                                 for backend_name in entry["backends"]:
-                                    backend = get_backend(backend_name)
                                     for variant in config["backends"][backend_name]["variants"]:
                                         if "variants" in entry and variant not in entry["variants"]:
-                                            continue
-                                        if not backend.supports(op_name, get_dtype(dtype), layout, variant):
                                             continue
                                         point = Point(
                                             op=op_name, suite=suite_name, layer=layer["name"],
@@ -82,3 +96,17 @@ def expand(config: dict[str, Any]) -> list[Point]:
                                             (suite_name, layer["name"], shape, op_name, dtype, layout,
                                              backend_name, variant), point)  # fmt: skip
     return list(points.values())
+
+
+def skip_reasons(points: list[Point], available: dict[str, Availability]) -> dict[Point, str]:
+    """The points that have no job here, with the reason of their SKIP row: the backend does not implement the
+    point, or it can neither run nor build it on this machine. (Points it builds but cannot run have a job, the
+    build, and a SKIP record.)"""
+    reasons = {}
+    for point in points:
+        unsupported = get_backend(point.backend).unsupported(point.problem, point.variant)
+        if unsupported:
+            reasons[point] = f"not supported: {unsupported}"
+        elif not available[point.backend].compiles:
+            reasons[point] = available[point.backend].reason
+    return reasons

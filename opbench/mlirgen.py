@@ -1,81 +1,20 @@
-"""MLIR text for the ops: linalg named ops on tensors, padding written out as tensor.pad."""
+"""MLIR text shared by the ops' programs: tensor types, zero padding as tensor.pad, the accumulator's truncation
+and mixed-precision multiply-adds. Each op writes its own program (opbench/ops/<op>/mlir.py) from these."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
-
-_CONV2D_OPS = {
-    "nhwc_hwcf": "linalg.conv_2d_nhwc_hwcf",
-    "nhwc_fhwc": "linalg.conv_2d_nhwc_fhwc",
-    "nchw_fchw": "linalg.conv_2d_nchw_fchw",
-}
 
 
 def tensor_type(shape: Sequence[int], element: str) -> str:
     return f"tensor<{'x'.join(str(d) for d in shape)}x{element}>"
 
 
-def _zero(element: str) -> str:
+def zero(element: str) -> str:
     return f"arith.constant 0.0 : {element}"
 
 
-def conv2d(
-    *,
-    function: str,
-    layout: str,
-    input_shape: Sequence[int],
-    filter_shape: Sequence[int],
-    output_shape: Sequence[int],
-    spatial_dims: tuple[int, int],
-    pad: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    element: str,
-    accumulator: str,
-) -> str:
-    """One function `@{function}(input, filter) -> output`: zero padding, zero-filled accumulator, conv, and the
-    output in the element type.
-
-    Inputs of a narrower element type are extended to the accumulator inside the linalg op (its
-    default semantics), so f16 x f16 -> f32 is a mixed-precision convolution, not a cast pass.
-    The output has the element type, as cuDNN's does: where the accumulator differs (f16 or bf16 inputs, f32
-    accumulation), an elementwise linalg.generic truncates the accumulated result (`arith.truncf`), which IREE
-    fuses into the convolution's dispatch as its epilogue. Where they are the same type (f32, f16_acc_f16) the
-    convolution's result is returned as it is.
-    """
-    in_t = tensor_type(input_shape, element)
-    filter_t = tensor_type(filter_shape, element)
-    acc_t = tensor_type(output_shape, accumulator)
-    out_t = tensor_type(output_shape, element)
-    truncate = element != accumulator
-    conv_result = "%acc" if truncate else "%result"
-    lines = [f"func.func @{function}(%input: {in_t}, %filter: {filter_t}) -> {out_t} {{"]
-    conv_input, conv_input_t = "%input", in_t
-    if pad != (0, 0):
-        pad_lines, conv_input, conv_input_t = _zero_pad("%input", input_shape, spatial_dims, pad, element)
-        lines += pad_lines
-    lines += [
-        f"  %acc_zero = {_zero(accumulator)}",
-        f"  %empty = tensor.empty() : {acc_t}",
-        f"  %init = linalg.fill ins(%acc_zero : {accumulator}) outs(%empty : {acc_t}) -> {acc_t}",
-        f"  {conv_result} = {_CONV2D_OPS[layout]} {{"
-        f"dilations = dense<[{dilation[0]}, {dilation[1]}]> : tensor<2xi64>, "
-        f"strides = dense<[{stride[0]}, {stride[1]}]> : tensor<2xi64>}}",
-        f"      ins({conv_input}, %filter : {conv_input_t}, {filter_t}) outs(%init : {acc_t}) -> {acc_t}",
-    ]
-    if truncate:
-        lines += _truncate(conv_result, acc_t, out_t, accumulator, element, rank=len(output_shape))
-    lines += [
-        f"  return %result : {out_t}",
-        "}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _zero_pad(
+def zero_pad(
     value: str, shape: Sequence[int], spatial_dims: tuple[int, int], pad: tuple[int, int], element: str
 ) -> tuple[list[str], str, str]:
     """`%padded`: `value` (of `shape`) with `pad` zeros on both sides of its two spatial dims. Returns the lines,
@@ -89,7 +28,7 @@ def _zero_pad(
     padded_t = tensor_type(padded_shape, element)
     block_args = ", ".join(f"%i{i}: index" for i in range(len(shape)))
     lines = [
-        f"  %pad_value = {_zero(element)}",
+        f"  %pad_value = {zero(element)}",
         f"  %padded = tensor.pad {value} low[{lows}] high[{lows}] {{",
         f"  ^bb0({block_args}):",
         f"    tensor.yield %pad_value : {element}",
@@ -98,7 +37,7 @@ def _zero_pad(
     return lines, "%padded", padded_t
 
 
-def _truncate(value: str, value_t: str, out_t: str, accumulator: str, element: str, *, rank: int) -> list[str]:
+def truncate(value: str, value_t: str, out_t: str, accumulator: str, element: str, *, rank: int) -> list[str]:
     """`%result = value` truncated elementwise from the accumulator to the element type (a parallel generic)."""
     dims = ", ".join(f"d{i}" for i in range(rank))
     identity = f"affine_map<({dims}) -> ({dims})>"
@@ -114,151 +53,14 @@ def _truncate(value: str, value_t: str, out_t: str, accumulator: str, element: s
     ]
 
 
-@dataclass(frozen=True)
-class ProgramForm:
-    """How a conv2d is written as MLIR, beyond the named op (the default form: `plain`).
-
-    split_k: the input channels split into this many slices, each slice's products summed into an f32 partial
-    output of its own (a leading dim of the convolution's result, so IREE tiles it as a parallel dim: more
-    workgroups for layers with few output tiles and long reductions), the partials then summed by a reduction.
-    order: the output-pixel dims of the convolution's iteration space, outermost first. `npq` is NHWC's own;
-    `pqn` puts the batch innermost, so that IREE's implicit GEMM maps the MMA's 16 rows onto 16 images instead
-    of onto an output row (a 7-wide row fills 7 of the 16). The partials are stored in this order and the
-    reduction writes the output in NHWC.
-    """
-
-    split_k: int = 1
-    order: str = "npq"
-
-    # Every form's name. The workflow's `form` wildcard is constrained to it; the config schema spells it again for
-    # the rules' `form` key (tests/test_mlirgen.py keeps the two equal).
-    NAMES: ClassVar[str] = r"plain|splitk(\d+)_(npq|pqn)"
-
-    def __post_init__(self) -> None:
-        if self.split_k < 1:
-            raise ValueError(f"split_k must be >= 1, got {self.split_k}")
-        if self.order not in ("npq", "pqn"):
-            raise ValueError(f"order must be 'npq' or 'pqn', got {self.order!r}")
-
-    @property
-    def plain(self) -> bool:
-        return self == ProgramForm()
-
-    @property
-    def name(self) -> str:
-        return "plain" if self.plain else f"splitk{self.split_k}_{self.order}"
-
-    @classmethod
-    def parse(cls, name: str) -> ProgramForm:
-        match = re.fullmatch(cls.NAMES, name)
-        if not match:
-            raise ValueError(f"unknown program form {name!r}: 'plain' or splitk<S>_<npq|pqn>, e.g. 'splitk4_pqn'")
-        if match[1] is None:  # plain
-            return cls()
-        return cls(split_k=int(match[1]), order=match[2])
-
-
-def conv2d_split(
-    *,
-    function: str,
-    layout: str,
-    input_shape: Sequence[int],
-    filter_shape: Sequence[int],
-    output_shape: Sequence[int],
-    pad: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    element: str,
-    accumulator: str,
-    form: ProgramForm,
-) -> str:
-    """The conv2d of `conv2d` in a ProgramForm (NHWC layouts): the channel dim of input and filter expanded to
-    (split_k, C / split_k) (a free reshape), the zero padding, a linalg.generic convolution into f32 partials
-    [split_k, <order's pixel dims>, K], and a linalg.generic that sums the partials into the NHWC output (and
-    truncates it to the element type where that differs from the accumulator, fused by IREE into the sum)."""
-    if layout not in ("nhwc_fhwc", "nhwc_hwcf"):
-        raise ValueError(f"program form {form.name!r} is written for NHWC layouts, not {layout!r}")
-    n, h, w, c = input_shape
-    _, p, q, k = output_shape
-    splits = form.split_k
-    if c % splits:
-        raise ValueError(f"split_k {splits} does not divide the {c} input channels")
-    cs = c // splits
-    r, s = (filter_shape[1], filter_shape[2]) if layout == "nhwc_fhwc" else (filter_shape[0], filter_shape[1])
-    in5 = [n, h, w, splits, cs]
-    if layout == "nhwc_fhwc":
-        filter5, filter_dims = [k, r, s, splits, cs], "f, kh, kw, sk, c"
-    else:
-        filter5, filter_dims = [r, s, splits, cs, k], "kh, kw, sk, c, f"
-    pixels = {"n": n, "p": p, "q": q}
-    order = list(form.order)
-    partial = [splits, *(pixels[d] for d in order), k]
-    in_t, filter_t = tensor_type(input_shape, element), tensor_type(filter_shape, element)
-    part_t, acc_t = tensor_type(partial, accumulator), tensor_type(output_shape, accumulator)
-    out_t = tensor_type(output_shape, element)
-    lines = [
-        f"func.func @{function}(%input: {in_t}, %filter: {filter_t}) -> {out_t} {{",
-        f"  %acc_zero = {_zero(accumulator)}",
-        f"  %input5 = tensor.expand_shape %input [[0], [1], [2], [3, 4]] output_shape {list(in5)}"
-        f" : {in_t} into {tensor_type(in5, element)}",
-    ]
-    conv_input, conv_input_t = "%input5", tensor_type(in5, element)
-    if pad != (0, 0):
-        pad_lines, conv_input, conv_input_t = _zero_pad("%input5", in5, (1, 2), pad, element)
-        lines += pad_lines
-    filter_reassociation = "[[0], [1], [2], [3, 4]]" if layout == "nhwc_fhwc" else "[[0], [1], [2, 3], [4]]"
-    lines += [
-        f"  %filter5 = tensor.expand_shape %filter {filter_reassociation} output_shape {list(filter5)}"
-        f" : {filter_t} into {tensor_type(filter5, element)}",
-        f"  %part_empty = tensor.empty() : {part_t}",
-        f"  %part_init = linalg.fill ins(%acc_zero : {accumulator}) outs(%part_empty : {part_t}) -> {part_t}",
-    ]
-    loops = f"(sk, {', '.join(order)}, f, kh, kw, c)"
-    row = _window("p", "kh", stride[0], dilation[0])
-    col = _window("q", "kw", stride[1], dilation[1])
-    maps = [
-        f"affine_map<{loops} -> (n, {row}, {col}, sk, c)>",
-        f"affine_map<{loops} -> ({filter_dims})>",
-        f"affine_map<{loops} -> (sk, {', '.join(order)}, f)>",
-    ]
-    iterators = ", ".join(['"parallel"'] * 5 + ['"reduction"'] * 3)
-    lines += [
-        f"  %partials = linalg.generic {{indexing_maps = [{', '.join(maps)}], iterator_types = [{iterators}]}}",
-        f"      ins({conv_input}, %filter5 : {conv_input_t}, {tensor_type(filter5, element)})"
-        f" outs(%part_init : {part_t}) {{",
-        f"  ^bb0(%x: {element}, %y: {element}, %a: {accumulator}):",
-        *_multiply_add(element, accumulator),
-        f"  }} -> {part_t}",
-        f"  %acc_empty = tensor.empty() : {acc_t}",
-        f"  %acc_init = linalg.fill ins(%acc_zero : {accumulator}) outs(%acc_empty : {acc_t}) -> {acc_t}",
-    ]
-    truncate = element != accumulator
-    total = "%acc" if truncate else "%result"
-    sum_loops = "(n, p, q, f, sk)"
-    lines += [
-        f"  {total} = linalg.generic {{indexing_maps = [affine_map<{sum_loops} -> (sk, {', '.join(order)}, f)>, "
-        f"affine_map<{sum_loops} -> (n, p, q, f)>], "
-        'iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]}',
-        f"      ins(%partials : {part_t}) outs(%acc_init : {acc_t}) {{",
-        f"  ^bb0(%v: {accumulator}, %a: {accumulator}):",
-        f"    %sum = arith.addf %a, %v : {accumulator}",
-        f"    linalg.yield %sum : {accumulator}",
-        f"  }} -> {acc_t}",
-    ]
-    if truncate:
-        lines += _truncate(total, acc_t, out_t, accumulator, element, rank=4)
-    lines += [f"  return %result : {out_t}", "}"]
-    return "\n".join(lines) + "\n"
-
-
-def _window(out_dim: str, filter_dim: str, stride: int, dilation: int) -> str:
+def window(out_dim: str, filter_dim: str, stride: int, dilation: int) -> str:
     """The input index of an output position and filter tap: out * stride + tap * dilation."""
     out = f"{out_dim} * {stride}" if stride > 1 else out_dim
     tap = f"{filter_dim} * {dilation}" if dilation > 1 else filter_dim
     return f"{out} + {tap}"
 
 
-def _multiply_add(element: str, accumulator: str) -> list[str]:
+def multiply_add(element: str, accumulator: str) -> list[str]:
     """The body of a mixed-precision multiply-accumulate: %x * %y (extended to the accumulator) + %a."""
     if element == accumulator:
         return ["    %m = arith.mulf %x, %y : " + element, f"    %s = arith.addf %a, %m : {element}",

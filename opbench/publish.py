@@ -15,6 +15,7 @@ import csv
 import shutil
 from pathlib import Path
 
+from opbench.backends import BACKENDS
 from opbench.device_probe import read_peaks
 from opbench.records import FIELDS, read_record
 from opbench.report import write_summary
@@ -59,12 +60,15 @@ def publish(
     write_summary(earlier + new_rows, out, f"opbench results: {card}", peaks)
     if probe.exists() and probe != out / "device.json":
         shutil.copy(probe, out / "device.json")
-    for folder in ("build_cuda", "build_cutlass"):
-        build_logs = sorted((logs / folder).glob("*.log"))
-        if build_logs:
-            (out / "build").mkdir(exist_ok=True)
-            for log in build_logs:
-                shutil.copy(log, out / "build" / log.name)
+    # the build logs of one-per-variant artifacts (CUDA binaries: nvcc's resource report, the SASS summary), by variant
+    build_logs = sorted(
+        log for name, backend in BACKENDS.items() if backend.build_scope == "variant"
+        for log in (logs / "build" / name).glob("*/*.log")
+    )  # fmt: skip
+    if build_logs:
+        (out / "build").mkdir(exist_ok=True)
+        for log in build_logs:
+            shutil.copy(log, out / "build" / f"{log.parent.name}.log")
     return out
 
 

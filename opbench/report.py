@@ -116,7 +116,8 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
     for key, group in _groups(rows).items():
         if all(r["status"] == "SKIP" for r in group):
             continue  # counted in the SKIP list below
-        series = list(dict.fromkeys(_series(r) for r in group))
+        # a series that is SKIP on every layer here (say, a math mode for another dtype) is only in the SKIP list
+        series = list(dict.fromkeys(_series(r) for r in group if r["status"] != "SKIP"))
         devices = sorted({str(r["device"]) for r in group if r["device"]})
         unit, scale = _unit(group)
         by_layer: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)

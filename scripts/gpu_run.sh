@@ -4,7 +4,7 @@
 #   usage: scripts/gpu_run.sh [CONFIGFILE]      (default config/gpu-resnet50.yaml)
 # Carried from the machine that compiled (scripts/pack_gpu_carry.sh), when present in .carry/:
 #   cutlass-headers.tar.xz  CUTLASS's include trees (CUTLASS_DIR), so the cutlass backend is available here;
-#   compiled.tar.gz         .vmfb modules, dispatch benchmarks, CUDA/CUTLASS binaries and the MLIR they came
+#   compiled.tar.gz         IREE module folders (with dispatch benchmarks), CUDA/CUTLASS binaries and the MLIR they came
 #                           from, built from this same tree; unpacked and marked newer than their sources so that
 #                           nothing is rebuilt here (this node may have no iree-compile).
 # GPU_TESTS=0 skips the GPU pytest run.
@@ -54,7 +54,7 @@ if [ "$status" = 124 ]; then
   echo "bench stopped at the time budget; rerun this script to resume"
 fi
 machine=$(ls -td results/*/records | head -1 | xargs dirname)
-logs=$(ls -d results/logs/build_cuda results/logs/build_cutlass 2>/dev/null || true)
+logs=$(ls -d results/logs/build 2>/dev/null || true)
 tar czf "$out/results.tgz" --exclude='*.npy' --exclude='*.npz' "$machine" $logs
 [ -f "$machine/summary.md" ] && cp "$machine/summary.md" "$out/"
 [ "$tests" = 0 ] || echo "GPU tests failed: see $out/gpu_tests.log"

@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 config=$1
 cores=${2:-$(nproc)}
 python -m snakemake --cores "$cores" --configfile "$config" --config gpu=true -q \
-  --until compile_iree compile_iree_dispatches build_cuda build_cutlass
+  --until build_per_problem build_per_variant
 mkdir -p .carry
-artifacts=$(ls -d compiled/cuda compiled/cutlass compiled/iree-cuda 2>/dev/null || true)
-{ find compiled/mlir -name '*.mlir'; find $artifacts -type f -o -type d -name '*.dispatches'; } | sort -u \
-  > .carry/compiled.list
+# The artifacts of the GPU backends (opbench/backends: device cuda), every file of them.
+gpu_backends=$(python -c "from opbench.backends import BACKENDS; print(*(n for n, b in BACKENDS.items() if b.device == 'cuda'))")
+artifacts=$(for b in $gpu_backends; do ls -d "compiled/$b" 2>/dev/null || true; done)
+{ find compiled/mlir -name '*.mlir'; [ -z "$artifacts" ] || find $artifacts -type f; } | sort -u > .carry/compiled.list
 tar czf .carry/compiled.tar.gz -T .carry/compiled.list
 root=$(python -c "from opbench.backends.cutlass import cutlass_root; print(cutlass_root())")
 tar cJf .carry/cutlass-headers.tar.xz -C "$root" include tools/util/include

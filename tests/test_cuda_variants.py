@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from opbench.backends import get_backend
+from opbench.backends import Problem, get_backend
 from opbench.backends.cuda import VariantInfo, known_variants, parse_variant_info, variant_archs, variant_info
 from opbench.dtypes import get_dtype
+from opbench.matrix import make_problem
 
 PATH = Path("cuda/variants/example.cu")
 
@@ -49,15 +50,19 @@ def test_every_variant_file_parses_and_fp32_variants_stay_fp32() -> None:
         assert variant_archs(variant, ["sm_90", "sm_80"]) == ["sm_90", "sm_80"]
 
 
+def problem(dtype: str, layout: str) -> Problem:
+    return make_problem(op="conv2d", shape="n1_h8_w8_c16_k16_r3_s3_st1_p1", dtype=dtype, layout=layout)
+
+
 def test_matrix_support_and_tolerance_follow_the_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
     import opbench.backends.cuda as cuda
 
     declared = VariantInfo(dtypes=("f16", "f32"), f32_math="tf32", archs=("sm_90a",))
     monkeypatch.setattr(cuda, "variant_info", lambda variant: declared)
     backend = get_backend("cuda")
-    assert backend.supports("conv2d", get_dtype("f16"), "nhwc_fhwc", "v")
-    assert not backend.supports("conv2d", get_dtype("bf16"), "nhwc_fhwc", "v")
-    assert not backend.supports("conv2d", get_dtype("f16"), "nchw_fchw", "v")
+    assert backend.unsupported(problem("f16", "nhwc_fhwc"), "v") is None
+    assert backend.unsupported(problem("bf16", "nhwc_fhwc"), "v") == "cuda/variants/v.cu implements f16, f32, not bf16"
+    assert "layout nhwc_fhwc" in backend.unsupported(problem("f16", "nchw_fchw"), "v")
     assert backend.tolerance_key(get_dtype("f32"), "v") == "tf32"
     assert backend.tolerance_key(get_dtype("f16"), "v") == "f16"
     assert cuda.variant_archs("v", ["sm_90", "sm_80"]) == ["sm_90a"]

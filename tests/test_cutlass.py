@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import yaml
 
+from opbench.backends import Problem, get_backend
 from opbench.backends import cutlass as cutlass_backend
-from opbench.backends import get_backend
 from opbench.backends.cutlass import KernelSpec, SpecError, cutlass_root, nvcc_command
 from opbench.config import ConfigError, validate
 from opbench.dtypes import get_dtype
-from opbench.matrix import expand
+from opbench.matrix import expand, make_problem
 
 REPO = Path(__file__).resolve().parents[1]
 SM80 = {"arch": "sm80", "tile": [128, 128, 32], "warps": [64, 64, 32], "stages": 4}
@@ -99,16 +99,24 @@ def test_spec_defines_and_flags() -> None:
 # ---------------------------------------------------------------- backend
 
 
+def problem(dtype: str, layout: str) -> Problem:
+    return make_problem(op="conv2d", shape="n1_h8_w8_c16_k16_r3_s3_st1_p1", dtype=dtype, layout=layout)
+
+
 def test_backend_supports_and_judges_f32_as_tf32() -> None:
     backend = get_backend("cutlass")
-    assert backend.device == "cuda" and backend.artifact == "binary"
+    assert backend.device == "cuda" and backend.build_scope == "variant"
     for dtype in ("f16", "bf16", "f32"):
-        assert backend.supports("conv2d", get_dtype(dtype), "nhwc_fhwc", "v")
-    assert not backend.supports("conv2d", get_dtype("f16_acc_f16"), "nhwc_fhwc", "v")
-    assert not backend.supports("conv2d", get_dtype("f16"), "nchw_fchw", "v")
+        assert backend.unsupported(problem(dtype, "nhwc_fhwc"), "v") is None
+    assert "conv2d_fprop.cu implements" in backend.unsupported(problem("f16_acc_f16", "nhwc_fhwc"), "v")
+    assert backend.unsupported(problem("f16", "nchw_fchw"), "v")
     assert backend.tolerance_key(get_dtype("f32"), "v") == "tf32"
     assert backend.tolerance_key(get_dtype("bf16"), "v") == "bf16"
-    assert backend.variant_flags({"variants": {"v": SM90}}, "v") == ["arch=sm90", "tile=128x128x64", "stages=auto"]
+    assert backend.variant_flags({"variants": {"v": SM90}}, "v", problem("f16", "nhwc_fhwc")) == [
+        "arch=sm90",
+        "tile=128x128x64",
+        "stages=auto",
+    ]
 
 
 def test_cutlass_dir_overrides_and_missing_headers_are_a_skip_reason(tmp_path: Path, monkeypatch) -> None:

@@ -11,20 +11,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opbench.backends import BenchSettings, get_backend
-from opbench.backends.iree import TUNING_FLAG, Problem, program_form, spec_path, tool, tuning_spec
-from opbench.config import ConfigError, load_config, validate
+from opbench.backends import BenchSettings, Problem, get_backend
+from opbench.backends.iree.dispatch import compile_dispatch_benchmarks, parse_benchmark_json, time_dispatches
+from opbench.backends.iree.specs import specs
+from opbench.backends.iree.tools import tool
+from opbench.backends.iree.tuning import TUNING_FLAG, program_form, spec_path, tuning_spec
+from opbench.config import ConfigError, load, validate
 from opbench.dtypes import get_dtype
-from opbench.iree_dispatch import compile_dispatch_benchmarks, parse_benchmark_json, time_dispatches
-from opbench.iree_tuning import specs
-from opbench.mlirgen import ProgramForm
 from opbench.ops import get_op
-from opbench.shapes import Conv2dShape
+from opbench.ops.conv2d.shape import Conv2dShape
+from opbench.plan import RecordPlan
 
 REPO = Path(__file__).resolve().parents[1]
 OP = get_op("conv2d")
 CUDA = get_backend("iree-cuda")
-SETTINGS = load_config(REPO / "config.yaml")["backends"]["iree-cuda"]
+SETTINGS = load()["backends"]["iree-cuda"]
 RESNET = {
     layer["name"]: layer for layer in yaml.safe_load((REPO / "config.yaml").read_text())["suites"]["resnet50"]["layers"]
 }
@@ -35,7 +36,7 @@ def layer_shape(name: str, batch: int = 16) -> Conv2dShape:
 
 
 def problem(layer: str, dtype: str, layout: str = "nhwc_fhwc") -> Problem:
-    return Problem(shape=layer_shape(layer), dtype=dtype, layout=layout)
+    return Problem(op="conv2d", shape=layer_shape(layer), dtype=get_dtype(dtype), layout=layout)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_every_rule_names_the_form_its_spec_was_written_for() -> None:
 
 def test_pqn_form_needs_a_batch_of_16() -> None:
     """The pqn form's MMA rows are 16 images: a smaller batch keeps the plain form (and IREE's tiles)."""
-    small = Problem(shape=layer_shape("l3_3x3_256", batch=2), dtype="f16", layout="nhwc_fhwc")
+    small = Problem(op="conv2d", shape=layer_shape("l3_3x3_256", batch=2), dtype=get_dtype("f16"), layout="nhwc_fhwc")
     assert program_form(SETTINGS, "tuned", small) == "plain"
     assert tuning_spec(SETTINGS, "tuned", small) is None
 
@@ -106,7 +107,10 @@ def test_no_spec_for_f32_nchw_other_variants_or_tiny_channels() -> None:
         Conv2dShape(n=2, h=9, w=7, c=3, k=5, r=3, s=3, pad=(1, 1)),  # a 7-wide output with 3 channels
         Conv2dShape(n=2, h=15, w=13, c=3, k=4, r=7, s=7, stride=(2, 2), pad=(3, 3)),  # a small stem
     ):
-        assert tuning_spec(SETTINGS, "tuned", Problem(shape=tiny, dtype="f16", layout="nhwc_fhwc")) is None
+        assert (
+            tuning_spec(SETTINGS, "tuned", Problem(op="conv2d", shape=tiny, dtype=get_dtype("f16"), layout="nhwc_fhwc"))
+            is None
+        )
 
 
 def test_compile_flags_end_with_the_spec_and_the_record_shows_it() -> None:
@@ -115,7 +119,7 @@ def test_compile_flags_end_with_the_spec_and_the_record_shows_it() -> None:
     assert flags[:2] == ["--iree-hal-target-device=cuda", "--iree-cuda-target=sm_80"]
     spec = tuning_spec(SETTINGS, "tuned", the_problem)
     assert flags[-1] == f"{TUNING_FLAG}={spec}"
-    assert CUDA.problem_flags(SETTINGS, "tuned", the_problem) == [flags[-1]]
+    assert CUDA.variant_flags(SETTINGS, "tuned", the_problem) == [*SETTINGS["variants"]["tuned"], flags[-1]]
     assert CUDA.compile_flags(SETTINGS, "default", the_problem) == flags[:2]
 
 
@@ -131,7 +135,7 @@ def test_first_matching_rule_wins_and_conditions_combine() -> None:
     }
 
     def spec(shape: Conv2dShape, dtype: str = "f16", layout: str = "nhwc_fhwc") -> str | None:
-        return tuning_spec(settings, "t", Problem(shape=shape, dtype=dtype, layout=layout))
+        return tuning_spec(settings, "t", Problem(op="conv2d", shape=shape, dtype=get_dtype(dtype), layout=layout))
 
     small = Conv2dShape(n=1, h=14, w=14, c=64, k=64, r=3, s=3, pad=(1, 1))
     assert spec(small) == "a.mlir"
@@ -167,8 +171,7 @@ def _dispatch_configs(
     """Compile the problem's MLIR (in `form`) with `flags`; the configured executables IREE dumps, by file name."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     source = tmp_path / "conv2d.mlir"
-    dtype = get_dtype(the_problem.dtype)
-    source.write_text(OP.mlir(the_problem.shape, dtype, the_problem.layout, ProgramForm.parse(form)))
+    source.write_text(OP.mlir(the_problem.shape, the_problem.dtype, the_problem.layout, form))
     dump = tmp_path / "configs"
     proc = subprocess.run(
         [iree_compile, str(source), *flags, f"--iree-hal-dump-executable-configurations-to={dump}",
@@ -325,10 +328,8 @@ def test_record_carries_device_time_beside_end_to_end(tmp_path: Path) -> None:
     point = {"op": "conv2d", "suite": "resnet50", "layer": "l2_3x3_128", "count": 3, "shape": shape.name, "batch": 16,
              "dtype": "f16", "layout": "nhwc_fhwc", "backend": "iree-cuda", "variant": "default"}  # fmt: skip
     out = tmp_path / "record.json"
-    jobs.record(
-        point=point, flags="", seed=1, config_hash="x", verification=tmp_path / "verify.json",
-        timing=tmp_path / "bench.json", skip_reason=None, out=out,
-    )  # fmt: skip
+    plan = RecordPlan(fields=point, verification=str(tmp_path / "verify.json"), timing=str(tmp_path / "bench.json"))
+    jobs.record(plan=plan, out=out)
     record = read_record(out)
     assert record["median_ms"] == 0.2 and record["device_ms"] == 0.1
     assert record["device_tflops"] == pytest.approx(2 * record["tflops"])
@@ -341,15 +342,15 @@ def test_record_names_the_iree_compile_that_built_the_module(tmp_path: Path) -> 
     from opbench import jobs
     from opbench.records import read_record
 
-    toolchain = tmp_path / "m.vmfb.toolchain"
-    toolchain.write_text("3.13.0rc20261016 @ abc123\n")
+    module = tmp_path / "module"
+    module.mkdir()
+    (module / "toolchain").write_text("3.13.0rc20261016 @ abc123\n")
     point = {"op": "conv2d", "suite": "resnet50", "layer": "l2_3x3_128", "count": 3,
              "shape": layer_shape("l2_3x3_128").name, "batch": 16, "dtype": "f16", "layout": "nhwc_fhwc",
              "backend": "iree-rocm", "variant": "default"}  # fmt: skip
     out = tmp_path / "record.json"
-    jobs.record(
-        point=point, flags="", seed=1, config_hash="x", verification=None, timing=None,
-        skip_reason="no device (compiled OK)", out=out, toolchain=toolchain, program_form="splitk4_pqn",
-    )  # fmt: skip
+    plan = RecordPlan(fields={**point, "program_form": "splitk4_pqn"}, artifact=str(module),
+                      skip_reason="no device (compiled OK)")  # fmt: skip
+    jobs.record(plan=plan, out=out)
     assert read_record(out)["iree_compile"] == "3.13.0rc20261016 @ abc123"
     assert read_record(out)["program_form"] == "splitk4_pqn"

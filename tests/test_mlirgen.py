@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from opbench.backends import Job, get_backend
-from opbench.backends.iree import run_module, tool
+from opbench.backends.iree.tools import run_module, tool
+from opbench.config import load_schema
 from opbench.dtypes import get_dtype, round_to
-from opbench.mlirgen import ProgramForm
 from opbench.ops import get_op
-from opbench.shapes import Conv2dShape
+from opbench.ops.conv2d.mlir import ProgramForm
+from opbench.ops.conv2d.shape import Conv2dShape
 from opbench.verify import relative_error
 
 OP = get_op("conv2d")
@@ -113,14 +113,14 @@ def test_program_forms_compute_the_same_convolution(
     shape = FORM_SHAPES[shape_id]
     source = tmp_path / "conv2d.mlir"
     module = tmp_path / "conv2d.vmfb"
-    source.write_text(OP.mlir(shape, get_dtype(dtype), layout, ProgramForm.parse(form)))
+    source.write_text(OP.mlir(shape, get_dtype(dtype), layout, form))
     compile_for_cpu(iree_compile, source, module)
     check_against_reference(module, shape, dtype, layout)
 
 
 def test_split_form_writes_partials_and_a_sum() -> None:
     shape = FORM_SHAPES["s2_p1"]
-    text = OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc", ProgramForm.parse("splitk2_pqn"))
+    text = OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc", "splitk2_pqn")
     # channels 8 -> 2 slices of 4; partials [slice, p, q, n, k] in f32; the sum writes NHWC, then f16
     assert "output_shape [2, 9, 7, 2, 4]" in text
     assert "tensor<2x5x4x2x5xf32>" in text
@@ -131,7 +131,7 @@ def test_split_form_writes_partials_and_a_sum() -> None:
 
 def test_plain_form_is_the_named_op() -> None:
     shape = SHAPES["s2_p1"]
-    assert OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc", ProgramForm()) == OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc")
+    assert OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc", "plain") == OP.mlir(shape, get_dtype("f16"), "nhwc_fhwc")
 
 
 @pytest.mark.parametrize("name", ["plain", "splitk1_pqn", "splitk4_npq", "splitk16_pqn"])
@@ -141,8 +141,10 @@ def test_program_form_names_round_trip(name: str) -> None:
 
 def test_config_schema_takes_the_program_form_names() -> None:
     """The schema's pattern for a tuning rule's `form` spells ProgramForm.NAMES again (JSON schema cannot import it)."""
-    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
-    rule = schema["$defs"]["iree_backend"]["properties"]["tuning_specs"]["additionalProperties"]["items"]
+    schema = load_schema()
+    rule = schema["properties"]["backends"]["properties"]["iree-cuda"]["properties"]["tuning_specs"][
+        "additionalProperties"
+    ]["items"]
     assert rule["properties"]["form"]["pattern"] == f"^({ProgramForm.NAMES})$"
 
 
@@ -157,9 +159,9 @@ def test_bad_program_forms_are_named(name: str, message: str) -> None:
 
 def test_split_form_rejects_what_it_cannot_write() -> None:
     with pytest.raises(ValueError, match="does not divide the 8 input channels"):
-        OP.mlir(FORM_SHAPES["1x1"], get_dtype("f16"), "nhwc_fhwc", ProgramForm(split_k=3))
+        OP.mlir(FORM_SHAPES["1x1"], get_dtype("f16"), "nhwc_fhwc", "splitk3_npq")
     with pytest.raises(ValueError, match="NHWC layouts, not 'nchw_fchw'"):
-        OP.mlir(FORM_SHAPES["1x1"], get_dtype("f16"), "nchw_fchw", ProgramForm(split_k=2))
+        OP.mlir(FORM_SHAPES["1x1"], get_dtype("f16"), "nchw_fchw", "splitk2_npq")
 
 
 def test_backend_run_gives_a_savable_output_of_the_element_type(iree_compile: str, tmp_path: Path) -> None:
@@ -169,9 +171,9 @@ def test_backend_run_gives_a_savable_output_of_the_element_type(iree_compile: st
     backend = get_backend("iree-llvm-cpu")
     for dtype, saved_as in (("f16", np.float16), ("bf16", np.float32)):
         dt = get_dtype(dtype)
-        source, module = tmp_path / f"{dtype}.mlir", tmp_path / f"{dtype}.vmfb"
+        source, module = tmp_path / f"{dtype}.mlir", tmp_path / dtype
         source.write_text(OP.mlir(shape, dt, "nhwc_fhwc"))
-        subprocess.run([iree_compile, str(source), "-o", str(module), *LLVM_CPU_FLAGS], check=True)
+        backend.build({"flags": LLVM_CPU_FLAGS, "iree_compile": "test"}, [source], module)  # the build job's call
         inputs = OP.make_inputs(shape, dt, "nhwc_fhwc", seed=7)
         job = Job(
             op=OP.name, shape=shape, dtype=dt, layout="nhwc_fhwc", variant="default", inputs=inputs,

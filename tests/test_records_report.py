@@ -184,7 +184,7 @@ def test_write_summary(tmp_path: Path) -> None:
     table = _table(md, "op conv2d, suite tiny, batch 1, dtype f32, layout nhwc_hwcf")
     by_layer = {r["layer"]: r for r in table}
     assert by_layer["odd_3x3"]["iree-cuda:default"] == "FAIL"
-    assert by_layer["odd_3x3"]["iree-rocm:default"] == "SKIP"
+    assert "iree-rocm:default" not in by_layer["odd_3x3"]  # SKIP on every layer: only in the Skipped list
     assert by_layer["odd_3x3"]["iree-llvm-cpu:default"] == "12.3"  # GFLOP/s
     assert by_layer["s2_3x3"]["iree-llvm-cpu:default"] == "45.6"
     assert by_layer["s2_3x3"]["iree-cuda:default"] == "500.0"

@@ -8,8 +8,8 @@ import pytest
 
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
-from opbench.ops.conv2d import conv2d_nchw_reference
-from opbench.shapes import Conv2dShape
+from opbench.ops.conv2d.reference import conv2d_nchw_reference
+from opbench.ops.conv2d.shape import Conv2dShape
 
 OP = get_op("conv2d")
 LAYOUTS = ("nhwc_hwcf", "nhwc_fhwc", "nchw_fchw")

@@ -61,8 +61,10 @@ def test_publish_renders_tables_roofline_and_copies_provenance(tmp_path: Path) -
     peaks = {"f32": 51.0, "tf32": 363.0, "copy_gbps": 4232.0}
     (results / "device" / "cuda.json").write_text(json.dumps({"peaks": peaks}))
     logs = tmp_path / "results" / "logs"
-    (logs / "build_cuda").mkdir(parents=True)
-    (logs / "build_cuda" / "register_tiled.log").write_text("0 bytes spill stores, 0 bytes spill loads\n")
+    (logs / "build" / "cuda" / "register_tiled").mkdir(parents=True)
+    (logs / "build" / "cuda" / "register_tiled" / "conv2d.log").write_text(
+        "0 bytes spill stores, 0 bytes spill loads\n"
+    )
 
     out = publish(results=results, card="nvidia-h200", logs=logs, out_root=tmp_path / "published")
     md = (out / "summary.md").read_text()

@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from opbench.shapes import Conv2dShape, ShapeError
+from opbench.ops.conv2d.shape import Conv2dShape
+from opbench.shapes import ShapeError
 
 
 def _positions(size: int, pad: int, filt: int, stride: int, dilation: int) -> int:

@@ -34,7 +34,7 @@ CONFIG = "tests/configs/ci.yaml"
 TIMEOUT_S = 600  # per Snakemake run: a hung status poll fails the test instead of hanging CI
 
 # CPU rules of one problem (op, layout, dtype, shape) become one Slurm job; two problems per job
-CPU_RULES = ("generate_mlir", "make_inputs", "reference", "compile_iree", "run", "verify", "benchmark", "record")
+CPU_RULES = ("generate_mlir", "make_inputs", "reference", "build_per_problem", "run", "verify", "benchmark", "record")
 GROUP_ARGS = ["--groups", *(f"{rule}=problem" for rule in CPU_RULES), "--group-components", "problem=2"]
 
 # summary.csv columns that must match a local run: what was measured and how it was judged, not timings,

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from opbench.config import load_config
+from opbench.config import load
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
-from opbench.shapes import Conv2dShape
+from opbench.ops.conv2d.shape import Conv2dShape
 from opbench.verify import judge, relative_error
 
 REPO = Path(__file__).resolve().parents[1]
-TOLERANCES = load_config(REPO / "config.yaml")["tolerances"]
+TOLERANCES = load()["tolerances"]
 OP = get_op("conv2d")
 SHAPE = Conv2dShape(n=2, h=9, w=7, c=3, k=4, r=3, s=3, stride=(2, 2), pad=(1, 1))
 LAYOUT = "nhwc_hwcf"  # output N,P,Q,K

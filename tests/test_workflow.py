@@ -85,8 +85,8 @@ def planned_jobs_from(text: str) -> dict[str, list[str]]:
 
 
 def modules(jobs: dict[str, list[str]]) -> list[str]:
-    """The .vmfb files the planned compile jobs would build (one per job)."""
-    return [out for out in jobs.get("compile_iree", []) if out.endswith(".vmfb")]
+    """The module folders the planned build jobs would build (one per job)."""
+    return jobs.get("build_per_problem", [])
 
 
 def summary_rows(work: Path, machine: str = "ci") -> list[dict[str, str]]:
@@ -111,7 +111,7 @@ def test_results_pass_and_compile_only_rows_skip(finished: Path) -> None:
     assert [r["status"] for r in cpu] == ["PASS", "PASS"]
     assert all(float(r["relerr"]) < 1e-5 and float(r["median_ms"]) > 0 and float(r["tflops"]) > 0 for r in cpu)
     assert all(r["status"] == "SKIP" and "compile-only" in r["reason"] for r in vulkan)
-    vulkan_module = "compiled/iree-vulkan-spirv/default/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1.vmfb"
+    vulkan_module = "compiled/iree-vulkan-spirv/default/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1/module.vmfb"
     assert (finished / vulkan_module).exists()
     assert all(r["iree_compile"].startswith("3.13") and r["config_hash"] for r in rows)
     md = (finished / "results/ci/summary.md").read_text()
@@ -133,8 +133,8 @@ def test_changing_one_backends_flags_reruns_only_its_jobs(finished: Path) -> Non
         jobs = planned_jobs(finished)
     finally:
         write_config(finished, SMALL)
-    assert set(jobs) - {"all"} == {"compile_iree", "record", "summary"}
-    assert all("iree-vulkan-spirv" in out for out in jobs["compile_iree"] + jobs["record"])
+    assert set(jobs) - {"all"} == {"build_per_problem", "record", "summary"}
+    assert all("iree-vulkan-spirv" in out for out in jobs["build_per_problem"] + jobs["record"])
     assert len(modules(jobs)) == 2
 
 
@@ -172,7 +172,7 @@ def test_new_compiler_version_recompiles(finished: Path, tmp_path: Path) -> None
 
 def test_node_without_compiler_runs_compiled_modules_without_recompiling(finished: Path) -> None:
     """A GPU node that has the runtime but no iree-compile: the modules built elsewhere are up to date there (the
-    compile rule's toolchain parameter comes from the version recorded beside each module)."""
+    build rule's iree_compile parameter comes from the version recorded in each module's folder)."""
     env = {**os.environ, "IREE_COMPILE": str(finished / "no-such-iree-compile")}
     proc = snakemake(finished, "--dry-run", env=env)
     assert proc.returncode == 0, proc.stderr
@@ -214,7 +214,7 @@ def test_broken_mlir_fails_its_job_alone_and_main_command_reports_it(tmp_path: P
         cwd=work, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode != 0
-    log = work / "results/logs/compile/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1.log"
+    log = work / "results/logs/build/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1.log"
     assert "error" in log.read_text()
     rows = {(r["backend"], r["shape"]): r for r in summary_rows(work)}
     assert rows[("iree-llvm-cpu", "n2_h9_w7_c3_k5_r3_s3_st1_p1")]["status"] == "FAIL"
@@ -264,7 +264,7 @@ def test_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -
     point = verified[0].parent.relative_to(runs).as_posix()  # backend/variant/op/layout/dtype/shape
     problem = point.split("/", 2)[2]
     finished = [
-        work / f"compiled/{point}.vmfb",
+        work / f"compiled/{point}/module.vmfb",
         work / f"results/ci/runs/{point}/output.npy",
         work / f"results/problems/{problem}/reference.npy",
     ]
@@ -283,9 +283,9 @@ def test_editing_one_cuda_variant_rebuilds_only_that_variant(tmp_path: Path) -> 
     config["matrix"] = [{"ops": ["conv2d"], "suites": ["tiny"], "dtypes": ["f32"], "layouts": ["nhwc_fhwc"],
                          "backends": ["cuda"]}]  # fmt: skip
     work = make_workdir(tmp_path, config)
-    built = snakemake(work, "--until", "build_cuda")
+    built = snakemake(work, "--until", "build_per_variant")
     assert built.returncode == 0, built.stderr[-3000:]
-    log = (work / "results/logs/build_cuda/naive.log").read_text()
+    log = (work / "results/logs/build/cuda/naive/conv2d.log").read_text()
     assert "0 bytes spill stores, 0 bytes spill loads" in log  # the resource report is kept in the log
     assert set(planned_until_build(work)) == set()
     naive = work / "cuda/variants/naive.cu"
@@ -294,6 +294,6 @@ def test_editing_one_cuda_variant_rebuilds_only_that_variant(tmp_path: Path) -> 
 
 
 def planned_until_build(work: Path) -> list[str]:
-    proc = snakemake(work, "--until", "build_cuda", "--dry-run")
+    proc = snakemake(work, "--until", "build_per_variant", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    return planned_jobs_from(proc.stdout + proc.stderr).get("build_cuda", [])
+    return planned_jobs_from(proc.stdout + proc.stderr).get("build_per_variant", [])

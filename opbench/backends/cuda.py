@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import yaml
 
-from opbench.backends import Backend, BenchSettings, Job, register_backend
+from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend
 from opbench.dtypes import DType
-from opbench.shapes import Conv2dShape
+from opbench.ops.conv2d.shape import Conv2dShape
+from opbench.provenance import nvcc_version
 
 REPO = Path(__file__).resolve().parents[2]
 CUDA_DIR = REPO / "cuda"
@@ -160,26 +162,89 @@ def random_problem_args(shape: Conv2dShape, folder: Path, seed: int = 1) -> list
     return ["--input", str(x), "--filter", str(w), "--output", str(y), *problem_flags(shape)]
 
 
+SETTINGS_SCHEMA = yaml.safe_load("""
+description: >
+  Our hand-written CUDA conv2d kernels (f32, NHWC input, KRSC filter = layout nhwc_fhwc). A variant's name
+  is a file cuda/variants/<name>.cu; its list holds extra nvcc flags (e.g. -D tile sizes).
+type: object
+additionalProperties: false
+required: [variants]
+properties:
+  archs:
+    description: GPU architectures the binaries are built for (one -gencode each).
+    type: array
+    minItems: 1
+    items: {type: string, pattern: "^sm_[0-9]+a?$"}
+    default: [sm_90, sm_80]
+  nvcc_flags:
+    $ref: "#/$defs/flags"
+    description: Flags for every variant's nvcc call.
+    default: [-O3, -lineinfo]
+  variants:
+    type: object
+    minProperties: 1
+    propertyNames: {$ref: "#/$defs/name"}
+    additionalProperties: {$ref: "#/$defs/flags"}
+""")
+LAYOUT = "nhwc_fhwc"  # the harness reads NHWC input and KRSC filters
+
+
 @register_backend
 class CudaKernels(Backend):
     name = "cuda"
     device = "cuda"
-    artifact: ClassVar[str] = "binary"
+    build_scope: ClassVar[str] = "variant"
+    settings_schema: ClassVar[dict[str, Any]] = SETTINGS_SCHEMA
 
     def info(self, variant: str) -> VariantInfo:
         """What the variant's source declares (its `// opbench:` line)."""
         return variant_info(variant)
 
-    def supports(self, op: str, dtype: DType, layout: str, variant: str) -> bool:
-        return op == "conv2d" and layout == "nhwc_fhwc" and dtype.name in self.info(variant).dtypes
+    def source_name(self, variant: str) -> str:
+        return f"cuda/variants/{variant}.cu"
+
+    def unsupported(self, problem: Problem, variant: str) -> str | None:
+        if problem.op != "conv2d":
+            return f"the harness runs conv2d only, not {problem.op}"
+        if problem.layout != LAYOUT:
+            return f"the harness takes layout {LAYOUT} (NHWC input, KRSC filter), not {problem.layout}"
+        dtypes = self.info(variant).dtypes
+        if problem.dtype.name not in dtypes:
+            return f"{self.source_name(variant)} implements {', '.join(dtypes)}, not {problem.dtype.name}"
+        return None
+
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Every variant is a file of cuda/variants/ whose `// opbench:` line parses."""
+        for variant in settings["variants"]:
+            if variant not in known_variants():
+                raise SettingsError("variants", f"unknown value {variant!r} (known: {', '.join(known_variants())})")
+            try:
+                variant_info(variant)
+            except ValueError as error:
+                raise SettingsError(f"variants.{variant}", str(error)) from None
 
     def tolerance_key(self, dtype: DType, variant: str) -> str:
         if dtype.name == "f32" and self.info(variant).f32_math == "tf32":
             return "tf32"
         return dtype.tolerance_key
 
-    def variant_flags(self, settings: dict[str, Any], variant: str) -> list[str]:
-        return list(settings["variants"][variant])
+    def build_inputs(self, settings: dict[str, Any], variant: str, op: str, problem: Problem | None) -> list[str]:
+        """The harness, the variant's file and the headers they include: editing one variant rebuilds only it."""
+        return [str(path.relative_to(REPO)) for path in build_sources(variant)]
+
+    def build_params(
+        self, settings: dict[str, Any], variant: str, op: str, problem: Problem | None, artifact: Path
+    ) -> dict[str, Any]:
+        """The variant, its nvcc targets (its own `archs=` or the config's), the flags and nvcc's version."""
+        return {
+            "variant": variant,
+            "archs": variant_archs(variant, settings["archs"]),
+            "flags": [*settings["nvcc_flags"], *settings["variants"][variant]],
+            "nvcc": nvcc_version(),
+        }
+
+    def build(self, params: dict[str, Any], inputs: list[Path], out: Path) -> None:
+        build(variant=params["variant"], archs=params["archs"], flags=params["flags"], out=out)
 
     def _call(self, job: Job, mode: str, extra: list[str]) -> tuple[dict[str, Any], np.ndarray | None]:
         """Run the binary once; return its JSON record and, in run mode, its output."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import yaml
 
-from opbench.backends import Backend, BenchSettings, Job, register_backend
+from opbench.backends.base import Backend, BenchSettings, Job, Problem, register_backend
 from opbench.dtypes import DType
+from opbench.gpu_timing import buffer_copies, time_graph
 
 # variant -> (dtype it applies to, TF32 allowed)
 MATH_MODES: dict[str, tuple[str, bool]] = {
@@ -23,7 +25,22 @@ MATH_MODES: dict[str, tuple[str, bool]] = {
 # Where the layout's axes sit relative to PyTorch's logical NCHW / KCRS order.
 _TO_LOGICAL = {"nhwc_fhwc": (0, 3, 1, 2), "nchw_fchw": (0, 1, 2, 3)}
 _FROM_LOGICAL = {"nhwc_fhwc": (0, 2, 3, 1), "nchw_fchw": (0, 1, 2, 3)}
-MAX_GRAPH_CONVS = 2000
+
+
+SETTINGS_SCHEMA = yaml.safe_load("""
+description: >
+  cuDNN through PyTorch (the reference). Variants are math modes: fp32 (TF32 off) and tf32 for f32 inputs,
+  fp16, bf16; each applies to its dtype only.
+type: object
+additionalProperties: false
+required: [variants]
+properties:
+  variants:
+    type: object
+    minProperties: 1
+    propertyNames: {enum: [fp32, tf32, fp16, bf16]}
+    additionalProperties: {type: array, maxItems: 0}
+""")
 
 
 def torch_missing() -> str | None:
@@ -38,10 +55,16 @@ def torch_missing() -> str | None:
 class Cudnn(Backend):
     name = "cudnn"
     device = "cuda"
-    artifact: ClassVar[str] = "none"
+    settings_schema: ClassVar[dict[str, Any]] = SETTINGS_SCHEMA
 
-    def supports(self, op: str, dtype: DType, layout: str, variant: str) -> bool:
-        return op == "conv2d" and layout in _TO_LOGICAL and MATH_MODES.get(variant, ("",))[0] == dtype.name
+    def unsupported(self, problem: Problem, variant: str) -> str | None:
+        if problem.op != "conv2d":
+            return f"runs conv2d only, not {problem.op}"
+        if problem.layout not in _TO_LOGICAL:
+            return f"takes layouts {', '.join(_TO_LOGICAL)}, not {problem.layout}"
+        if MATH_MODES[variant][0] != problem.dtype.name:
+            return f"math mode {variant} is for {MATH_MODES[variant][0]} inputs, not {problem.dtype.name}"
+        return None
 
     def tolerance_key(self, dtype: DType, variant: str) -> str:
         return "tf32" if variant == "tf32" else dtype.tolerance_key
@@ -77,53 +100,17 @@ class Cudnn(Backend):
         torch, x, w, conv = self._setup(job)
         conv2d = torch.nn.functional.conv2d
         props = torch.cuda.get_device_properties(0)
-        copies = 1
-        if settings.flush_l2:
-            footprint = (x.numel() + w.numel()) * x.element_size()
-            copies = max(1, min(64, -(-2 * props.L2_cache_size // footprint)))
+        footprint = (x.numel() + w.numel()) * x.element_size()
+        copies = buffer_copies(footprint, props.L2_cache_size, settings.flush_l2)
         xs = [x] + [x.clone() for _ in range(copies - 1)]
         ws = [w] + [w.clone() for _ in range(copies - 1)]
-
-        # Warm-up (cudnn.benchmark picks its algorithm here), then size one sample from the eager time.
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        conv2d(x, w, **conv)
-        torch.cuda.synchronize()
-        start.record()
-        warm = 0
-        while True:
-            conv2d(xs[warm % copies], ws[warm % copies], **conv)
-            warm += 1
-            end.record()
-            end.synchronize()
-            if start.elapsed_time(end) >= settings.warmup_ms and warm >= 3:
-                break
-        per_conv_ms = start.elapsed_time(end) / warm
-        inner = int(max(copies, min(MAX_GRAPH_CONVS, np.ceil(settings.min_sample_ms / per_conv_ms))))
-
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for i in range(3):
-                conv2d(xs[i % copies], ws[i % copies], **conv)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for i in range(inner):
-                conv2d(xs[i % copies], ws[i % copies], **conv)
-        graph.replay()
-        torch.cuda.synchronize()
-        samples = []
-        for _ in range(settings.repetitions):
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / inner)
+        # time_graph's untimed first launch is where cudnn.benchmark picks its algorithm.
+        timing = time_graph(lambda i: conv2d(xs[i], ws[i], **conv), copies, settings, noun="convolutions")
         return {
-            "samples_ms": samples,
-            "inner": inner,
-            "buffer_copies": copies,
-            "method": f"CUDA events around a CUDA-graph replay of {inner} convolutions, {copies} rotating input copies",
+            "samples_ms": timing.samples_ms,
+            "inner": timing.inner,
+            "buffer_copies": timing.copies,
+            "method": timing.method,
             "device": props.name,
             "torch": torch.__version__,
             "cudnn": str(torch.backends.cudnn.version()),

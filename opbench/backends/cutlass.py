@@ -18,10 +18,13 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from opbench.backends import BenchSettings, Job, register_backend
-from opbench.backends.cuda import CUDA_DIR, CudaKernels, VariantInfo, parse_variant_info, run_nvcc
+import yaml
+
+from opbench.backends.base import BenchSettings, Job, Problem, SettingsError, register_backend
+from opbench.backends.cuda import CUDA_DIR, REPO, CudaKernels, VariantInfo, parse_variant_info, run_nvcc
+from opbench.provenance import nvcc_version
 
 SOURCE = CUDA_DIR / "cutlass" / "conv2d_fprop.cu"
 HARNESS = CUDA_DIR / "common" / "harness.cu"
@@ -178,17 +181,103 @@ def build(*, variant: str, spec: KernelSpec, flags: list[str], out: Path) -> Non
     run_nvcc(nvcc_command(variant=variant, spec=spec, flags=flags, root=root, out=out), out)
 
 
+SETTINGS_SCHEMA = yaml.safe_load("""
+description: >
+  CUTLASS's implicit-GEMM conv2d forward (f16, bf16, and f32 computed as TF32; NHWC input, KRSC filter =
+  layout nhwc_fhwc), built from cuda/cutlass/conv2d_fprop.cu with the headers of the nvidia-cutlass wheel
+  or of $CUTLASS_DIR. Each variant is one kernel configuration, so tiles and stages sweep like shapes.
+type: object
+additionalProperties: false
+required: [variants]
+properties:
+  nvcc_flags:
+    $ref: "#/$defs/flags"
+    description: Flags for every variant's nvcc call.
+    default: [-O3, -lineinfo]
+  variants:
+    description: Named kernel configurations; each becomes the `variant` of its rows.
+    type: object
+    minProperties: 1
+    propertyNames: {$ref: "#/$defs/name"}
+    additionalProperties:
+      type: object
+      additionalProperties: false
+      required: [arch, tile, stages]
+      properties:
+        arch:
+          description: >
+            sm80: CUTLASS 2.x ImplicitGemmConvolution (mma.sync, cp.async, optimized iterators), built for
+            sm_90 and sm_80; sm90: the CUTLASS 3.x TMA warp-specialized implicit GEMM (wgmma), built for
+            sm_90a. Problems the kernel cannot run (C or K not a multiple of its 16-byte accesses) run an
+            analytic-iterator fallback kernel, named in the row's timing method.
+          enum: [sm80, sm90]
+        tile:
+          description: >
+            CTA tile [M, N, K]: output pixels x output channels x reduction elements per main-loop step.
+            sm90: M is 64 or 128, N a multiple of 16 up to 256.
+          type: array
+          items: {type: integer, minimum: 16, maximum: 512, multipleOf: 16}
+          minItems: 3
+          maxItems: 3
+        warps:
+          description: >
+            sm80 only (required there): the warp tile [M, N, K]; the CTA tile must be a whole number of
+            them, at most 16 warps.
+          type: array
+          items: {type: integer, minimum: 8, maximum: 256, multipleOf: 8}
+          minItems: 3
+          maxItems: 3
+        stages:
+          description: >
+            Shared-memory pipeline depth. sm80: at least 2; sm90: 0 = as many as fit beside the epilogue.
+          type: integer
+          minimum: 0
+          maximum: 10
+""")
+
+
 @register_backend
 class CutlassConv(CudaKernels):
     """Runs and times like `cuda` (same harness protocol); builds, supports and names variants its own way."""
 
     name = "cutlass"
+    settings_schema: ClassVar[dict[str, Any]] = SETTINGS_SCHEMA
 
     def info(self, variant: str) -> VariantInfo:
         return source_info()  # one source serves every CUTLASS variant
 
-    def variant_flags(self, settings: dict[str, Any], variant: str) -> list[str]:
+    def source_name(self, variant: str) -> str:
+        return "cuda/cutlass/conv2d_fprop.cu"
+
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Every variant entry is one the kernels can take (KernelSpec.from_config)."""
+        try:
+            check_variants(settings)
+        except SpecError as error:
+            raise SettingsError(f"variants.{error.key}", error.why) from None
+
+    def variant_flags(self, settings: dict[str, Any], variant: str, problem: Problem) -> list[str]:
         return KernelSpec.from_config(settings["variants"][variant]).describe()
+
+    def build_inputs(self, settings: dict[str, Any], variant: str, op: str, problem: Problem | None) -> list[str]:
+        """The harness, conv2d_fprop.cu and the project headers they include (not CUTLASS's: its version is a
+        parameter)."""
+        return [str(path.relative_to(REPO)) for path in build_sources()]
+
+    def build_params(
+        self, settings: dict[str, Any], variant: str, op: str, problem: Problem | None, artifact: Path
+    ) -> dict[str, Any]:
+        """The variant's config entry (arch, tile, warps, stages), the flags, and the nvcc and CUTLASS versions."""
+        return {
+            "variant": variant,
+            "spec": settings["variants"][variant],
+            "flags": settings["nvcc_flags"],
+            "nvcc": nvcc_version(),
+            "cutlass": cutlass_version(),
+        }
+
+    def build(self, params: dict[str, Any], inputs: list[Path], out: Path) -> None:
+        build(variant=params["variant"], spec=KernelSpec.from_config(params["spec"]), flags=params["flags"], out=out)
 
     def requirement_missing(self) -> str | None:
         try:

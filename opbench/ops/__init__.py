@@ -1,14 +1,34 @@
-"""Operator registry. Each op is one module that registers itself; a duplicate name is an error."""
+"""Operator registry. An op is one folder, opbench/ops/<op>/, whose `__init__.py` defines and registers an Op
+subclass; the folder holds everything about the op (its shape type and id grammar, FLOP and byte counts, the schema
+of its config layers, input generator, float64 reference, MLIR programs and layouts). Folders are discovered: adding
+one adds the op, nothing else is edited. A duplicate name is an error.
+"""
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import yaml
 
+from opbench.codedeps import module_files
 from opbench.dtypes import DType
-from opbench.mlirgen import ProgramForm
+from opbench.registry import Registry, import_members
+
+
+class Shape(Protocol):
+    """What the generic code needs of an op's shape: its id, its work and its minimum traffic."""
+
+    @property
+    def name(self) -> str: ...
+
+    def flops(self) -> int: ...
+
+    def min_bytes(self, in_bytes: int, out_bytes: int) -> int: ...
 
 
 class Op(ABC):
@@ -17,13 +37,18 @@ class Op(ABC):
     name: ClassVar[str]
     layouts: ClassVar[tuple[str, ...]]
     input_names: ClassVar[tuple[str, ...]]
+    shape_pattern: ClassVar[str]  # regex of the shape ids (the workflow's `shape` wildcard constraint)
+    form_pattern: ClassVar[str] = "plain"  # regex of the names of its MLIR program forms
+    # The modules of the op's folder that decide each kind of job (beside the folder's __init__.py): editing one
+    # reruns those jobs only. Keys: "inputs", "reference", "mlir".
+    stage_modules: ClassVar[dict[str, tuple[str, ...]]]
 
     @abstractmethod
-    def shape_from_layer(self, layer: dict[str, Any], batch: int) -> Any:
+    def shape_from_layer(self, layer: dict[str, Any], batch: int) -> Shape:
         """The shape of one config layer entry at one batch size (raises ShapeError)."""
 
     @abstractmethod
-    def shape_from_name(self, name: str) -> Any:
+    def shape_from_name(self, name: str) -> Shape:
         """Inverse of shape.name."""
 
     @abstractmethod
@@ -35,9 +60,8 @@ class Op(ABC):
         """The float64 result in the layout's output order."""
 
     @abstractmethod
-    def mlir(self, shape: Any, dtype: DType, layout: str, form: ProgramForm | None = None) -> str:
-        """A self-contained MLIR module with one public function named after the op, in the given program form
-        (None: the op's plain form)."""
+    def mlir(self, shape: Any, dtype: DType, layout: str, form: str = "plain") -> str:
+        """A self-contained MLIR module with one public function named after the op, in the named program form."""
 
     @abstractmethod
     def input_shapes(self, shape: Any, layout: str) -> dict[str, tuple[int, ...]]:
@@ -51,23 +75,45 @@ class Op(ABC):
         if layout not in self.layouts:
             raise ValueError(f"op {self.name!r} has no layout {layout!r} (known: {', '.join(self.layouts)})")
 
+    @property
+    def folder(self) -> Path:
+        return Path(importlib.import_module(type(self).__module__).__file__ or "").parent
 
-OPS: dict[str, Op] = {}
+    def layer_schema(self) -> dict[str, Any]:
+        """The JSON schema of one config layer of this op (the folder's layer.schema.yaml)."""
+        return _layer_schema(self.folder / "layer.schema.yaml")
 
-
-def register_op(cls: type[Op]) -> type[Op]:
-    if cls.name in OPS:
-        raise ValueError(f"op {cls.name!r} registered twice ({type(OPS[cls.name]).__name__} and {cls.__name__})")
-    OPS[cls.name] = cls()
-    return cls
-
-
-def get_op(name: str) -> Op:
-    try:
-        return OPS[name]
-    except KeyError:
-        raise KeyError(f"unknown op {name!r} (known: {', '.join(sorted(OPS))})") from None
+    def code_files(self, stage: str) -> list[Path]:
+        """The files whose code decides this op's `stage` jobs (inputs, reference, mlir): inputs of those jobs."""
+        package = type(self).__module__
+        return sorted(
+            {self.folder / "__init__.py", *module_files(*(f"{package}.{m}" for m in self.stage_modules[stage]))}
+        )
 
 
-# Importing the modules registers the ops.
-from opbench.ops import conv2d as _conv2d  # noqa: E402, F401
+@cache
+def _layer_schema(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+OPS: Registry[Op] = Registry("op")
+register_op = OPS.decorator()
+get_op = OPS.get_named
+
+
+def shape_pattern() -> str:
+    """Every op's shape ids: the workflow's `shape` wildcard constraint."""
+    return "|".join(f"(?:{op.shape_pattern})" for op in OPS.values())
+
+
+def layout_pattern() -> str:
+    """Every op's layouts: the workflow's `layout` wildcard constraint."""
+    return "|".join(sorted({layout for op in OPS.values() for layout in op.layouts}))
+
+
+def form_pattern() -> str:
+    """Every op's program-form names: the workflow's `form` wildcard constraint."""
+    return "|".join(f"(?:{op.form_pattern})" for op in OPS.values())
+
+
+import_members(__name__, __path__)

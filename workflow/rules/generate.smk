@@ -1,14 +1,12 @@
-# Problem generation: the op's MLIR program (in each program form a tuning rule asks for), its random inputs and
-# its float64 reference.
+# Problem generation: the op's MLIR program (in each program form a backend asks for), its random inputs and its
+# float64 reference. Each job's inputs include the op's code that decides it (opbench/ops/<op>/).
 
 
 rule generate_mlir:
     input:
-        code=op_code,
+        code=op_code("mlir"),
     output:
-        "compiled/mlir/{op}/{layout}/{dtype}/{shape}.{form}.mlir",
-    wildcard_constraints:
-        form=ProgramForm.NAMES,
+        paths.MLIR,
     log:
         "results/logs/generate_mlir/{op}/{layout}/{dtype}/{shape}.{form}.log",
     shell:
@@ -18,7 +16,7 @@ rule generate_mlir:
 
 rule make_inputs:
     input:
-        code=op_code,
+        code=op_code("inputs"),
     output:
         f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/inputs.npz",
     params:
@@ -32,7 +30,7 @@ rule make_inputs:
 
 rule reference:
     input:
-        code=op_code,
+        code=op_code("reference"),
         inputs=rules.make_inputs.output[0],
     output:
         f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/reference.npy",

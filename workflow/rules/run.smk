@@ -1,23 +1,25 @@
-# Execution: run once, verify against the reference, time, and merge all of it into the job's record.
+# Execution: run once, verify against the reference, time (a FAIL is timed too, so a fast wrong kernel shows as both),
+# and merge all of it into the point's record. Run, benchmark and record jobs have their backend's code as inputs.
 
 
 rule run:
     wildcard_constraints:
         backend=CPU_BACKENDS,
     input:
+        code=backend_code(),
         artifact=artifact_of,
         inputs=rules.make_inputs.output[0],
     output:
         f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/output.npy",
     params:
-        options=backend_options,
+        options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
     log:
         f"{RESULTS}/logs/run/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
     shell:
         "{PY} -m opbench run --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
-        " --inputs {input.inputs} {params.artifact} {params.options} --out {output} > {log} 2>&1"
+        " --inputs {input.inputs} {params.artifact} --options {params.options:q} --out {output} > {log} 2>&1"
 
 
 # GPU rows: the same jobs, each asking the scheduler for one GPU (CPU rules ask for none, so a gpu_model set for
@@ -31,6 +33,7 @@ use rule run as run_gpu with:
 
 rule verify:
     input:
+        code=module_files("opbench.verify"),
         output=rules.run.output[0],
         reference=rules.reference.output[0],
     output:
@@ -48,15 +51,13 @@ rule benchmark:
     wildcard_constraints:
         backend=CPU_BACKENDS,
     input:
+        code=backend_code("opbench.timing"),
         artifact=artifact_of,
         inputs=rules.make_inputs.output[0],
-        # timed after its output is judged; a FAIL is still timed, so a fast wrong kernel shows as both
-        verified=rules.verify.output[0],
-        dispatches=dispatch_benchmarks_of,
     output:
         f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/bench.json",
     params:
-        options=backend_options,
+        options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
         settings=(
             f"--warmup-ms {BENCH['warmup_ms']} --repetitions {BENCH['repetitions']}"
@@ -68,7 +69,8 @@ rule benchmark:
     shell:
         "{PY} -m opbench benchmark --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
-        " --inputs {input.inputs} {params.artifact} {params.options} {params.settings} --out {output} > {log} 2>&1"
+        " --inputs {input.inputs} {params.artifact} --options {params.options:q} {params.settings} --out {output}"
+        " > {log} 2>&1"
 
 
 use rule benchmark as benchmark_gpu with:
@@ -81,20 +83,16 @@ use rule benchmark as benchmark_gpu with:
 
 rule record:
     input:
-        unpack(record_inputs),
+        unpack(lambda wildcards: plan_of(wildcards).inputs),
+        code=backend_code("opbench.jobs"),
     output:
         f"{RESULTS}/records/{{op}}/{{suite}}/{{layer}}/{{backend}}/{{variant}}/{{layout}}/{{dtype}}/{{shape}}.json",
     params:
-        point=point_json,
-        flags=variant_flags,
-        seed=seed_of,
-        config_hash=point_config_hash,
-        results=record_args,
+        plan=lambda wildcards: plan_of(wildcards).to_json(),
     log:
         f"{RESULTS}/logs/record/{{op}}/{{suite}}/{{layer}}/{{backend}}/{{variant}}/{{layout}}/{{dtype}}/{{shape}}.log",
     shell:
-        "{PY} -m opbench record --point {params.point} --flags={params.flags} --seed {params.seed}"
-        " --config-hash {params.config_hash} {params.results} --out {output} > {log} 2>&1"
+        "{PY} -m opbench record --plan {params.plan:q} --out {output} > {log} 2>&1"
 
 
 # Every GPU row's record needs the probe (the card's peaks): it runs first, or a run stopped by its time budget
@@ -104,7 +102,7 @@ rule probe_device:
     output:
         f"{RESULTS}/device/{{device}}.json",
     wildcard_constraints:
-        device="cuda",
+        device="|".join(PROBED_DEVICES),
     resources:
         gpu=1,
     log:

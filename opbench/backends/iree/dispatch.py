@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from opbench.backends import BenchSettings
+from opbench.backends.base import BenchSettings
 
 DUMP_FLAG = "--iree-hal-dump-executable-benchmarks-to"
 LAUNCHES_PER_CALL = 100  # B: one host submission per this many launches of the dispatch
@@ -59,7 +59,7 @@ def _dispatch_name(source: Path) -> str:
 
 def time_dispatches(directory: Path, *, driver: str, settings: BenchSettings) -> dict[str, Any]:
     """Median device time per launch of each dispatch benchmark in `directory`, and their sum, in ms."""
-    from opbench.backends.iree import tool
+    from opbench.backends.iree.tools import tool
 
     modules = sorted(directory.glob("*.vmfb"))
     if not modules:

@@ -1,10 +1,7 @@
-"""conv2d: 2-D cross-correlation with zero padding, in three layouts.
+"""conv2d: 2-D cross-correlation with zero padding, in three layouts (layouts.py).
 
-Layouts name the input and filter orders; the output follows the input's:
-  nhwc_hwcf  input N,H,W,C  filter R,S,C,K  (linalg.conv_2d_nhwc_hwcf)
-  nhwc_fhwc  input N,H,W,C  filter K,R,S,C  (linalg.conv_2d_nhwc_fhwc; cuDNN channels-last; our CUDA kernels)
-  nchw_fchw  input N,C,H,W  filter K,C,R,S  (linalg.conv_2d_nchw_fchw; PyTorch's default)
-Inputs are generated in the canonical NCHW/KCRS order and permuted, so every layout sees the same values.
+The folder: shape.py (the shape, its id grammar, FLOPs and bytes), layer.schema.yaml (a config layer),
+layouts.py (input, filter and output orders), reference.py (float64), mlir.py (the programs IREE compiles).
 """
 
 from __future__ import annotations
@@ -13,44 +10,26 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from opbench import mlirgen
 from opbench.dtypes import DType, round_to
-from opbench.mlirgen import ProgramForm
 from opbench.ops import Op, register_op
-from opbench.shapes import Conv2dShape
-
-# Permutation from canonical (N,C,H,W) / (K,C,R,S) / (N,K,P,Q) to each layout.
-_INPUT_PERM = {"nhwc_hwcf": (0, 2, 3, 1), "nhwc_fhwc": (0, 2, 3, 1), "nchw_fchw": (0, 1, 2, 3)}
-_FILTER_PERM = {"nhwc_hwcf": (2, 3, 1, 0), "nhwc_fhwc": (0, 2, 3, 1), "nchw_fchw": (0, 1, 2, 3)}
-
-
-def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argsort(perm))
-
-
-def conv2d_nchw_reference(x: np.ndarray, w: np.ndarray, shape: Conv2dShape) -> np.ndarray:
-    """float64 conv2d of canonical x[N,C,H,W] and w[K,C,R,S] into y[N,K,P,Q].
-
-    One strided window per filter tap, contracted over C by BLAS: O(R*S) passes, exact in float64.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
-    (ph, pw), (sh, sw), (dh, dw) = shape.pad, shape.stride, shape.dilation
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    y = np.zeros(shape.output_shape_nkpq(), dtype=np.float64)
-    for r in range(shape.r):
-        for s in range(shape.s):
-            window = xp[:, :, r * dh : r * dh + sh * (shape.p - 1) + 1 : sh,
-                        s * dw : s * dw + sw * (shape.q - 1) + 1 : sw]  # fmt: skip
-            y += np.einsum("nchw,kc->nkhw", window, w[:, :, r, s], optimize=True)
-    return y
+from opbench.ops.conv2d.layouts import FILTER_PERM, INPUT_PERM, inverse
+from opbench.ops.conv2d.mlir import ProgramForm, conv2d, conv2d_split
+from opbench.ops.conv2d.reference import conv2d_nchw_reference
+from opbench.ops.conv2d.shape import SHAPE_PATTERN, Conv2dShape
 
 
 @register_op
 class Conv2d(Op):
     name: ClassVar[str] = "conv2d"
-    layouts: ClassVar[tuple[str, ...]] = tuple(_INPUT_PERM)
+    layouts: ClassVar[tuple[str, ...]] = tuple(INPUT_PERM)
     input_names: ClassVar[tuple[str, ...]] = ("input", "filter")
+    shape_pattern: ClassVar[str] = SHAPE_PATTERN
+    form_pattern: ClassVar[str] = ProgramForm.NAMES
+    stage_modules: ClassVar[dict[str, tuple[str, ...]]] = {
+        "inputs": ("layouts", "shape"),
+        "reference": ("layouts", "reference"),
+        "mlir": ("mlir", "shape"),
+    }
 
     def shape_from_layer(self, layer: dict[str, Any], batch: int) -> Conv2dShape:
         return Conv2dShape.from_layer(layer, batch)
@@ -62,14 +41,14 @@ class Conv2d(Op):
         self.check_layout(layout)
         x, f = shape.input_shape_nchw(), shape.filter_shape_kcrs()
         return {
-            "input": tuple(x[i] for i in _INPUT_PERM[layout]),
-            "filter": tuple(f[i] for i in _FILTER_PERM[layout]),
+            "input": tuple(x[i] for i in INPUT_PERM[layout]),
+            "filter": tuple(f[i] for i in FILTER_PERM[layout]),
         }
 
     def output_shape(self, shape: Conv2dShape, layout: str) -> tuple[int, ...]:
         self.check_layout(layout)
         y = shape.output_shape_nkpq()
-        return tuple(y[i] for i in _INPUT_PERM[layout])
+        return tuple(y[i] for i in INPUT_PERM[layout])
 
     def make_inputs(self, shape: Conv2dShape, dtype: DType, layout: str, seed: int) -> dict[str, np.ndarray]:
         self.check_layout(layout)
@@ -77,20 +56,21 @@ class Conv2d(Op):
         x = round_to(rng.standard_normal(shape.input_shape_nchw()), dtype.element)
         w = round_to(rng.standard_normal(shape.filter_shape_kcrs()), dtype.element)
         return {
-            "input": np.ascontiguousarray(x.transpose(_INPUT_PERM[layout])),
-            "filter": np.ascontiguousarray(w.transpose(_FILTER_PERM[layout])),
+            "input": np.ascontiguousarray(x.transpose(INPUT_PERM[layout])),
+            "filter": np.ascontiguousarray(w.transpose(FILTER_PERM[layout])),
         }
 
     def reference(self, inputs: dict[str, np.ndarray], shape: Conv2dShape, layout: str) -> np.ndarray:
         self.check_layout(layout)
-        x = inputs["input"].transpose(_inverse(_INPUT_PERM[layout]))
-        w = inputs["filter"].transpose(_inverse(_FILTER_PERM[layout]))
+        x = inputs["input"].transpose(inverse(INPUT_PERM[layout]))
+        w = inputs["filter"].transpose(inverse(FILTER_PERM[layout]))
         y = conv2d_nchw_reference(x, w, shape)
-        return np.ascontiguousarray(y.transpose(_INPUT_PERM[layout]))
+        return np.ascontiguousarray(y.transpose(INPUT_PERM[layout]))
 
-    def mlir(self, shape: Conv2dShape, dtype: DType, layout: str, form: ProgramForm | None = None) -> str:
+    def mlir(self, shape: Conv2dShape, dtype: DType, layout: str, form: str = "plain") -> str:
         """The named linalg convolution, or (a form other than `plain`) the generic split/reordered one."""
         self.check_layout(layout)
+        program = ProgramForm.parse(form)
         shapes = self.input_shapes(shape, layout)
         common = dict(
             function=self.name,
@@ -104,6 +84,6 @@ class Conv2d(Op):
             element=dtype.element,
             accumulator=dtype.accumulator,
         )
-        if form is not None and not form.plain:
-            return mlirgen.conv2d_split(**common, form=form)
-        return mlirgen.conv2d(**common, spatial_dims=(1, 2) if layout.startswith("nhwc") else (2, 3))
+        if not program.plain:
+            return conv2d_split(**common, form=program)
+        return conv2d(**common, spatial_dims=(1, 2) if layout.startswith("nhwc") else (2, 3))

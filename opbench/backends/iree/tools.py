@@ -1,0 +1,122 @@
+"""IREE's command-line tools: where they are, and running and timing a module's function with them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opbench.backends.base import BenchSettings
+from opbench.dtypes import DType
+
+
+def tool(name: str) -> str:
+    """Path of an IREE command-line tool: $IREE_COMPILE (etc., the name in capitals) where set, else on PATH,
+    beside this Python (a venv not activated), else in the wheel."""
+    override = os.environ.get(name.upper().replace("-", "_"))
+    if override is not None:
+        found = shutil.which(override)
+        if not found:
+            raise FileNotFoundError(f"{name}: ${name.upper().replace('-', '_')}={override!r} is not an executable")
+        return found
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found:
+        return found
+    if name == "iree-compile":
+        from iree.compiler.tools.binaries import find_tool  # type: ignore[import-not-found]
+
+        return find_tool(name)
+    import iree.runtime  # type: ignore[import-not-found]
+
+    candidate = Path(iree.runtime.__file__).parent.parent / "_runtime_libs" / name
+    if candidate.exists():
+        return str(candidate)
+    raise FileNotFoundError(f"{name} not found on PATH or in the iree-base-runtime wheel")
+
+
+def _input_flags(inputs: list[np.ndarray], dtype: DType, workdir: Path) -> list[str]:
+    """Write each input as raw bytes of the op's element type (npy has no bfloat16) and name it for IREE."""
+    flags = []
+    for i, array in enumerate(inputs):
+        path = workdir / f"input{i}.bin"
+        np.ascontiguousarray(array.astype(dtype.numpy)).tofile(path)
+        dims = "x".join(str(d) for d in array.shape)
+        flags.append(f"--input={dims}x{dtype.element}=@{path}")
+    return flags
+
+
+def run_module(
+    *, module: Path, function: str, driver: str, inputs: list[np.ndarray], dtype: DType, output_shape: Sequence[int]
+) -> np.ndarray:
+    """Run one call with iree-run-module and return its (single) result, of the op's element type (the generated
+    programs return it: opbench.mlirgen) and the given shape.
+
+    The result is read as raw bytes: iree-run-module writes no bfloat16 .npy. A result of another size (another
+    shape or element type) is an error.
+    """
+    with tempfile.TemporaryDirectory(prefix="opbench-iree-") as tmp:
+        workdir = Path(tmp)
+        out = workdir / "output.bin"
+        cmd = [
+            tool("iree-run-module"),
+            f"--module={module}",
+            f"--function={function}",
+            f"--device={driver}",
+            *_input_flags(inputs, dtype, workdir),
+            f"--output=@{out}",
+        ]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        raw = out.read_bytes()
+    shape = tuple(int(d) for d in output_shape)
+    want = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != want:
+        raise RuntimeError(
+            f"{module}: @{function} returned {len(raw)} bytes, expected {want} "
+            f"({'x'.join(map(str, shape))}x{dtype.element})"
+        )
+    return np.frombuffer(raw, dtype=dtype.numpy).reshape(shape).copy()
+
+
+def benchmark_module(
+    *,
+    module: Path,
+    function: str,
+    driver: str,
+    inputs: list[np.ndarray],
+    dtype: DType,
+    settings: BenchSettings,
+) -> dict[str, Any]:
+    """Time the function with iree-benchmark-module; one sample per repetition, in ms per call.
+
+    Each repetition runs calls back to back for at least min_sample_ms. The time is per call as the host sees
+    it (submission and synchronisation included); on llvm-cpu that host time is the device time.
+    """
+    with tempfile.TemporaryDirectory(prefix="opbench-iree-") as tmp:
+        cmd = [
+            tool("iree-benchmark-module"),
+            f"--module={module}",
+            f"--function={function}",
+            f"--device={driver}",
+            *_input_flags(inputs, dtype, Path(tmp)),
+            f"--benchmark_repetitions={settings.repetitions}",
+            f"--benchmark_min_time={settings.min_sample_ms / 1000:.6f}s",
+            f"--benchmark_min_warmup_time={settings.warmup_ms / 1000:.6f}",
+            "--benchmark_format=json",
+        ]
+        proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    report = json.loads(proc.stdout)
+    runs = [b for b in report["benchmarks"] if b.get("run_type") == "iteration"]
+    scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+    return {
+        "samples_ms": [b["real_time"] * scale[b["time_unit"]] for b in runs],
+        "iterations_per_sample": [b["iterations"] for b in runs],
+        "method": f"iree-benchmark-module wall time per call, driver {driver}",
+    }

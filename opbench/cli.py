@@ -9,7 +9,7 @@ from pathlib import Path
 
 from opbench import jobs
 from opbench.backends import BenchSettings
-from opbench.device_probe import PROBED_DEVICES
+from opbench.peaks import PROBED_DEVICES
 
 
 def _problem_args(p: argparse.ArgumentParser, *, dtype: bool = True, layout: bool = True) -> None:

@@ -16,8 +16,6 @@ from typing import Any
 
 from opbench import provenance
 
-# The devices whose GPU jobs get a probe (its measured peaks are the denominators of their rows' peak fractions).
-PROBED_DEVICES = ("cuda",)
 _QUERY = "name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,pci.bus_id"
 
 
@@ -104,11 +102,6 @@ def probe(device: str) -> dict[str, Any]:
     result["l2_bytes"] = torch.cuda.get_device_properties(0).L2_cache_size
     result["peaks"] = measure_peaks()
     return result
-
-
-def read_peaks(probe: Path) -> dict[str, float]:
-    """The measured peaks of a probe's JSON (empty where none were measured): the one reader of that file."""
-    return json.loads(probe.read_text()).get("peaks", {})
 
 
 def write_probe(device: str, out: Path) -> None:

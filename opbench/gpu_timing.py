@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from opbench.backends import BenchSettings
+    from opbench.backends.base import BenchSettings
 
 MAX_INNER = 2000  # launches in one graph: at most this many, however short the op
 MAX_COPIES = 64

@@ -10,9 +10,9 @@ import numpy as np
 
 from opbench import provenance
 from opbench.backends import BenchSettings, Job, get_backend
-from opbench.device_probe import read_peaks
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
+from opbench.peaks import read_peaks
 from opbench.plan import RecordPlan
 from opbench.records import make_record, write_record
 from opbench.timing import gbps, summarize, tflops

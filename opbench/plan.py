@@ -11,8 +11,8 @@ from typing import Any
 
 from opbench.backends import Availability, get_backend
 from opbench.config import config_hash, point_config
-from opbench.device_probe import PROBED_DEVICES
 from opbench.matrix import Point, problem_seed
+from opbench.peaks import PROBED_DEVICES
 
 
 @dataclass(frozen=True, kw_only=True)

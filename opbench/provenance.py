@@ -52,7 +52,7 @@ def _cached_version_output(path: str) -> str | None:
 @functools.cache
 def iree_compile_version() -> str | None:
     """e.g. '3.13.0rc20261016 @ 89ece87b...'; None where iree-compile is not installed (a run-only GPU node)."""
-    from opbench.backends.iree.tools import tool
+    from opbench.iree_tools import tool
 
     try:
         path = tool("iree-compile")

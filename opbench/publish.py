@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from opbench.backends import BACKENDS
-from opbench.device_probe import read_peaks
+from opbench.peaks import read_peaks
 from opbench.records import FIELDS, read_record
 from opbench.report import write_summary
 

@@ -339,8 +339,8 @@ def summarize_workflow(
     device_probe: Path | None = None,
 ) -> list[dict[str, Any]]:
     """The summary rule: collect every point's record (SKIP/FAIL where none) and write tables and plots."""
-    from opbench.device_probe import read_peaks
     from opbench.jobs import provenance_fields
+    from opbench.peaks import read_peaks
 
     fields = {**provenance_fields(), "config_hash": config_hash}
     rows = collect(points, records_dir, skipped, fields, log_hint=f"{outdir}/logs/")

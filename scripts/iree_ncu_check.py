@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from opbench.backends import BenchSettings
 from opbench.backends.iree.dispatch import time_dispatches
-from opbench.backends.iree.tools import tool
+from opbench.iree_tools import tool
 
 NCU_LAUNCHES = 10
 _NS = {"nsecond": 1.0, "ns": 1.0, "usecond": 1e3, "us": 1e3, "msecond": 1e6, "ms": 1e6, "second": 1e9, "s": 1e9}

@@ -14,10 +14,10 @@ import yaml
 from opbench.backends import BenchSettings, Problem, get_backend
 from opbench.backends.iree.dispatch import compile_dispatch_benchmarks, parse_benchmark_json, time_dispatches
 from opbench.backends.iree.specs import specs
-from opbench.backends.iree.tools import tool
 from opbench.backends.iree.tuning import TUNING_FLAG, program_form, spec_path, tuning_spec
 from opbench.config import ConfigError, load, validate
 from opbench.dtypes import get_dtype
+from opbench.iree_tools import tool
 from opbench.ops import get_op
 from opbench.ops.conv2d.shape import Conv2dShape
 from opbench.plan import RecordPlan

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from opbench.backends import Job, get_backend
-from opbench.backends.iree.tools import run_module, tool
+from opbench.backends.iree.runtime import run_module
 from opbench.config import load_schema
 from opbench.dtypes import get_dtype, round_to
+from opbench.iree_tools import tool
 from opbench.ops import get_op
 from opbench.ops.conv2d.mlir import ProgramForm
 from opbench.ops.conv2d.shape import Conv2dShape

@@ -13,7 +13,7 @@ from opbench import hardware, paths
 from opbench.backends import BACKENDS, availability, get_backend
 from opbench.codedeps import module_files
 from opbench.config import ConfigError, config_hash, validate
-from opbench.device_probe import PROBED_DEVICES
+from opbench.peaks import PROBED_DEVICES
 from opbench.dtypes import get_dtype
 from opbench.matrix import expand, make_problem, problem_seed, skip_reasons
 from opbench.ops import form_pattern, get_op, layout_pattern, shape_pattern

@@ -22,9 +22,10 @@ import yaml
 
 from opbench import hardware, paths
 from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend
-from opbench.backends.iree.tools import benchmark_module, run_module, tool
+from opbench.backends.iree.runtime import benchmark_module, run_module
 from opbench.backends.iree.tuning import TUNING_FLAG, program_form, spec_path, tuning_spec
 from opbench.dtypes import DTYPES
+from opbench.iree_tools import tool
 from opbench.ops import get_op
 from opbench.provenance import iree_compile_version
 

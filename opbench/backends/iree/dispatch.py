@@ -59,7 +59,7 @@ def _dispatch_name(source: Path) -> str:
 
 def time_dispatches(directory: Path, *, driver: str, settings: BenchSettings) -> dict[str, Any]:
     """Median device time per launch of each dispatch benchmark in `directory`, and their sum, in ms."""
-    from opbench.backends.iree.tools import tool
+    from opbench.iree_tools import tool
 
     modules = sorted(directory.glob("*.vmfb"))
     if not modules:

@@ -1,12 +1,10 @@
-"""IREE's command-line tools: where they are, and running and timing a module's function with them."""
+"""Running and timing a compiled module's function with IREE's runtime tools (iree-run-module and
+iree-benchmark-module)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,30 +14,7 @@ import numpy as np
 
 from opbench.backends.base import BenchSettings
 from opbench.dtypes import DType
-
-
-def tool(name: str) -> str:
-    """Path of an IREE command-line tool: $IREE_COMPILE (etc., the name in capitals) where set, else on PATH,
-    beside this Python (a venv not activated), else in the wheel."""
-    override = os.environ.get(name.upper().replace("-", "_"))
-    if override is not None:
-        found = shutil.which(override)
-        if not found:
-            raise FileNotFoundError(f"{name}: ${name.upper().replace('-', '_')}={override!r} is not an executable")
-        return found
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if found:
-        return found
-    if name == "iree-compile":
-        from iree.compiler.tools.binaries import find_tool  # type: ignore[import-not-found]
-
-        return find_tool(name)
-    import iree.runtime  # type: ignore[import-not-found]
-
-    candidate = Path(iree.runtime.__file__).parent.parent / "_runtime_libs" / name
-    if candidate.exists():
-        return str(candidate)
-    raise FileNotFoundError(f"{name} not found on PATH or in the iree-base-runtime wheel")
+from opbench.iree_tools import tool
 
 
 def _input_flags(inputs: list[np.ndarray], dtype: DType, workdir: Path) -> list[str]:

@@ -72,10 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
 
-    p = sub.add_parser("reference", help="float64 NumPy reference output")
+    p = sub.add_parser("reference", help="float64 NumPy reference output (and its elements' product scale)")
     _problem_args(p, dtype=False)
     p.add_argument("--inputs", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--scale-out", type=Path, required=True, help=".npz of each element's product scale and count")
 
     p = sub.add_parser("run", help="run a backend once, save its output")
     _job_args(p)
@@ -84,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="judge an output against the reference")
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--reference", type=Path, required=True)
+    p.add_argument("--scale", type=Path, required=True, help="the reference job's product scale (.npz)")
     p.add_argument("--tolerance", type=float, required=True)
+    p.add_argument("--dtype", required=True)
+    p.add_argument("--precision", required=True, help="the row's tolerance key (tf32: f32 inputs read as TF32)")
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser("benchmark", help="time a backend")
@@ -128,11 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     elif a.command == "make-inputs":
         jobs.make_inputs(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, seed=a.seed, out=a.out)
     elif a.command == "reference":
-        jobs.compute_reference(op=a.op, shape=a.shape, layout=a.layout, inputs=a.inputs, out=a.out)
+        jobs.compute_reference(
+            op=a.op, shape=a.shape, layout=a.layout, inputs=a.inputs, out=a.out, scale_out=a.scale_out
+        )
     elif a.command == "run":
         jobs.run(out=a.out, **_job_kwargs(a))
     elif a.command == "verify":
-        jobs.verify(output=a.output, reference=a.reference, tolerance=a.tolerance, out=a.out)
+        jobs.verify(
+            output=a.output, reference=a.reference, scale=a.scale, tolerance=a.tolerance, dtype=a.dtype,
+            precision=a.precision, out=a.out,
+        )  # fmt: skip
     elif a.command == "benchmark":
         settings = BenchSettings(
             warmup_ms=a.warmup_ms,

@@ -16,7 +16,7 @@ from opbench.peaks import read_peaks
 from opbench.plan import RecordPlan
 from opbench.records import make_record, write_record
 from opbench.timing import gbps, summarize, tflops
-from opbench.verify import judge
+from opbench.verify import ErrorModel, judge
 
 
 def generate_mlir(*, op: str, shape: str, dtype: str, layout: str, out: Path, form: str = "plain") -> None:
@@ -40,11 +40,17 @@ def load_inputs(path: Path, op: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in get_op(op).input_names}
 
 
-def compute_reference(*, op: str, shape: str, layout: str, inputs: Path, out: Path) -> None:
+def compute_reference(*, op: str, shape: str, layout: str, inputs: Path, out: Path, scale_out: Path) -> None:
+    """The float64 reference, and beside it the scale of each element's products and their count (the element-wise
+    verdict's bound, opbench.verify)."""
     the_op = get_op(op)
-    reference = the_op.reference(load_inputs(inputs, op), the_op.shape_from_name(shape), layout)
+    arrays, the_shape = load_inputs(inputs, op), the_op.shape_from_name(shape)
+    reference = the_op.reference(arrays, the_shape, layout)
+    scale, terms = the_op.product_scale(arrays, the_shape, layout)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, reference)
+    with open(scale_out, "wb") as f:
+        np.savez(f, scale=scale, terms=terms)
 
 
 def _job(
@@ -69,8 +75,14 @@ def run(*, backend: str, out: Path, **job: Any) -> None:
     np.save(out, output)
 
 
-def verify(*, output: Path, reference: Path, tolerance: float, out: Path) -> None:
-    verdict = judge(np.load(output), np.load(reference), tolerance)
+def verify(
+    *, output: Path, reference: Path, scale: Path, tolerance: float, dtype: str, precision: str, out: Path
+) -> None:
+    """Judge a row's output: norm-wise at its tolerance and element-wise against what its rounding explains."""
+    ref = np.load(reference)
+    with np.load(scale) as products:
+        bound = ErrorModel.of(get_dtype(dtype), precision).bound(ref, products["scale"], int(products["terms"]))
+    verdict = judge(np.load(output), ref, tolerance, bound)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(verdict.to_dict(), indent=1) + "\n")
 
@@ -94,6 +106,11 @@ def provenance_fields() -> dict[str, Any]:
     }
 
 
+def _index(position: list[int] | None) -> str | None:
+    """An element's index as the records show it, e.g. `3,0,6,1`."""
+    return None if position is None else ",".join(str(i) for i in position)
+
+
 def record(*, plan: RecordPlan, out: Path) -> None:
     """Merge a point's planned fields, its verification and timing (or its SKIP reason), the fields its backend reads
     from the artifact (e.g. the iree-compile that built a module: a GPU node that runs carried modules has none of its
@@ -115,7 +132,8 @@ def record(*, plan: RecordPlan, out: Path) -> None:
         dtype = get_dtype(point["dtype"])
         fields.update(
             status=verdict["status"], reason=verdict["reason"], relerr=verdict["relerr"],
-            tolerance=verdict["tolerance"], median_ms=stats["median_ms"], min_ms=stats["min_ms"],
+            tolerance=verdict["tolerance"], elem_ratio=verdict.get("elem_ratio"),
+            worst_element=_index(verdict.get("worst_element")), median_ms=stats["median_ms"], min_ms=stats["min_ms"],
             p90_ms=stats["p90_ms"], cv=stats["cv"], samples=stats["samples"], timing_method=bench["method"],
             tflops=tflops(shape.flops(), stats["median_ms"]),
             gbps=gbps(shape.min_bytes(dtype.itemsize, dtype.output_itemsize), stats["median_ms"]),

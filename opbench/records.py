@@ -23,8 +23,10 @@ FIELDS: tuple[str, ...] = (
     "torch", "cudnn", "host", "timestamp",
     # device time of an IREE module's dispatches (host overhead excluded), beside the end-to-end time above
     "device_ms", "device_tflops", "dispatch_ms",
-    # the MLIR program an IREE row compiled (opbench.mlirgen.ProgramForm: `plain`, or split-K / reordered)
+    # the MLIR program an IREE row compiled (opbench.ops.conv2d.mlir.ProgramForm: `plain`, or split-K / reordered)
     "program_form",
+    # the element-wise verdict: the worst element's |out - ref| over what rounding explains (> 1 fails), and where
+    "elem_ratio", "worst_element",
 )  # fmt: skip
 
 STATUSES = ("PASS", "FAIL", "SKIP")

@@ -312,7 +312,7 @@ def test_record_carries_device_time_beside_end_to_end(tmp_path: Path) -> None:
     from opbench.records import FIELDS, read_record
 
     # added at the end, after timestamp
-    assert FIELDS[-4:] == ("device_ms", "device_tflops", "dispatch_ms", "program_form")
+    assert FIELDS[-6:-2] == ("device_ms", "device_tflops", "dispatch_ms", "program_form")
     shape = layer_shape("l2_3x3_128")
     (tmp_path / "verify.json").write_text(
         json.dumps({"status": "PASS", "reason": "", "relerr": 1e-6, "tolerance": 5e-3})

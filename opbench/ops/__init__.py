@@ -60,6 +60,12 @@ class Op(ABC):
         """The float64 result in the layout's output order."""
 
     @abstractmethod
+    def product_scale(self, inputs: dict[str, np.ndarray], shape: Any, layout: str) -> tuple[np.ndarray, int]:
+        """What rounding can do to each output element: sqrt(sum of (a*b)^2 over the products summed into it), in
+        the output's layout, and how many products each sums (the reduction length). The element-wise verdict
+        (opbench.verify) scales its bound by these."""
+
+    @abstractmethod
     def mlir(self, shape: Any, dtype: DType, layout: str, form: str = "plain") -> str:
         """A self-contained MLIR module with one public function named after the op, in the named program form."""
 

@@ -120,9 +120,13 @@ def job_options(wildcards):
     return json.dumps(options, sort_keys=True)
 
 
+def precision_of(wildcards):
+    """The row's precision class: its tolerance key (a TF32 variant of f32 is `tf32`)."""
+    return get_backend(wildcards.backend).tolerance_key(get_dtype(wildcards.dtype), wildcards.variant)
+
+
 def tolerance_of(wildcards):
-    key = get_backend(wildcards.backend).tolerance_key(get_dtype(wildcards.dtype), wildcards.variant)
-    return CFG["tolerances"][key]
+    return CFG["tolerances"][precision_of(wildcards)]
 
 
 def plan_of(wildcards):

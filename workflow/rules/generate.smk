@@ -1,5 +1,5 @@
 # Problem generation: the op's MLIR program (in each program form a backend asks for), its random inputs and its
-# float64 reference. Each job's inputs include the op's code that decides it (opbench/ops/<op>/).
+# float64 reference (with the scale of each element's products, for the element-wise verdict). Each job's inputs include the op's code that decides it (opbench/ops/<op>/).
 
 
 rule generate_mlir:
@@ -33,11 +33,12 @@ rule reference:
         code=op_code("reference"),
         inputs=rules.make_inputs.output[0],
     output:
-        f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/reference.npy",
+        reference=f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/reference.npy",
+        scale=f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/product_scale.npz",
     log:
         "results/logs/reference/{op}/{layout}/{dtype}/{shape}.log",
     benchmark:
         "results/logs/reference/{op}/{layout}/{dtype}/{shape}.bench.tsv"
     shell:
         "{PY} -m opbench reference --op {wildcards.op} --shape {wildcards.shape} --layout {wildcards.layout}"
-        " --inputs {input.inputs} --out {output} > {log} 2>&1"
+        " --inputs {input.inputs} --out {output.reference} --scale-out {output.scale} > {log} 2>&1"

@@ -35,16 +35,19 @@ rule verify:
     input:
         code=module_files("opbench.verify"),
         output=rules.run.output[0],
-        reference=rules.reference.output[0],
+        reference=rules.reference.output.reference,
+        scale=rules.reference.output.scale,
     output:
         f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/verify.json",
     params:
         tolerance=tolerance_of,
+        precision=precision_of,
     log:
         f"{RESULTS}/logs/verify/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
     shell:
-        "{PY} -m opbench verify --output {input.output} --reference {input.reference}"
-        " --tolerance {params.tolerance} --out {output} > {log} 2>&1"
+        "{PY} -m opbench verify --output {input.output} --reference {input.reference} --scale {input.scale}"
+        " --tolerance {params.tolerance} --dtype {wildcards.dtype} --precision {params.precision}"
+        " --out {output} > {log} 2>&1"
 
 
 rule benchmark:

@@ -67,6 +67,11 @@ class Conv2d(Op):
         y = conv2d_nchw_reference(x, w, shape)
         return np.ascontiguousarray(y.transpose(INPUT_PERM[layout]))
 
+    def product_scale(self, inputs: dict[str, np.ndarray], shape: Conv2dShape, layout: str) -> tuple[np.ndarray, int]:
+        """sqrt(sum over c, r, s of (x * w)^2): the reference of the squared inputs; C*R*S products per element."""
+        squared = {name: np.square(inputs[name], dtype=np.float64) for name in self.input_names}
+        return np.sqrt(self.reference(squared, shape, layout)), shape.c * shape.r * shape.s
+
     def mlir(self, shape: Conv2dShape, dtype: DType, layout: str, form: str = "plain") -> str:
         """The named linalg convolution, or (a form other than `plain`) the generic split/reordered one."""
         self.check_layout(layout)

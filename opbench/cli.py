@@ -118,10 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     if a.command == "bench":
+        from opbench.config import ConfigError
         from opbench.driver import bench
 
         extra = a.snakemake_args[1:] if a.snakemake_args[:1] == ["--"] else a.snakemake_args
-        return bench(configfile=a.configfile, cores=a.cores, snakemake_args=extra)
+        try:
+            return bench(configfile=a.configfile, cores=a.cores, snakemake_args=extra)
+        except ConfigError as error:  # the message names the file and the key: no traceback
+            print(f"opbench: invalid config: {error}", file=sys.stderr)
+            return 2
     if a.command == "publish":
         from opbench.publish import publish
 

@@ -105,11 +105,29 @@ def load(*configfiles: str | Path, overrides: dict[str, Any] | None = None) -> d
     the overrides, each nested mapping merged key by key (Snakemake's --configfile / --config semantics)."""
     from snakemake.utils import update_config
 
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}
-    for path in configfiles:
-        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
+    files = [DEFAULT_CONFIG, *(Path(path) for path in configfiles)]
+    config: dict[str, Any] = {}
+    for path in files:
+        update_config(config, _read_yaml(path))
     update_config(config, overrides or {})
-    return validate(config)
+    try:
+        return validate(config)
+    except ConfigError as error:
+        raise ConfigError(f"{' + '.join(str(path) for path in files)}: {error}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's mapping; a file that is no YAML mapping is a ConfigError naming it (and the line)."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)  # read from the file object, so that YAML's messages name the file
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path}: {error.strerror}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds a mapping of keys, not a {type(data).__name__}")
+    return data or {}
 
 
 def _check_layers(config: dict[str, Any], defs: dict[str, Any]) -> None:

@@ -8,21 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-from snakemake.utils import update_config
-
 from opbench import hardware
-from opbench.config import validate
+from opbench.config import load
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def results_dir(configfile: Path | None) -> Path:
-    """results/<machine>/ as the workflow will name it: config.yaml, updated by --configfile as Snakemake does."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    if configfile is not None:
-        update_config(config, yaml.safe_load(Path(configfile).read_text()) or {})
-    config = validate(config)
+    """results/<machine>/ as the workflow will name it: config.yaml, updated by --configfile as Snakemake does
+    (a ConfigError, naming the file and key, where the config is invalid)."""
+    config = load(*([configfile] if configfile is not None else []))
     return Path("results") / hardware.machine_name(config["machine"], config["gpu"])
 
 

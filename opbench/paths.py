@@ -3,6 +3,8 @@ package computes for a point are these same strings."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # The MLIR program of a problem in one program form.
 MLIR = "compiled/mlir/{op}/{layout}/{dtype}/{shape}.{form}.mlir"
 # A backend's artifact, by its build_scope: one per (variant, op), e.g. a CUDA binary; one folder per problem, e.g.
@@ -13,6 +15,51 @@ PROBLEM_ARTIFACT = "compiled/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}"
 RUN_DIR = "{backend}/{variant}/{op}/{layout}/{dtype}/{shape}"
 # A point's record, under results/<machine>/records/.
 RECORD = "{op}/{suite}/{layer}/{backend}/{variant}/{layout}/{dtype}/{shape}.json"
+
+
+# Logs: of the problem's jobs, under results/logs/; of a point's jobs, under results/<machine>/logs/.
+MLIR_LOG = "results/logs/generate_mlir/{op}/{layout}/{dtype}/{shape}.{form}.log"
+BUILD_LOG = {
+    "variant": "results/logs/build/{backend}/{variant}/{op}.log",
+    "problem": "results/logs/build/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.log",
+}
+RECORD_LOG = "logs/record/" + RECORD.removesuffix(".json") + ".log"  # under results/<machine>/
+
+
+def problem_log(rule: str) -> str:
+    """The log pattern of a problem's job (make_inputs, reference)."""
+    return f"results/logs/{rule}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log"
+
+
+def run_log(rule: str) -> str:
+    """The log pattern, under results/<machine>/, of a point's run, verify or benchmark job."""
+    return f"logs/{rule}/{RUN_DIR}.log"
+
+
+def failed_job_log(results: str, problems: str, build_scope: str, runs: bool, **fields: str) -> str:
+    """The log of the first job of a point (its fields by name) that left no output: where a row without a record
+    failed. `results`: results/<machine>; `problems`: where inputs and references are; `runs`: whether the point
+    runs here (else its only job before the record is its build)."""
+    problem = "{op}/{layout}/{dtype}/{shape}".format(**fields)
+    run_dir = RUN_DIR.format(**fields)
+    stages = []
+    if runs:
+        stages += [
+            (f"{problems}/{problem}/inputs.npz", problem_log("make_inputs").format(**fields)),
+            (f"{problems}/{problem}/reference.npy", problem_log("reference").format(**fields)),
+        ]
+    artifact = artifact_path(build_scope, **fields)
+    if artifact is not None:
+        stages.append((artifact, BUILD_LOG[build_scope].format(**fields)))
+    if runs:
+        stages += [
+            (f"{results}/runs/{run_dir}/{output}", f"{results}/" + run_log(rule).format(**fields))
+            for rule, output in (("run", "output.npy"), ("verify", "verify.json"), ("benchmark", "bench.json"))
+        ]
+    for output, log in stages:
+        if not Path(output).exists():
+            return log
+    return f"{results}/" + RECORD_LOG.format(**fields)
 
 
 def artifact_path(build_scope: str, **fields: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,9 @@ def skip_record(point: Point, reason: str, **provenance: Any) -> dict[str, Any]:
     return make_record(**_point_fields(point), status="SKIP", reason=reason, **provenance)
 
 
-def missing_record(point: Point, log_hint: str, **provenance: Any) -> dict[str, Any]:
-    """The record of a point whose job failed or never ran: a FAIL that points at the logs."""
-    return make_record(**_point_fields(point), status="FAIL", reason=f"job failed or did not run; see {log_hint}",
+def missing_record(point: Point, log: str, **provenance: Any) -> dict[str, Any]:
+    """The record of a point whose job failed or never ran: a FAIL that points at that job's log."""
+    return make_record(**_point_fields(point), status="FAIL", reason=f"job failed or did not run; see {log}",
                        **provenance)  # fmt: skip
 
 
@@ -45,16 +45,17 @@ def collect(
     records_dir: Path,
     skipped: dict[Point, str],
     provenance: dict[str, Any],
-    log_hint: str,
+    failed_log: Callable[[Point], str],
 ) -> list[dict[str, Any]]:
-    """One record per point, in matrix order: its job's record, a SKIP, or a FAIL where the job left none."""
+    """One record per point, in matrix order: its job's record, a SKIP, or a FAIL where the job left none (its
+    reason names `failed_log(point)`, the log of the job that failed)."""
     rows = []
     for point in points:
         if point in skipped:
             rows.append(skip_record(point, skipped[point], **provenance))
             continue
         path = records_dir / point.record_path
-        rows.append(read_record(path) if path.exists() else missing_record(point, log_hint, **provenance))
+        rows.append(read_record(path) if path.exists() else missing_record(point, failed_log(point), **provenance))
     return rows
 
 
@@ -336,14 +337,25 @@ def summarize_workflow(
     title: str,
     config_hash: str,
     log: Path,
+    problems: str,
+    runs_here: set[str],
     device_probe: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """The summary rule: collect every point's record (SKIP/FAIL where none) and write tables and plots."""
+    """The summary rule: collect every point's record (SKIP/FAIL where none) and write tables and plots.
+    A row without a record names the log of its job that failed (`problems`: where the problems' inputs and
+    references are; `runs_here`: the backends whose points run here, the others' only build)."""
+    from opbench.backends import get_backend
     from opbench.jobs import provenance_fields
+    from opbench.paths import failed_job_log
     from opbench.peaks import read_peaks
 
     fields = {**provenance_fields(), "config_hash": config_hash}
-    rows = collect(points, records_dir, skipped, fields, log_hint=f"{outdir}/logs/")
+
+    def failed_log(point: Point) -> str:
+        build_scope = get_backend(point.backend).build_scope
+        return failed_job_log(str(outdir), problems, build_scope, point.backend in runs_here, **point.fields)
+
+    rows = collect(points, records_dir, skipped, fields, failed_log=failed_log)
     peaks = read_peaks(device_probe) if device_probe else None
     write_summary(rows, outdir, title, peaks)
     counts = Counter(r["status"] for r in rows)

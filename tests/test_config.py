@@ -345,3 +345,24 @@ def test_expand_layer_filter_keeps_suite_and_order(raw: dict) -> None:
     points = expand(validate(config))
     assert [p.layer for p in points] == [names[0], names[-1]]
     assert {p.suite for p in points} == {"tiny"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("matrix:\n  - ops: [conv2d\n", ["bad.yaml", "line 3"]),  # a YAML error names the file and the line
+     ("benchmarks: {}\n", ["bad.yaml", "unknown config key 'benchmarks'"]),
+     ("- a list\n", ["bad.yaml", "a mapping"])],
+    ids=["yaml-syntax", "unknown-key", "not-a-mapping"],
+)  # fmt: skip
+def test_main_command_reports_a_bad_config_in_one_message(tmp_path: Path, text: str, expected: list[str]) -> None:
+    """`opbench bench` with a bad --configfile: one message naming the file (and key or line), no traceback."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "opbench", "bench", "--configfile", str(bad)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("opbench: invalid config: ")
+    for text_ in expected:
+        assert text_ in proc.stderr

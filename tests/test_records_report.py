@@ -289,11 +289,13 @@ def test_collect_fills_skips_and_missing_records(tmp_path: Path) -> None:
     records = tmp_path / "records"
     write_record(_pass(dtype="f32", layout="nhwc_hwcf", layer="a", shape="s_a", backend="iree-llvm-cpu", tflops=0.1),
                  records / ran.record_path)  # fmt: skip
-    rows = report.collect([ran, skipped, missing], records, {skipped: SKIP_REASON}, {"commit": "c0"}, "logs/")
+    rows = report.collect(
+        [ran, skipped, missing], records, {skipped: SKIP_REASON}, {"commit": "c0"}, lambda p: f"logs/{p.layer}.log"
+    )
     assert [r["status"] for r in rows] == ["PASS", "SKIP", "FAIL"]
     assert rows[0]["tflops"] == 0.1
     assert rows[1]["reason"] == SKIP_REASON and rows[1]["backend"] == "iree-rocm" and rows[1]["commit"] == "c0"
-    assert "logs/" in rows[2]["reason"] and rows[2]["layer"] == "b" and rows[2]["shape"] == "s_b"
+    assert rows[2]["reason"].endswith("see logs/b.log") and rows[2]["layer"] == "b" and rows[2]["shape"] == "s_b"
     assert all(list(r) == list(FIELDS) for r in rows)
 
 
@@ -359,3 +361,34 @@ def test_tables_with_iree_cuda_rows_say_what_the_modules_were_compiled_for(tmp_p
     with_iree, without = md.split("## op conv2d, suite tiny, batch 1")[1].split("## op conv2d, suite tiny, batch 2")
     assert "compiled for `sm_80` PTX" in with_iree and "JIT-compiles" in with_iree
     assert "sm_80" not in without
+
+
+def test_a_missing_record_names_the_log_of_the_job_that_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first job of the point's chain that left no output: its log (the build's for a module that did not
+    compile, the run's for a crash, ...); a point that only builds here names its build."""
+    from opbench.paths import failed_job_log
+
+    monkeypatch.chdir(tmp_path)  # the workflow's paths are relative to its directory
+    fields = dict(op="conv2d", suite="tiny", layer="a", backend="iree-llvm-cpu", variant="default",
+                  layout="nhwc_hwcf", dtype="f32", shape="s")  # fmt: skip
+    results, problems = "results/m", "results/problems"
+
+    def failed(runs: bool = True) -> str:
+        return failed_job_log(results, problems, "problem", runs, **fields)
+
+    def made(path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()
+
+    assert failed() == "results/logs/make_inputs/conv2d/nhwc_hwcf/f32/s.log"
+    made("results/problems/conv2d/nhwc_hwcf/f32/s/inputs.npz")
+    assert failed() == "results/logs/reference/conv2d/nhwc_hwcf/f32/s.log"
+    made("results/problems/conv2d/nhwc_hwcf/f32/s/reference.npy")
+    build = "results/logs/build/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"
+    assert failed() == build
+    assert failed(runs=False) == build  # compile-only: its build is its only job
+    Path("compiled/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s").mkdir(parents=True)
+    assert failed() == "results/m/logs/run/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"
+    assert failed(runs=False) == "results/m/logs/record/conv2d/tiny/a/iree-llvm-cpu/default/nhwc_hwcf/f32/s.log"
+    made("results/m/runs/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s/output.npy")
+    assert failed() == "results/m/logs/verify/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"

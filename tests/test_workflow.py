@@ -218,6 +218,7 @@ def test_broken_mlir_fails_its_job_alone_and_main_command_reports_it(tmp_path: P
     assert "error" in log.read_text()
     rows = {(r["backend"], r["shape"]): r for r in summary_rows(work)}
     assert rows[("iree-llvm-cpu", "n2_h9_w7_c3_k5_r3_s3_st1_p1")]["status"] == "FAIL"
+    assert rows[("iree-llvm-cpu", "n2_h9_w7_c3_k5_r3_s3_st1_p1")]["reason"].endswith(str(log.relative_to(work)))
     assert rows[("iree-llvm-cpu", "n2_h12_w10_c8_k12_r3_s3_st2_p1")]["status"] == "PASS"
     assert (work / "results/ci/report.html").exists()
 

@@ -14,7 +14,7 @@ rule build_per_variant:
     params:
         spec=build_params,
     log:
-        "results/logs/build/{backend}/{variant}/{op}.log",
+        paths.BUILD_LOG["variant"],
     benchmark:
         "results/logs/build/{backend}/{variant}/{op}.bench.tsv"
     shell:
@@ -33,7 +33,7 @@ rule build_per_problem:
     params:
         spec=build_params,
     log:
-        "results/logs/build/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.log",
+        paths.BUILD_LOG["problem"],
     benchmark:
         "results/logs/build/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}.bench.tsv"
     shell:

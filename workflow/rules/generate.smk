@@ -8,7 +8,7 @@ rule generate_mlir:
     output:
         paths.MLIR,
     log:
-        "results/logs/generate_mlir/{op}/{layout}/{dtype}/{shape}.{form}.log",
+        paths.MLIR_LOG,
     shell:
         "{PY} -m opbench generate-mlir --op {wildcards.op} --shape {wildcards.shape} --dtype {wildcards.dtype}"
         " --layout {wildcards.layout} --form {wildcards.form} --out {output} > {log} 2>&1"
@@ -22,7 +22,7 @@ rule make_inputs:
     params:
         seed=seed_of,
     log:
-        "results/logs/make_inputs/{op}/{layout}/{dtype}/{shape}.log",
+        paths.problem_log("make_inputs"),
     shell:
         "{PY} -m opbench make-inputs --op {wildcards.op} --shape {wildcards.shape} --dtype {wildcards.dtype}"
         " --layout {wildcards.layout} --seed {params.seed} --out {output} > {log} 2>&1"
@@ -36,7 +36,7 @@ rule reference:
         reference=f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/reference.npy",
         scale=f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/product_scale.npz",
     log:
-        "results/logs/reference/{op}/{layout}/{dtype}/{shape}.log",
+        paths.problem_log("reference"),
     benchmark:
         "results/logs/reference/{op}/{layout}/{dtype}/{shape}.bench.tsv"
     shell:

@@ -19,6 +19,8 @@ rule summary:
             category="Plots",
             caption="../report/plots.rst",
         ),
+    params:
+        machine=MACHINE,  # the resolved name (config `machine` may say `auto`), for the report's caption
     log:
         f"{RESULTS}/logs/summary.log",
     run:
@@ -32,5 +34,7 @@ rule summary:
             title=f"opbench results: {MACHINE}",
             config_hash=CONFIG_HASH,
             log=Path(log[0]),
+            problems=PROBLEMS,
+            runs_here={name for name, available in AVAILABILITY.items() if available.runs},
             device_probe=Path(input.probe[0]) if input.probe else None,
         )

@@ -15,7 +15,7 @@ rule run:
         options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
     log:
-        f"{RESULTS}/logs/run/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
+        f"{RESULTS}/" + paths.run_log("run"),
     shell:
         "{PY} -m opbench run --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
@@ -43,7 +43,7 @@ rule verify:
         tolerance=tolerance_of,
         precision=precision_of,
     log:
-        f"{RESULTS}/logs/verify/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
+        f"{RESULTS}/" + paths.run_log("verify"),
     shell:
         "{PY} -m opbench verify --output {input.output} --reference {input.reference} --scale {input.scale}"
         " --tolerance {params.tolerance} --dtype {wildcards.dtype} --precision {params.precision}"
@@ -68,7 +68,7 @@ rule benchmark:
         ),
     threads: workflow.cores  # alone on the machine: nothing else disturbs a CPU timing
     log:
-        f"{RESULTS}/logs/benchmark/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log",
+        f"{RESULTS}/" + paths.run_log("benchmark"),
     shell:
         "{PY} -m opbench benchmark --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
@@ -93,7 +93,7 @@ rule record:
     params:
         plan=lambda wildcards: plan_of(wildcards).to_json(),
     log:
-        f"{RESULTS}/logs/record/{{op}}/{{suite}}/{{layer}}/{{backend}}/{{variant}}/{{layout}}/{{dtype}}/{{shape}}.log",
+        f"{RESULTS}/" + paths.RECORD_LOG,
     shell:
         "{PY} -m opbench record --plan {params.plan:q} --out {output} > {log} 2>&1"
 

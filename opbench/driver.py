@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from opbench import hardware
@@ -21,15 +22,43 @@ def results_dir(configfile: Path | None) -> Path:
     return Path("results") / hardware.machine_name(config["machine"], config["gpu"])
 
 
+class Interrupted(Exception):
+    """The user interrupted a Snakemake run (Ctrl-C); it has exited, its lock released."""
+
+
 def _snakemake(args: list[str]) -> int:
+    """Run Snakemake and return its exit status. On Ctrl-C, Snakemake (in our process group) gets the SIGINT too:
+    wait for it to cancel its jobs and release its lock, never kill it (subprocess.run would, after 0.25 s, and leave
+    the lock behind for the next run), then raise Interrupted."""
     cmd = [sys.executable, "-m", "snakemake", *args]
     print("+", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, cwd=REPO, check=False).returncode
+    interrupted = False
+    with subprocess.Popen(cmd, cwd=REPO) as process:
+        while True:
+            try:
+                status = process.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+    if interrupted:
+        raise Interrupted
+    return status
 
 
 def bench(*, configfile: Path | None, cores: str, snakemake_args: list[str]) -> int:
+    """Run the matrix, summarize and report; exit status 1 on any failure, 130 when interrupted (the finished jobs
+    are kept: the same command resumes)."""
+    try:
+        return _bench(configfile=configfile, cores=cores, snakemake_args=snakemake_args)
+    except Interrupted:
+        print("\ninterrupted: finished jobs are kept; the same command resumes the run", file=sys.stderr)
+        return 130
+
+
+def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str]) -> int:
     common = ["--cores", cores, *(["--configfile", str(configfile)] if configfile else []), *snakemake_args]
     results = results_dir(configfile)
+    started = time.time()
     status = _snakemake([*common, "--keep-going"])
     partial: list[str] = []
     if status != 0:
@@ -39,8 +68,9 @@ def bench(*, configfile: Path | None, cores: str, snakemake_args: list[str]) -> 
     _snakemake([*common, *partial, "--report", str(results / "report.html")])
 
     summary = REPO / results / "summary.csv"
-    if not summary.exists():
-        print(f"no summary was written ({summary}); see the Snakemake log above", file=sys.stderr)
+    if not summary.exists() or (status != 0 and summary.stat().st_mtime < started):
+        # (an up-to-date tree rewrites nothing: only after a failed run is an older summary another run's)
+        print(f"this run wrote no summary ({summary}); see the Snakemake log above", file=sys.stderr)
         return 1
     with open(summary) as f:
         rows = list(csv.DictReader(f))

@@ -10,7 +10,7 @@
 # The module is written to compiled/examples/<backend>/<name>.vmfb. llvm-cpu always runs (device local-task);
 # cuda runs where nvidia-smi works, rocm where /dev/kfd exists, vulkan-spirv where `vulkaninfo --summary`
 # succeeds; elsewhere the script compiles only, says so, and exits 0.
-# IREE_COMPILE / IREE_RUN_MODULE override the tools found on PATH.
+# IREE_COMPILE / IREE_RUN_MODULE override the tools found on PATH or, failing that, in the project's .venv.
 #
 # Exit status: 0 on success (or compile-only), 2 on a usage error or missing tool, otherwise the failing
 # tool's status.
@@ -45,14 +45,14 @@ find_tool() {
         command -v "$name"
         return 0
     fi
+    if [[ -x "$REPO_ROOT/.venv/bin/$name" ]]; then  # the project's venv (make bench / make test set it up)
+        printf '%s\n' "$REPO_ROOT/.venv/bin/$name"
+        return 0
+    fi
     {
-        echo "error: $name not found on PATH."
-        echo "  Get it with \`make bench\` (it sets up the project's .venv with IREE), then put its tools"
-        echo "  on PATH: export PATH=\"$REPO_ROOT/.venv/bin:\$PATH\""
-        if [[ -x "$REPO_ROOT/.venv/bin/$name" ]]; then
-            echo "  ($REPO_ROOT/.venv/bin/$name exists: only the PATH is missing.)"
-        fi
-        echo "  Or point $override_var at the binary."
+        echo "error: $name not found on PATH nor in $REPO_ROOT/.venv/bin."
+        echo "  Get it with \`make bench\` (it sets up the project's .venv with IREE), or point $override_var at"
+        echo "  the binary."
     } >&2
     exit 2
 }

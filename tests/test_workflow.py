@@ -298,3 +298,30 @@ def planned_until_build(work: Path) -> list[str]:
     proc = snakemake(work, "--until", "build_per_variant", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     return planned_jobs_from(proc.stdout + proc.stderr).get("build_per_variant", [])
+
+
+def test_ctrl_c_of_the_main_command_leaves_no_lock_and_resumes(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) during `opbench bench`: Snakemake cancels and releases its
+    lock (the driver waits for it instead of killing it), the command says so and exits 130, and the same command
+    then resumes to a summary."""
+    work = make_workdir(tmp_path, SMALL)
+    cmd = [sys.executable, "-m", "opbench", "bench", "--cores", "1", "--configfile", "test.yaml"]
+    proc = subprocess.Popen(
+        cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    runs = work / "results/ci/runs"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if runs.exists() and list(runs.glob("**/output.npy")):
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the driver and Snakemake both get it
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not list((work / ".snakemake" / "locks").glob("*")), "the interrupted run left its lock"
+    assert not (work / "results/ci/summary.csv").exists()
+    resumed = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, check=False)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r["status"] for r in summary_rows(work) if r["backend"] == "iree-llvm-cpu"] == ["PASS", "PASS"]

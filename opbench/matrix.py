@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from opbench import paths
@@ -33,8 +34,8 @@ class Point:
 
     @property
     def problem_dir(self) -> str:
-        """Where inputs and the reference live: shared by every backend and suite."""
-        return f"{self.op}/{self.layout}/{self.dtype}/{self.shape}"
+        """Where inputs and the reference live, under results/problems/: shared by every backend and suite."""
+        return paths.PROBLEM_DIR.format(**self.fields)
 
     @property
     def run_dir(self) -> str:
@@ -56,6 +57,7 @@ class Point:
         return paths.artifact_path(get_backend(self.backend).build_scope, **self.fields)
 
 
+@cache  # input functions ask for the same problem once per job of it
 def make_problem(*, op: str, shape: str, dtype: str, layout: str) -> Problem:
     """The problem named by an op, a shape id, a dtype and a layout (a point's, or a job's wildcards)."""
     return Problem(op=op, shape=get_op(op).shape_from_name(shape), dtype=get_dtype(dtype), layout=layout)

@@ -11,8 +11,16 @@ MLIR = "compiled/mlir/{op}/{layout}/{dtype}/{shape}.{form}.mlir"
 # an IREE module with what was built beside it.
 VARIANT_ARTIFACT = "compiled/{backend}/{variant}/{op}_{variant}"
 PROBLEM_ARTIFACT = "compiled/{backend}/{variant}/{op}/{layout}/{dtype}/{shape}"
+# A problem's inputs, float64 reference and its elements' product scale, under results/problems/.
+PROBLEM_DIR = "{op}/{layout}/{dtype}/{shape}"
+INPUTS = PROBLEM_DIR + "/inputs.npz"
+REFERENCE = PROBLEM_DIR + "/reference.npy"
+PRODUCT_SCALE = PROBLEM_DIR + "/product_scale.npz"
 # One backend variant's output, verdict and timing of a problem, under results/<machine>/runs/.
-RUN_DIR = "{backend}/{variant}/{op}/{layout}/{dtype}/{shape}"
+RUN_DIR = "{backend}/{variant}/" + PROBLEM_DIR
+OUTPUT = RUN_DIR + "/output.npy"
+VERDICT = RUN_DIR + "/verify.json"
+TIMING = RUN_DIR + "/bench.json"
 # A point's record, under results/<machine>/records/.
 RECORD = "{op}/{suite}/{layer}/{backend}/{variant}/{layout}/{dtype}/{shape}.json"
 
@@ -28,7 +36,7 @@ RECORD_LOG = "logs/record/" + RECORD.removesuffix(".json") + ".log"  # under res
 
 def problem_log(rule: str) -> str:
     """The log pattern of a problem's job (make_inputs, reference)."""
-    return f"results/logs/{rule}/{{op}}/{{layout}}/{{dtype}}/{{shape}}.log"
+    return f"results/logs/{rule}/{PROBLEM_DIR}.log"
 
 
 def run_log(rule: str) -> str:
@@ -40,21 +48,19 @@ def failed_job_log(results: str, problems: str, build_scope: str, runs: bool, **
     """The log of the first job of a point (its fields by name) that left no output: where a row without a record
     failed. `results`: results/<machine>; `problems`: where inputs and references are; `runs`: whether the point
     runs here (else its only job before the record is its build)."""
-    problem = "{op}/{layout}/{dtype}/{shape}".format(**fields)
-    run_dir = RUN_DIR.format(**fields)
     stages = []
     if runs:
         stages += [
-            (f"{problems}/{problem}/inputs.npz", problem_log("make_inputs").format(**fields)),
-            (f"{problems}/{problem}/reference.npy", problem_log("reference").format(**fields)),
+            (f"{problems}/{INPUTS.format(**fields)}", problem_log("make_inputs").format(**fields)),
+            (f"{problems}/{REFERENCE.format(**fields)}", problem_log("reference").format(**fields)),
         ]
     artifact = artifact_path(build_scope, **fields)
     if artifact is not None:
         stages.append((artifact, BUILD_LOG[build_scope].format(**fields)))
     if runs:
         stages += [
-            (f"{results}/runs/{run_dir}/{output}", f"{results}/" + run_log(rule).format(**fields))
-            for rule, output in (("run", "output.npy"), ("verify", "verify.json"), ("benchmark", "bench.json"))
+            (f"{results}/runs/{output.format(**fields)}", f"{results}/" + run_log(rule).format(**fields))
+            for rule, output in (("run", OUTPUT), ("verify", VERDICT), ("benchmark", TIMING))
         ]
     for output, log in stages:
         if not Path(output).exists():

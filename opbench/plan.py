@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from opbench import paths
 from opbench.backends import Availability, get_backend
 from opbench.config import config_hash, point_config
 from opbench.matrix import Point, problem_seed
@@ -63,11 +64,10 @@ def record_plan(config: dict[str, Any], point: Point, *, results: str, available
     }
     if not available.runs:
         return RecordPlan(fields=fields, artifact=point.artifact, skip_reason=f"{available.reason} (compiled OK)")
-    run_dir = f"{results}/runs/{point.run_dir}"
     return RecordPlan(
         fields=fields,
-        verification=f"{run_dir}/verify.json",
-        timing=f"{run_dir}/bench.json",
+        verification=f"{results}/runs/{paths.VERDICT.format(**point.fields)}",
+        timing=f"{results}/runs/{paths.TIMING.format(**point.fields)}",
         probe=f"{results}/device/{backend.device}.json" if backend.device in PROBED_DEVICES else None,
         artifact=point.artifact,
     )

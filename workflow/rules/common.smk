@@ -1,6 +1,7 @@
 # Config validation, the expanded matrix, wildcard constraints and input functions. Rule files hold only rules.
 # Nothing here names an op or a backend: what a point needs comes from its op (opbench/ops/<op>/) and its backend
 # (opbench/backends/), through the registries.
+import functools
 import json
 import sys
 from pathlib import Path
@@ -130,7 +131,12 @@ def tolerance_of(wildcards):
 
 
 def plan_of(wildcards):
-    point = point_of(wildcards)
+    """The point's record plan (the record rule asks for it twice: its inputs and its parameter)."""
+    return _record_plan(point_of(wildcards))
+
+
+@functools.cache
+def _record_plan(point):
     return record_plan(CFG, point, results=RESULTS, available=AVAILABILITY[point.backend])
 
 

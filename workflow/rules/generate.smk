@@ -1,5 +1,6 @@
 # Problem generation: the op's MLIR program (in each program form a backend asks for), its random inputs and its
-# float64 reference (with the scale of each element's products, for the element-wise verdict). Each job's inputs include the op's code that decides it (opbench/ops/<op>/).
+# float64 reference (with the scale of each element's products, for the element-wise verdict). Each job's inputs
+# include the op's code that decides it (opbench/ops/<op>/).
 
 
 rule generate_mlir:
@@ -18,7 +19,7 @@ rule make_inputs:
     input:
         code=op_code("inputs"),
     output:
-        f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/inputs.npz",
+        f"{PROBLEMS}/{paths.INPUTS}",
     params:
         seed=seed_of,
     log:
@@ -33,8 +34,8 @@ rule reference:
         code=op_code("reference"),
         inputs=rules.make_inputs.output[0],
     output:
-        reference=f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/reference.npy",
-        scale=f"{PROBLEMS}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/product_scale.npz",
+        reference=f"{PROBLEMS}/{paths.REFERENCE}",
+        scale=f"{PROBLEMS}/{paths.PRODUCT_SCALE}",
     log:
         paths.problem_log("reference"),
     benchmark:

@@ -10,7 +10,7 @@ rule run:
         artifact=artifact_of,
         inputs=rules.make_inputs.output[0],
     output:
-        f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/output.npy",
+        f"{RESULTS}/runs/{paths.OUTPUT}",
     params:
         options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
@@ -38,7 +38,7 @@ rule verify:
         reference=rules.reference.output.reference,
         scale=rules.reference.output.scale,
     output:
-        f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/verify.json",
+        f"{RESULTS}/runs/{paths.VERDICT}",
     params:
         tolerance=tolerance_of,
         precision=precision_of,
@@ -58,7 +58,7 @@ rule benchmark:
         artifact=artifact_of,
         inputs=rules.make_inputs.output[0],
     output:
-        f"{RESULTS}/runs/{{backend}}/{{variant}}/{{op}}/{{layout}}/{{dtype}}/{{shape}}/bench.json",
+        f"{RESULTS}/runs/{paths.TIMING}",
     params:
         options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
@@ -89,7 +89,7 @@ rule record:
         unpack(lambda wildcards: plan_of(wildcards).inputs),
         code=backend_code("opbench.jobs"),
     output:
-        f"{RESULTS}/records/{{op}}/{{suite}}/{{layer}}/{{backend}}/{{variant}}/{{layout}}/{{dtype}}/{{shape}}.json",
+        f"{RESULTS}/records/{paths.RECORD}",
     params:
         plan=lambda wildcards: plan_of(wildcards).to_json(),
     log:

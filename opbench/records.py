@@ -30,6 +30,8 @@ FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 
 STATUSES = ("PASS", "FAIL", "SKIP")
+# The fields of the first record format: every record file holds at least these.
+FIRST_FIELDS = FIELDS[: FIELDS.index("timestamp") + 1]
 
 
 def make_record(**fields: Any) -> dict[str, Any]:
@@ -50,8 +52,11 @@ def write_record(record: dict[str, Any], path: str | Path) -> None:
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
+    """A record file; one written before fields were appended (it lacks only the last ones) reads with them None,
+    as read_summary reads an older summary.csv. A record lacking any other field is an error."""
     record = json.loads(Path(path).read_text())
-    missing = set(FIELDS) - set(record)
-    if missing:
-        raise ValueError(f"{path}: record lacks fields {sorted(missing)}")
-    return record
+    present = [name in record for name in FIELDS]
+    written = present.index(False) if not all(present) else len(FIELDS)  # the fields it was written with
+    if written < len(FIRST_FIELDS) or any(present[written:]):
+        raise ValueError(f"{path}: record lacks fields {sorted(set(FIELDS) - set(record))}")
+    return {name: record.get(name) for name in FIELDS}

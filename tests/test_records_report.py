@@ -72,6 +72,23 @@ def test_read_record_rejects_missing_fields(tmp_path: Path) -> None:
         read_record(path)
 
 
+def test_a_record_written_before_fields_were_appended_reads_with_them_empty(tmp_path: Path) -> None:
+    record = make_record(status="PASS", relerr=1e-6)
+    older = {name: record[name] for name in FIELDS[:-2]}  # written before the last two fields existed
+    path = tmp_path / "rec.json"
+    path.write_text(json.dumps(older))
+    back = read_record(path)
+    assert list(back) == list(FIELDS) and back[FIELDS[-1]] is None and back[FIELDS[-2]] is None
+    assert back["relerr"] == 1e-6
+    del older[FIELDS[0]]  # ... but a missing field that is not one of the last is still an error
+    path.write_text(json.dumps(older))
+    with pytest.raises(ValueError, match=FIELDS[0]):
+        read_record(path)
+    path.write_text("{}")  # and so is a record without the first format's fields
+    with pytest.raises(ValueError, match="timestamp"):
+        read_record(path)
+
+
 # ---------------------------------------------------------------- timing
 
 

@@ -102,7 +102,8 @@ def _provenance(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def markdown(rows: list[dict[str, Any]], title: str) -> str:
-    """Per (op, suite, batch, dtype, layout): one table, a row per layer, a column per backend:variant."""
+    """Per (op, suite, batch, dtype, layout): one table, a row per layer, a column per backend:variant (and one per
+    series with dispatch times, dispatch_time_rows). The counts are of the measured rows."""
     counts = Counter(row["status"] for row in rows)
     lines = [
         f"# {title}",
@@ -114,7 +115,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         + ".",
         "Failed and skipped rows are listed below the tables with their reasons.",
     ]
-    for key, group in _groups(rows).items():
+    for key, group in _groups(rows + dispatch_time_rows(rows)).items():
         if all(r["status"] == "SKIP" for r in group):
             continue  # counted in the SKIP list below
         # a series that is SKIP on every layer here (say, a math mode for another dtype) is only in the SKIP list
@@ -259,12 +260,11 @@ def write_summary(
     device's measured peaks are known); return the plot paths."""
     outdir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, outdir / "summary.csv")
-    rows = rows + dispatch_time_rows(rows)  # tables and plots only; summary.csv keeps the measured rows
     (outdir / "summary.md").write_text(markdown(rows, title))
     plots_dir = outdir / "plots"
     plots_dir.mkdir(exist_ok=True)
     paths = []
-    for key, group in _groups(rows).items():
+    for key, group in _groups(rows + dispatch_time_rows(rows)).items():  # dispatch times: a series of their own
         if all(r["status"] == "SKIP" for r in group):
             continue
         path = plots_dir / plot_name(key)

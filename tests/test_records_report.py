@@ -361,6 +361,7 @@ def test_dispatch_time_gets_its_own_column_beside_end_to_end(tmp_path: Path) -> 
     assert row["iree-cuda:tuned"] == "10.00" and row["iree-cuda:tuned [dispatch time]"] == "40.00"
     assert row["cudnn:fp16"] == "50.00" and row["fastest"] == "cudnn:fp16"
     assert len((tmp_path / "summary.csv").read_text().splitlines()) == 3  # header + the two measured rows
+    assert "2 results: 2 PASS, 0 FAIL, 0 SKIP" in md  # the dispatch-time twin is a column, not a result
 
 
 def test_tables_with_iree_cuda_rows_say_what_the_modules_were_compiled_for(tmp_path: Path) -> None:

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run the matrix with Snakemake, then the summary (the README's main command)")
     p.add_argument("--configfile", type=Path, default=None, help="config file (default: config.yaml)")
     p.add_argument("--cores", default="all")
+    p.add_argument(
+        "--retime", action="store_true",
+        help="time every row again in this run (no rebuild, no re-verification): ratios pair rows of one run only",
+    )  # fmt: skip
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments after --")
 
     p = sub.add_parser("publish", help="copy a GPU run's results into results/published/<card>/")
@@ -52,11 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", required=True, help="folder name under results/published/, e.g. nvidia-h200")
     p.add_argument("--logs", type=Path, default=Path("results/logs"), help="the run's results/logs (build logs)")
     p.add_argument(
+        "--summary", type=Path, default=None,
+        help="the run's summary.csv, for the tables' row order (default: <results>/summary.csv; a --configfile "
+        "run's is <results>/<config stem>/summary.csv)",
+    )  # fmt: skip
+    p.add_argument(
         "--commit",
         action="append",
         default=[],
         help="publish only the records of this commit (a prefix; repeatable); default: every record of --results",
     )
+
+    p = sub.add_parser("compare", help="per-row change between two result sets, judged against noise")
+    p.add_argument("base", type=Path, help="summary.csv of the base run, or a folder holding one")
+    p.add_argument("new", type=Path, help="summary.csv of the new run, or a folder holding one")
+    p.add_argument("--threshold", type=float, default=0.02, help="smallest change that counts (fraction; 0.02)")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the rank test (0.01)")
+    p.add_argument(
+        "--series", action="append", default=[], help="compare only this backend:variant (or backend; repeatable)"
+    )
+    p.add_argument("--only-changed", action="store_true", help="leave rows judged `same` out of the tables")
+    p.add_argument("--out", type=Path, default=None, help="also write compare.md and compare.png into this folder")
 
     p = sub.add_parser("generate-mlir", help="write the op's MLIR program")
     _problem_args(p)
@@ -123,15 +143,33 @@ def main(argv: list[str] | None = None) -> int:
 
         extra = a.snakemake_args[1:] if a.snakemake_args[:1] == ["--"] else a.snakemake_args
         try:
-            return bench(configfile=a.configfile, cores=a.cores, snakemake_args=extra)
+            return bench(configfile=a.configfile, cores=a.cores, snakemake_args=extra, retime=a.retime)
         except ConfigError as error:  # the message names the file and the key: no traceback
             print(f"opbench: invalid config: {error}", file=sys.stderr)
             return 2
     if a.command == "publish":
-        from opbench.publish import publish
+        from opbench.publish import UnpairedRows, publish
 
-        print(publish(results=a.results, card=a.card, logs=a.logs, commits=tuple(a.commit)))
+        try:
+            published = publish(results=a.results, card=a.card, logs=a.logs, commits=tuple(a.commit), summary=a.summary)
+        except (UnpairedRows, FileNotFoundError) as error:
+            print(f"opbench publish: {error}", file=sys.stderr)
+            return 2
+        print(published.folder)
+        for row in published.unpaired:
+            print(f"warning: now without a baseline of its run (no ratio): {row}", file=sys.stderr)
         return 0
+    if a.command == "compare":
+        from opbench.compare import CompareError, run
+
+        try:
+            return run(
+                a.base, a.new, threshold=a.threshold, alpha=a.alpha, only_series=a.series,
+                only_changed=a.only_changed, out=a.out,
+            )  # fmt: skip
+        except CompareError as error:
+            print(f"opbench compare: {error}", file=sys.stderr)
+            return 2
     if a.command == "generate-mlir":
         jobs.generate_mlir(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, out=a.out, form=a.form)
     elif a.command == "make-inputs":

@@ -4,22 +4,30 @@ always leaves a summary (failed jobs as FAIL rows) and the HTML report, and exit
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from opbench import hardware
-from opbench.config import load
+from opbench import hardware, paths, provenance
+from opbench.config import ConfigError, load
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def results_dir(configfile: Path | None) -> Path:
-    """results/<machine>/ as the workflow will name it: config.yaml, updated by --configfile as Snakemake does
-    (a ConfigError, naming the file and key, where the config is invalid)."""
+    """Where the run's summary and report go, as the workflow names it (opbench.paths.summary_dir): config.yaml,
+    updated by --configfile as Snakemake does (a ConfigError, naming the file and key, where the config is invalid)."""
     config = load(*([configfile] if configfile is not None else []))
-    return Path("results") / hardware.machine_name(config["machine"], config["gpu"])
+    machine = f"results/{hardware.machine_name(config['machine'], config['gpu'])}"
+    try:
+        return Path(paths.summary_dir(machine, [str(configfile)] if configfile is not None else []))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+RETIME_RULES = ("benchmark", "benchmark_gpu")  # workflow/rules/run.smk's timing rules
 
 
 class Interrupted(Exception):
@@ -45,21 +53,23 @@ def _snakemake(args: list[str]) -> int:
     return status
 
 
-def bench(*, configfile: Path | None, cores: str, snakemake_args: list[str]) -> int:
+def bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], retime: bool = False) -> int:
     """Run the matrix, summarize and report; exit status 1 on any failure, 130 when interrupted (the finished jobs
     are kept: the same command resumes)."""
     try:
-        return _bench(configfile=configfile, cores=cores, snakemake_args=snakemake_args)
+        return _bench(configfile=configfile, cores=cores, snakemake_args=snakemake_args, retime=retime)
     except Interrupted:
         print("\ninterrupted: finished jobs are kept; the same command resumes the run", file=sys.stderr)
         return 130
 
 
-def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str]) -> int:
+def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], retime: bool) -> int:
     common = ["--cores", cores, *(["--configfile", str(configfile)] if configfile else []), *snakemake_args]
     results = results_dir(configfile)
+    os.environ[provenance.RUN_ID_ENV] = provenance.new_run_id()  # one run id for all the Snakemake calls below
     started = time.time()
-    status = _snakemake([*common, "--keep-going"])
+    # --retime: every benchmark job of the matrix reruns (and the records after them), in this call only
+    status = _snakemake([*common, "--keep-going", *(["--forcerun", *RETIME_RULES] if retime else [])])
     partial: list[str] = []
     if status != 0:
         # Some jobs failed: summarize what exists, the rest as FAIL rows pointing at their logs.

@@ -90,6 +90,7 @@ def verify(
 def benchmark(*, backend: str, settings: BenchSettings, out: Path, **job: Any) -> None:
     result = get_backend(backend).benchmark(_job(backend=backend, **job), settings)
     result["stats"] = summarize(result["samples_ms"]).to_dict()
+    result["run_id"] = provenance.run_id()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
 
@@ -137,7 +138,9 @@ def record(*, plan: RecordPlan, out: Path) -> None:
             p90_ms=stats["p90_ms"], cv=stats["cv"], samples=stats["samples"], timing_method=bench["method"],
             tflops=tflops(shape.flops(), stats["median_ms"]),
             gbps=gbps(shape.min_bytes(dtype.itemsize, dtype.output_itemsize), stats["median_ms"]),
-            device=bench.get("device"),
+            device=bench.get("device"), run_id=bench.get("run_id"),
+            samples_ms=[float(f"{ms:.6g}") for ms in bench.get("samples_ms") or []] or None,
+            chosen=bench.get("chosen"),
             **{k: bench[k] for k in ("torch", "cudnn") if k in bench},
         )  # fmt: skip
         if "dispatches" in bench:

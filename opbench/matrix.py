@@ -106,9 +106,12 @@ def skip_reasons(points: list[Point], available: dict[str, Availability]) -> dic
     build, and a SKIP record.)"""
     reasons = {}
     for point in points:
-        unsupported = get_backend(point.backend).unsupported(point.problem, point.variant)
+        backend = get_backend(point.backend)
+        unsupported = backend.unsupported(point.problem, point.variant)
         if unsupported:
             reasons[point] = f"not supported: {unsupported}"
         elif not available[point.backend].compiles:
             reasons[point] = available[point.backend].reason
+        elif available[point.backend].runs and (missing := backend.variant_requirement_missing(point.variant)):
+            reasons[point] = missing
     return reasons

@@ -34,6 +34,23 @@ BUILD_LOG = {
 RECORD_LOG = "logs/record/" + RECORD.removesuffix(".json") + ".log"  # under results/<machine>/
 
 
+# A run's tables, plots and report: results/<machine>/ for config.yaml alone; results/<machine>/<stem>/ for a run
+# with --configfile <stem>.yaml (stems joined by `+` for several), so that one config's run never overwrites
+# another's summary. Records are per point and shared: a point two configs have in common is measured once.
+RESERVED_SUMMARY_NAMES = frozenset({"records", "runs", "logs", "device", "plots"})
+
+
+def summary_dir(results: str, configfiles: list[str] | tuple[str, ...]) -> str:
+    """Where a run's summary goes (`results`: results/<machine>; `configfiles`: the --configfile arguments)."""
+    if not configfiles:
+        return results
+    name = "+".join(Path(f).stem for f in configfiles)
+    if name in RESERVED_SUMMARY_NAMES:
+        raise ValueError(f"--configfile {configfiles[-1]}: a config may not be named {name!r} (results/<machine>/"
+                         f"{name}/ holds the run's {name}); rename the file")  # fmt: skip
+    return f"{results}/{name}"
+
+
 def problem_log(rule: str) -> str:
     """The log pattern of a problem's job (make_inputs, reference)."""
     return f"results/logs/{rule}/{PROBLEM_DIR}.log"

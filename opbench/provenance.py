@@ -13,6 +13,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The environment variable that carries a run's id to its jobs (set by `opbench bench`, or by the workflow when
+# Snakemake is called directly; Snakemake's `envvars` passes it to cluster jobs).
+RUN_ID_ENV = "OPBENCH_RUN_ID"
+
+
+def new_run_id() -> str:
+    """A fresh run id: the UTC start time and six random hex digits, e.g. `20261206T074512Z-3fa91c`."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}"
+
+
+def run_id() -> str | None:
+    """The id of the run this process belongs to (None outside a run: a job started by hand)."""
+    return os.environ.get(RUN_ID_ENV) or None
 
 
 def _first_line(cmd: list[str]) -> str | None:

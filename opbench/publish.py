@@ -4,21 +4,39 @@ Re-renders the tables and plots (roofline included) from the run's per-job recor
 measured peaks, and copies the provenance: the probe, the CUDA build logs (resource reports, SASS summaries).
 Rows published earlier for the card stay unless the new run has the same row (op, suite, layer, batch, dtype,
 layout, backend, variant), which replaces them -- except that a new SKIP never replaces an earlier measured row.
-Every row keeps its own provenance columns (commit, time stamp). `commits` restricts the run's records to those
-of the given commits (prefixes): a results folder that also holds records of older runs (a reused machine, an
-earlier config) then publishes only what this run measured.
+Every row keeps its own provenance columns (commit, time stamp, run id).
+
+Ratios pair a row with its baseline (cuDNN) measured in the same run (opbench.report), so a series is published
+together with the baseline of its run, never one without the other: a new row whose table layer has baseline rows,
+but none of its own run, is refused (UnpairedRows: add the baseline to the run's config); earlier rows whose run's
+baseline a new run replaced stay, unpaired (no ratio), and are returned as warnings.
+
+`commits` restricts the run's records to those of the given commits (prefixes): a results folder that also holds
+records of older runs (a reused machine, an earlier config) then publishes only what this run measured.
 """
 
 from __future__ import annotations
 
 import csv
 import shutil
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from opbench.backends import BACKENDS
 from opbench.peaks import read_peaks
-from opbench.records import FIELDS, read_record
-from opbench.report import write_summary
+from opbench.records import read_record, read_summary
+from opbench.report import GROUP_KEYS, baseline_class, run_key, write_summary
+
+
+class UnpairedRows(ValueError):
+    """New rows whose baseline (measured beside them in their run) the run does not have."""
+
+
+@dataclass(frozen=True)
+class Published:
+    folder: Path
+    unpaired: list[str]  # earlier rows left without their run's baseline by this publish
 
 
 def publish(
@@ -28,7 +46,10 @@ def publish(
     logs: Path,
     out_root: Path = Path("results/published"),
     commits: tuple[str, ...] = (),
-) -> Path:
+    summary: Path | None = None,
+) -> Published:
+    """Publish the records under `results` (results/<machine> of the run) for `card`; `summary`: the run's
+    summary.csv (default results/summary.csv, the default config's), whose row order the tables keep."""
     records = [read_record(p) for p in (results / "records").rglob("*.json")]
     if commits:
         records = [r for r in records if str(r.get("commit") or "").startswith(commits)]
@@ -37,7 +58,7 @@ def publish(
         raise FileNotFoundError(f"no records{which} under {results / 'records'}")
     out = out_root / card
     earlier_rows = read_summary(out / "summary.csv")
-    order = _summary_order(results / "summary.csv")
+    order = _summary_order(summary or results / "summary.csv")
     # Without the run's own summary (a stopped run), layers keep the order in which the card's tables list them.
     layer_rank = {key: i for i, key in enumerate(dict.fromkeys((r["suite"], r["layer"]) for r in earlier_rows))}
 
@@ -49,6 +70,13 @@ def publish(
     new_rows = [row for row in new_rows if row["status"] != "SKIP" or _key(row) not in kept]
     measured = {_key(row) for row in new_rows}
     earlier = [row for row in earlier_rows if _key(row) not in measured]
+    refused = _unpaired(earlier + new_rows, new_rows)
+    if refused:
+        raise UnpairedRows(
+            f"{len(refused)} rows of this run have no baseline row of their run where the card's tables have one "
+            "(their ratios would pair them with another run's baseline); run the baseline in the same config. "
+            "First: " + "; ".join(refused[:5])
+        )
     probe = results / "device" / "cuda.json"
     if not probe.exists() and (out / "device.json").exists():
         probe = out / "device.json"
@@ -69,38 +97,26 @@ def publish(
         (out / "build").mkdir(exist_ok=True)
         for log in build_logs:
             shutil.copy(log, out / "build" / f"{log.parent.name}.log")
-    return out
+    return Published(folder=out, unpaired=_unpaired(earlier + new_rows, earlier))
 
 
-# summary.csv columns holding numbers (the rest are text); empty cells are None.
-_INT_FIELDS = {"count", "batch", "samples", "seed"}
-_FLOAT_FIELDS = {
-    "relerr", "tolerance", "median_ms", "min_ms", "p90_ms", "cv", "tflops", "gbps", "peak_tflops_frac",
-    "peak_gbps_frac", "device_ms", "device_tflops",
-}  # fmt: skip
+def _unpaired(table: list[dict], rows: list[dict]) -> list[str]:
+    """Those of `rows` (non-baseline, measured) whose table layer (in `table`) has baseline rows, none of their run."""
+    baseline_runs: dict[tuple, set[str]] = defaultdict(set)
+    for row in table:
+        if row["status"] != "SKIP" and baseline_class(row):
+            baseline_runs[_layer_key(row)].add(run_key(row))
+    return [
+        f"{row['backend']}:{row['variant']} {row['suite']}/{row['layer']} batch {row['batch']} {row['dtype']} "
+        f"{row['layout']} (run {run_key(row)})"
+        for row in rows
+        if row["status"] != "SKIP" and not baseline_class(row)
+        and baseline_runs.get(_layer_key(row)) and run_key(row) not in baseline_runs[_layer_key(row)]
+    ]  # fmt: skip
 
 
-def read_summary(path: Path) -> list[dict]:
-    """The records of a summary.csv (as write_csv wrote them), typed back; [] if there is none."""
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    unknown = set(rows[0]) - set(FIELDS) if rows else set()
-    if unknown:
-        raise ValueError(f"{path}: unknown columns {sorted(unknown)}")
-
-    def typed(field: str, value: str) -> object:
-        if value == "":
-            return None
-        if field in _INT_FIELDS:
-            return int(value)
-        if field in _FLOAT_FIELDS:
-            return float(value)
-        return value
-
-    # A summary written before a field was added (fields are only ever appended) lacks it: None.
-    return [{field: typed(field, row.get(field, "")) for field in FIELDS} for row in rows]
+def _layer_key(row: dict) -> tuple:
+    return (*(str(row[k]) for k in GROUP_KEYS), str(row["layer"]))
 
 
 def _key(row: dict) -> tuple:

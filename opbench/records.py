@@ -5,6 +5,7 @@ docs/records.md documents every field; add fields at the end, never rename or re
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ FIELDS: tuple[str, ...] = (
     "program_form",
     # the element-wise verdict: the worst element's |out - ref| over what rounding explains (> 1 fails), and where
     "elem_ratio", "worst_element",
+    # the run whose timing this is (opbench.provenance.run_id): ratios and winners pair rows of one run only
+    "run_id",
+    # every timed sample (ms), for `opbench compare`'s noise-aware verdict
+    "samples_ms",
+    # what the backend chose when the job ran, where it chooses (cuDNN frontend: the fastest verified engine)
+    "chosen",
 )  # fmt: skip
 
 STATUSES = ("PASS", "FAIL", "SKIP")
@@ -60,3 +67,52 @@ def read_record(path: str | Path) -> dict[str, Any]:
     if written < len(FIRST_FIELDS) or any(present[written:]):
         raise ValueError(f"{path}: record lacks fields {sorted(set(FIELDS) - set(record))}")
     return {name: record.get(name) for name in FIELDS}
+
+
+# summary.csv columns holding numbers or lists of numbers (the rest are text); empty cells are None.
+_INT_FIELDS = {"count", "batch", "samples", "seed"}
+_FLOAT_FIELDS = {
+    "relerr", "tolerance", "median_ms", "min_ms", "p90_ms", "cv", "tflops", "gbps", "peak_tflops_frac",
+    "peak_gbps_frac", "device_ms", "device_tflops", "elem_ratio",
+}  # fmt: skip
+_LIST_FIELDS = {"samples_ms"}  # space-separated in the CSV
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """summary.csv: one row per record, every field, in FIELDS order."""
+
+    def cell(value: Any) -> Any:
+        if value is None:
+            return ""
+        return " ".join(f"{v:.6g}" for v in value) if isinstance(value, list) else value
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: cell(row[k]) for k in FIELDS})
+
+
+def read_summary(path: Path) -> list[dict[str, Any]]:
+    """The records of a summary.csv (as write_csv wrote them), typed back; [] if there is none."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    unknown = set(rows[0]) - set(FIELDS) if rows else set()
+    if unknown:
+        raise ValueError(f"{path}: unknown columns {sorted(unknown)}")
+
+    def typed(field: str, value: str) -> object:
+        if value == "":
+            return None
+        if field in _INT_FIELDS:
+            return int(value)
+        if field in _FLOAT_FIELDS:
+            return float(value)
+        if field in _LIST_FIELDS:
+            return [float(v) for v in value.split()]
+        return value
+
+    # A summary written before a field was added (fields are only ever appended) lacks it: None.
+    return [{field: typed(field, row.get(field, "")) for field in FIELDS} for row in rows]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -16,7 +15,7 @@ import matplotlib.pyplot as plt
 from tabulate import tabulate
 
 from opbench.matrix import Point
-from opbench.records import FIELDS, make_record, read_record
+from opbench.records import make_record, read_record, write_csv
 
 GROUP_KEYS = ("op", "suite", "batch", "dtype", "layout")
 
@@ -59,22 +58,16 @@ def collect(
     return rows
 
 
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row[k] is None else row[k]) for k in FIELDS})
-
-
 def _unit(group: list[dict[str, Any]]) -> tuple[str, float]:
     """GFLOP/s for CPU-sized numbers, TFLOP/s once a group's best passes 1 TFLOP/s."""
     best = max((r["tflops"] for r in group if r["status"] == "PASS"), default=0.0)
     return ("TFLOP/s", 1.0) if best >= 1.0 else ("GFLOP/s", 1000.0)
 
 
-def _cell(row: dict[str, Any], scale: float) -> str:
-    return f"{row['tflops'] * scale:.{1 if scale > 1 else 2}f}" if row["status"] == "PASS" else row["status"]
+def _cell(row: dict[str, Any], scale: float, run_labels: dict[str, str]) -> str:
+    """A row's rate (or its status), and the label of its run where a table holds rows of several runs."""
+    text = f"{row['tflops'] * scale:.{1 if scale > 1 else 2}f}" if row["status"] == "PASS" else row["status"]
+    return text if row["status"] == "SKIP" else text + run_labels.get(run_key(row), "")
 
 
 def _series(row: dict[str, Any]) -> str:
@@ -131,30 +124,50 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             for layer, cells in by_layer.items()
             if len(cells) < len(series) or any(r["status"] == "SKIP" for r in cells.values())
         }
+        # Nor has a layer whose rows come from different runs: their times were not taken side by side.
+        mixed = {layer for layer, cells in by_layer.items() if len({run_key(r) for r in cells.values()}) > 1}
         winners = {
-            layer: "n/a (not all timed)" if layer in untimed else fastest(cells.values())
+            layer: "n/a (not all timed)" if layer in untimed
+            else "n/a (rows of different runs)" if layer in mixed else fastest(cells.values())
             for layer, cells in by_layer.items()
-        }
+        }  # fmt: skip
+        runs = list(dict.fromkeys(run_key(r) for r in group if r["status"] != "SKIP"))
+        label = {run: f" ({_run_label(i)})" for i, run in enumerate(runs)} if len(runs) > 1 else {}
+
         table = [
-            [layer, shape, *(_cell(cells[s], scale) if s in cells else "" for s in series), winners[(layer, shape)]]
+            [layer, shape, *(_cell(cells[s], scale, label) if s in cells else "" for s in series),
+             winners[(layer, shape)]]
             for (layer, shape), cells in by_layer.items()
-        ]
+        ]  # fmt: skip
         if len(by_layer) > 1:
             digits = 1 if scale > 1 else 2
             means = [geomean(r["tflops"] for r in group if _series(r) == s and r["status"] == "PASS") for s in series]
             table.append(["geomean (PASS)", "", *(f"{m * scale:.{digits}f}" if m == m else "" for m in means), ""])
             wins = Counter(winners.values())
             table.append(["layers won", "", *(str(wins[s]) for s in series), ""])
-            for base in (s for s in series if s.startswith("cudnn:")):
-                ratios = [geomean_ratio(by_layer.values(), s, base) for s in series]
-                table.append([f"geomean ratio to {base}", "", *(f"{r:.2f}" if r == r else "" for r in ratios), ""])
+            for baseline in dict.fromkeys(filter(None, (baseline_class(r) for r in group if r["status"] == "PASS"))):
+                ratios = [geomean_ratio(by_layer.values(), s, baseline) for s in series]
+                table.append([f"geomean ratio to {baseline}", "", *(f"{r:.2f}" if r == r else "" for r in ratios), ""])
+        runs_note = (
+            [
+                "",
+                f"Rows of {len(runs)} runs, marked after each cell: "
+                + ", ".join(f"({_run_label(i)}) `{run}`" for i, run in enumerate(runs))
+                + ". Rows of different runs are never paired (no ratio, no winner); to time every row again in one "
+                "run: `opbench bench --retime`.",
+            ]
+            if label
+            else []
+        )
         lines += [
             "",
             "## " + ", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)),
             "",
             f"Device: {', '.join(devices) or 'n/a'}. Cells: {unit} from the median time; `fastest`: the PASS row "
-            "with the highest rate, on layers where every row was timed. Ratio rows: geometric mean over the layers "
-            "where both rows PASS.",
+            "with the highest rate, on layers where every row was timed in one run. Ratio rows: per layer, the row's "
+            "rate over the fastest PASS row of the baseline measured in the same run; geometric mean over the layers "
+            "where both exist.",
+            *runs_note,
             *(line for note in _backend_notes(group) for line in ("", note)),
             "",
             tabulate(table, headers=["layer", "shape", *series, "fastest"], tablefmt="github", disable_numparse=True),
@@ -312,14 +325,40 @@ def fastest(rows: Iterable[dict[str, Any]]) -> str:
     return _series(max(passed, key=lambda r: r["tflops"])) if passed else ""
 
 
-def geomean_ratio(layers: Iterable[dict[str, dict[str, Any]]], series: str, base: str) -> float:
-    """Geometric mean over layers of series' rate / base's rate, where both PASS (NaN if none)."""
-    ratios = [
-        cells[series]["tflops"] / cells[base]["tflops"]
-        for cells in layers
-        if series in cells and base in cells
-        and cells[series]["status"] == "PASS" and cells[base]["status"] == "PASS" and cells[base]["tflops"]
-    ]  # fmt: skip
+def run_key(row: dict[str, Any]) -> str:
+    """The run a row's timing belongs to: its run id; for a row recorded before run ids existed (2026-12-06), its
+    commit (each earlier published run was at a commit of its own)."""
+    if row.get("run_id"):
+        return str(row["run_id"])
+    return f"commit {row['commit']}" if row.get("commit") else "unknown run"
+
+
+def _run_label(index: int) -> str:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return letters[index] if index < len(letters) else str(index + 1)
+
+
+def baseline_class(row: dict[str, Any]) -> str | None:
+    """The baseline a row is a candidate for (Backend.baseline_class), or None."""
+    from opbench.backends import BACKENDS
+
+    return BACKENDS[row["backend"]].baseline_class(row["variant"]) if row["backend"] in BACKENDS else None
+
+
+def geomean_ratio(layers: Iterable[dict[str, dict[str, Any]]], series: str, baseline: str) -> float:
+    """Geometric mean over layers of series' rate over the fastest PASS row of `baseline` (a baseline class) from
+    the same run, where both exist (NaN if none)."""
+    ratios = []
+    for cells in layers:
+        row = cells.get(series)
+        if row is None or row["status"] != "PASS" or not row["tflops"]:
+            continue
+        candidates = [
+            r["tflops"] for r in cells.values()
+            if baseline_class(r) == baseline and r["status"] == "PASS" and r["tflops"] and run_key(r) == run_key(row)
+        ]  # fmt: skip
+        if candidates:
+            ratios.append(row["tflops"] / max(candidates))
     return geomean(ratios)
 
 
@@ -333,6 +372,7 @@ def summarize_workflow(
     points: list[Point],
     records_dir: Path,
     skipped: dict[Point, str],
+    results: Path,
     outdir: Path,
     title: str,
     config_hash: str,
@@ -342,8 +382,9 @@ def summarize_workflow(
     device_probe: Path | None = None,
 ) -> list[dict[str, Any]]:
     """The summary rule: collect every point's record (SKIP/FAIL where none) and write tables and plots.
-    A row without a record names the log of its job that failed (`problems`: where the problems' inputs and
-    references are; `runs_here`: the backends whose points run here, the others' only build)."""
+    A row without a record names the log of its job that failed (`results`: results/<machine>, where the jobs'
+    outputs and logs are; `problems`: where the problems' inputs and references are; `runs_here`: the backends whose
+    points run here, the others' only build). `outdir`: where this run's tables go (opbench.paths.summary_dir)."""
     from opbench.backends import get_backend
     from opbench.jobs import provenance_fields
     from opbench.paths import failed_job_log
@@ -353,7 +394,7 @@ def summarize_workflow(
 
     def failed_log(point: Point) -> str:
         build_scope = get_backend(point.backend).build_scope
-        return failed_job_log(str(outdir), problems, build_scope, point.backend in runs_here, **point.fields)
+        return failed_job_log(str(results), problems, build_scope, point.backend in runs_here, **point.fields)
 
     rows = collect(points, records_dir, skipped, fields, failed_log=failed_log)
     peaks = read_peaks(device_probe) if device_probe else None

@@ -7,7 +7,8 @@
 #   compiled.tar.gz         IREE module folders (with dispatch benchmarks), CUDA/CUTLASS binaries and the MLIR they came
 #                           from, built from this same tree; unpacked and marked newer than their sources so that
 #                           nothing is rebuilt here (this node may have no iree-compile).
-# GPU_TESTS=0 skips the GPU pytest run.
+# GPU_RETIME=1 re-times every row (opbench bench --retime). GPU_TESTS=0 skips the GPU pytest run;
+# GPU_TESTS="tests/test_x.py ..." runs only those (default: every GPU test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-config/gpu-resnet50.yaml}
@@ -39,13 +40,17 @@ python3 -m snakemake --cores "$(nproc)" --configfile "$config" --resources gpu=8
   > "$out/phase1.log" 2>&1 || echo "phase 1 (build, run, verify) had failures: see $out/phase1.log"
 tests=0
 if [ "${GPU_TESTS:-1}" != 0 ]; then
-  python3 -m pytest -q -m gpu tests/ -p no:cacheprovider > "$out/gpu_tests.log" 2>&1 || tests=$?
+  [ "${GPU_TESTS:-1}" = 1 ] && selected=tests/ || selected=$GPU_TESTS
+  # shellcheck disable=SC2086  # a list of test paths
+  python3 -m pytest -q -m gpu $selected -p no:cacheprovider > "$out/gpu_tests.log" 2>&1 || tests=$?
   tail -5 "$out/gpu_tests.log"
 fi
 # Leave time to package the results when a time budget is given (GPU_RUN_SECONDS, e.g. a lease's limit).
 budget=$(( ${GPU_RUN_SECONDS:-86400} - SECONDS - 45 ))
 status=0
-timeout "$budget" python3 -m opbench bench --configfile "$config" --cores "$(nproc)" -- -q --scheduler greedy > "$out/bench.log" 2>&1 \
+# GPU_RETIME=1: time every row again in this run (a second run of the same config, for `opbench compare`)
+timeout "$budget" python3 -m opbench bench --configfile "$config" --cores "$(nproc)" ${GPU_RETIME:+--retime} \
+  -- -q --scheduler greedy > "$out/bench.log" 2>&1 \
   || status=$?
 tail -5 "$out/bench.log"
 if [ "$status" = 124 ]; then
@@ -56,6 +61,7 @@ fi
 machine=$(ls -td results/*/records | head -1 | xargs dirname)
 logs=$(ls -d results/logs/build 2>/dev/null || true)
 tar czf "$out/results.tgz" --exclude='*.npy' --exclude='*.npz' "$machine" $logs
-[ -f "$machine/summary.md" ] && cp "$machine/summary.md" "$out/"
+summary="$machine/$(basename "$config" .yaml)"  # the run's tables: opbench.paths.summary_dir
+[ -f "$summary/summary.md" ] && cp "$summary/summary.md" "$out/"
 [ "$tests" = 0 ] || echo "GPU tests failed: see $out/gpu_tests.log"
 exit $(( status != 0 ? status : tests ))

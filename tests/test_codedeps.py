@@ -18,7 +18,8 @@ def names(files: list[Path]) -> set[str]:
 
 def test_a_backends_code_is_its_module_and_what_it_imports() -> None:
     cudnn = names(get_backend("cudnn").code_files())
-    assert {"backends/cudnn.py", "backends/base.py", "gpu_timing.py"} <= cudnn
+    assert {"backends/cudnn/__init__.py", "backends/cudnn/pytorch.py", "backends/cudnn/frontend.py"} <= cudnn
+    assert {"backends/cudnn/common.py", "backends/base.py", "gpu_timing.py"} <= cudnn
     cuda = names(get_backend("cuda").code_files())
     assert "backends/cuda.py" in cuda and "gpu_timing.py" not in cuda  # its timing is the harness's
     assert "backends/cuda.py" in names(get_backend("cutlass").code_files())  # cutlass runs through cuda's harness

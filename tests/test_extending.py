@@ -50,7 +50,7 @@ def extended(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows(work: Path) -> list[dict[str, str]]:
-    with open(work / "results" / "ci" / "summary.csv") as f:
+    with open(work / "results" / "ci" / "test" / "summary.csv") as f:
         return list(csv.DictReader(f))
 
 
@@ -70,7 +70,7 @@ def test_points_a_backend_does_not_implement_are_skip_rows_with_the_reason(exten
     conv = [r for r in rows(extended) if r["op"] == "conv2d" and r["backend"] == "numpy-add"]
     assert [r["status"] for r in conv] == ["SKIP"]
     assert conv[0]["reason"] == "not supported: adds vectors only, not conv2d"
-    summary = (extended / "results" / "ci" / "summary.md").read_text()
+    summary = (extended / "results" / "ci" / "test" / "summary.md").read_text()
     assert "not supported: adds vectors only, not conv2d" in summary.split("## Skipped")[1]
 
 

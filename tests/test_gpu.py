@@ -1,4 +1,5 @@
-"""GPU tests: every CUDA kernel variant and cuDNN, verified on edge shapes against the float64 reference.
+"""GPU tests: every CUDA kernel variant and cuDNN (PyTorch's pick and the cuDNN frontend's), verified on edge shapes
+against the float64 reference.
 
 Marked `gpu`; skipped cleanly where no NVIDIA GPU (or nvcc) is present. Run them on the GPU machine:
 `python -m pytest -m gpu tests/test_gpu.py`.
@@ -15,10 +16,10 @@ import pytest
 from opbench import hardware
 from opbench.backends import BenchSettings, Job, get_backend
 from opbench.backends.cuda import build, build_sources, known_variants, variant_archs, variant_info
-from opbench.backends.cudnn import torch_missing
+from opbench.backends.cudnn import frontend_missing, torch_missing
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
-from opbench.verify import judge
+from opbench.verify import ErrorModel, judge
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [
@@ -61,14 +62,15 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _job(
-    backend: str, variant: str, layer: dict, batch: int, artifact: Path | None, seed: int, dtype_name: str = "f32"
-) -> Job:
+    backend: str, variant: str, layer: dict, batch: int, artifact: Path | None, seed: int, dtype_name: str = "f32",
+    layout: str = "nhwc_fhwc",
+) -> Job:  # fmt: skip
     op = get_op("conv2d")
     shape = op.shape_from_layer(layer, batch)
     dtype = get_dtype(dtype_name)
     return Job(
-        op="conv2d", shape=shape, dtype=dtype, layout="nhwc_fhwc", variant=variant,
-        inputs=op.make_inputs(shape, dtype, "nhwc_fhwc", seed), artifact=artifact, options={},
+        op="conv2d", shape=shape, dtype=dtype, layout=layout, variant=variant,
+        inputs=op.make_inputs(shape, dtype, layout, seed), artifact=artifact, options={},
     )  # fmt: skip
 
 
@@ -107,11 +109,68 @@ def test_cudnn_verifies_on_edge_shapes(variant: str, dtype: str, layer: str) -> 
 
 
 @pytest.mark.skipif(torch_missing() is not None, reason=str(torch_missing()))
-def test_cudnn_benchmark_uses_graph_replay() -> None:
-    job = _job("cudnn", "fp32", EDGE_LAYERS["k_c_odd_3x3"], 3, None, seed=3)
+@pytest.mark.parametrize("layout", ["nhwc_fhwc", "nchw_fchw"])
+def test_cudnn_benchmark_uses_graph_replay(layout: str) -> None:
+    job = _job("cudnn", "fp32", EDGE_LAYERS["k_c_odd_3x3"], 3, None, seed=3, layout=layout)
     result = get_backend("cudnn").benchmark(job, SETTINGS)
     assert len(result["samples_ms"]) == SETTINGS.repetitions and min(result["samples_ms"]) > 0
     assert "CUDA-graph" in result["method"] and result["torch"] and result["cudnn"]
+    # Outputs rotate with the inputs (flush_l2: several buffer sets) and the timed ones equal a fresh run's.
+    assert result["buffer_copies"] > 1 and "input and output copies" in result["method"]
+    assert result["bench_output_consistent"] is True
+
+
+FRONTEND_MODES = [
+    ("frontend_fp32", "f32"), ("frontend_tf32", "f32"), ("frontend_fp16", "f16"), ("frontend_bf16", "bf16"),
+]  # fmt: skip
+needs_frontend = pytest.mark.skipif(
+    torch_missing() is not None or frontend_missing() is not None, reason=str(torch_missing() or frontend_missing())
+)
+
+
+@needs_frontend
+@pytest.mark.parametrize(("variant", "dtype"), FRONTEND_MODES)
+@pytest.mark.parametrize(
+    ("layer", "layout"),
+    [*((layer, "nhwc_fhwc") for layer in sorted(EDGE_LAYERS)), ("c3_odd_7x7_s2_p3", "nchw_fchw"),
+     ("dil2_asym", "nchw_fchw"), ("pw_1x1_p0", "nchw_fchw")],
+)  # fmt: skip
+def test_cudnn_frontend_verifies_on_edge_shapes(variant: str, dtype: str, layer: str, layout: str) -> None:
+    """The chosen engine's output (run()) passes the verification at the math mode's tolerance, element-wise bound
+    included: an fp32 row that ran on TF32 tensor cores would fail it."""
+    job = _job("cudnn", variant, EDGE_LAYERS[layer], 3, None, seed=23, dtype_name=dtype, layout=layout)
+    output = get_backend("cudnn").run(job)
+    op = get_op("conv2d")
+    reference = op.reference(job.inputs, job.shape, job.layout)
+    key = get_backend("cudnn").tolerance_key(job.dtype, variant)
+    scale, terms = op.product_scale(job.inputs, job.shape, job.layout)
+    bound = ErrorModel.of(job.dtype, key).bound(reference, scale, terms)
+    verdict = judge(output, reference, TOLERANCES[key], bound)
+    assert verdict.status == "PASS", verdict.reason
+
+
+@needs_frontend
+@pytest.mark.parametrize(("variant", "dtype"), FRONTEND_MODES)
+@pytest.mark.parametrize("layout", ["nhwc_fhwc", "nchw_fchw"])
+def test_cudnn_frontend_benchmark_times_every_candidate_and_keeps_the_fastest(
+    variant: str, dtype: str, layout: str
+) -> None:
+    job = _job("cudnn", variant, EDGE_LAYERS["k_c_odd_3x3"], 3, None, seed=29, dtype_name=dtype, layout=layout)
+    result = get_backend("cudnn").benchmark(job, SETTINGS)
+    assert len(result["samples_ms"]) == SETTINGS.repetitions and min(result["samples_ms"]) > 0
+    assert "CUDA-graph replay" in result["method"], result["method"]  # captured, not the eager fallback
+    assert result["bench_output_consistent"] is True and result["buffer_copies"] > 1
+    assert result["torch"] and result["cudnn"] and result["cudnn_frontend"]
+    candidates = result["candidates"]
+    names = [c["name"] for c in candidates]
+    assert len(names) == len(set(names)) and result["chosen"] in names
+    valid = [c for c in candidates if c["valid"]]
+    assert valid and all(c["ms"] > 0 and not c["reason"] for c in valid)
+    assert all(c["reason"] for c in candidates if not c["valid"])
+    chosen = next(c for c in candidates if c["name"] == result["chosen"])
+    assert chosen["valid"] and chosen["ms"] == min(c["ms"] for c in valid)
+    assert {m for c in candidates for m in c["modes"]} <= set(result["heuristic_modes"]) <= {"A", "B", "FALLBACK"}
+    assert "A" in result["heuristic_modes"] and "OPENSOURCE" not in result["heuristic_modes"]
 
 
 def test_deliberately_wrong_kernel_output_fails(binaries: dict[str, Path]) -> None:

@@ -20,8 +20,7 @@ from opbench.dtypes import get_dtype
 from opbench.jobs import record
 from opbench.matrix import expand, skip_reasons
 from opbench.plan import RecordPlan, record_plan
-from opbench.publish import read_summary
-from opbench.records import FIELDS, read_record
+from opbench.records import FIELDS, read_record, read_summary
 
 REPO = Path(__file__).resolve().parent.parent
 CARDS = sorted(p for p in (REPO / "results" / "published").iterdir() if (p / "summary.csv").exists())
@@ -54,7 +53,7 @@ def run_files(row: dict, folder: Path) -> tuple[Path, Path]:
     verdict["reason"] = verdict["reason"] or ""
     stats = {k: row[k] for k in ("median_ms", "min_ms", "p90_ms", "cv", "samples")}
     bench = {"stats": stats, "method": row["timing_method"], "device": row["device"]}
-    bench |= {k: row[k] for k in ("torch", "cudnn") if row[k] is not None}
+    bench |= {k: row[k] for k in ("torch", "cudnn", "run_id", "samples_ms", "chosen") if row[k] is not None}
     if row["device_ms"] is not None:
         parts = [re.fullmatch(r"(\S+) (\S+)", part) for part in row["dispatch_ms"].split(" + ")]
         per_dispatch = {m[1]: {"median_ms": float(m[2])} for m in parts if m}

@@ -342,9 +342,53 @@ def test_fastest_column_wins_and_ratios_to_cudnn(tmp_path: Path) -> None:
     winners = [table[layer]["fastest"] for layer in "abcd"]
     assert winners == ["cudnn:fp16", "cuda:mma", "cudnn:fp16", "n/a (not all timed)"]
     assert table["layers won"]["cudnn:fp16"] == "2" and table["layers won"]["cuda:mma"] == "1"
-    ratio = table["geomean ratio to cudnn:fp16"]
+    ratio = table["geomean ratio to cuDNN fp16"]
     assert ratio["cudnn:fp16"] == "1.00"
     assert float(ratio["cuda:mma"]) == pytest.approx(math.sqrt(0.5 * 2.0), abs=0.005)  # layer c left out
+
+
+def test_ratios_and_winners_pair_rows_of_one_run_only(tmp_path: Path) -> None:
+    """The baseline of a row is the fastest cuDNN row (PyTorch's pick or the frontend's engine) of the row's own
+    run; a layer whose rows come from two runs has no winner, and its cells say which run each came from."""
+    f16 = {"dtype": "f16", "layout": "nhwc_fhwc", "device": "gpu"}
+
+    def _pass(run: str, **fields: object) -> dict:
+        return make_record(**{**BASE, **fields}, **f16, status="PASS", reason="", relerr=1e-4, tolerance=5e-3,
+                           median_ms=1, run_id=run)  # fmt: skip
+
+    rows = [
+        _pass("R1", layer="a", shape="n1_a", backend="cudnn", variant="fp16", tflops=100.0),
+        _pass("R1", layer="a", shape="n1_a", backend="cudnn", variant="frontend_fp16", tflops=125.0),
+        _pass("R1", layer="a", shape="n1_a", backend="cuda", variant="mma", tflops=50.0),
+        _pass("R1", layer="b", shape="n1_b", backend="cudnn", variant="fp16", tflops=100.0),
+        _pass("R1", layer="b", shape="n1_b", backend="cudnn", variant="frontend_fp16", tflops=100.0),
+        _pass("R2", layer="b", shape="n1_b", backend="cuda", variant="mma", tflops=200.0),  # another run
+    ]
+    report.write_summary(rows, tmp_path, "runs")
+    md = (tmp_path / "summary.md").read_text()
+    table = {r["layer"]: r for r in _table(md, "op conv2d, suite tiny, batch 1, dtype f16, layout nhwc_fhwc")}
+    assert table["a"]["fastest"] == "cudnn:frontend_fp16"
+    assert table["b"]["fastest"] == "n/a (rows of different runs)"  # 200 is not compared with R1's cuDNN
+    assert table["b"]["cuda:mma"] == "200.00 (b)" and table["b"]["cudnn:fp16"] == "100.00 (a)"
+    assert "(a) `R1`, (b) `R2`" in md
+    ratio = table["geomean ratio to cuDNN fp16"]
+    assert float(ratio["cuda:mma"]) == pytest.approx(0.4)  # layer a only, against the frontend's 125
+    assert float(ratio["cudnn:fp16"]) == pytest.approx(math.sqrt(0.8 * 1.0), abs=0.005)
+
+
+def test_rows_without_a_run_id_are_paired_by_commit(tmp_path: Path) -> None:
+    """Rows recorded before run ids existed: each published run had its own commit, which stands in for the run."""
+    f16 = {"dtype": "f16", "layout": "nhwc_fhwc", "device": "gpu", "layer": "a", "shape": "n1_a"}
+    rows = [
+        make_record(**{**BASE, **f16, "commit": "b5af669", "variant": "mma"}, backend="cuda", status="PASS",
+                    reason="", relerr=1e-4, tolerance=5e-3, median_ms=1, tflops=90.0),
+        make_record(**{**BASE, **f16, "commit": "1c19f79", "variant": "fp16"}, backend="cudnn", status="PASS",
+                    reason="", relerr=1e-4, tolerance=5e-3, median_ms=1, tflops=100.0),
+    ]  # fmt: skip
+    assert report.run_key(rows[0]) == "commit b5af669" and report.run_key({**rows[0], "run_id": "R9"}) == "R9"
+    report.write_summary(rows, tmp_path, "old")
+    row = _table((tmp_path / "summary.md").read_text(), "op conv2d, suite tiny, batch 1, dtype f16, layout nhwc_fhwc")
+    assert row[0]["fastest"] == "n/a (rows of different runs)"
 
 
 def test_dispatch_time_gets_its_own_column_beside_end_to_end(tmp_path: Path) -> None:

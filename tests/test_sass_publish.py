@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from opbench.publish import publish, read_summary
-from opbench.records import make_record, write_record
+from opbench.publish import UnpairedRows, publish
+from opbench.records import make_record, read_summary, write_record
 from opbench.sass import parse_sass
 
 SASS = """
@@ -66,7 +66,7 @@ def test_publish_renders_tables_roofline_and_copies_provenance(tmp_path: Path) -
         "0 bytes spill stores, 0 bytes spill loads\n"
     )
 
-    out = publish(results=results, card="nvidia-h200", logs=logs, out_root=tmp_path / "published")
+    out = publish(results=results, card="nvidia-h200", logs=logs, out_root=tmp_path / "published").folder
     md = (out / "summary.md").read_text()
     assert "cuda:register_tiled" in md and "TFLOP/s" in md and "30.0" in md
     assert json.loads((out / "device.json").read_text())["peaks"] == peaks
@@ -90,7 +90,7 @@ def test_publish_keeps_earlier_rows_and_replaces_remeasured_ones(tmp_path: Path)
     skipped = make_record(**{**_row("l1", "cuda", "split_reduction", 0, 0), "status": "SKIP", "reason": "not timed"})
     for i, row in enumerate([_row("l1", "cudnn", "tf32", 130.0, 1), _row("l1", "cuda", "mma", 200.0, 1), skipped]):
         write_record(row, second / "records" / f"{i}.json")
-    out = publish(results=second, card="gpu", logs=logs, out_root=published)
+    out = publish(results=second, card="gpu", logs=logs, out_root=published).folder
 
     rows = {(r["backend"], r["variant"]): r for r in read_summary(out / "summary.csv")}
     assert set(rows) == {("cuda", "split_reduction"), ("cudnn", "tf32"), ("cuda", "mma")}
@@ -107,7 +107,9 @@ def test_publish_takes_only_the_given_commits_records(tmp_path: Path) -> None:
     new = [{**_row(layer, "cuda", "split_reduction", 40.0, 1), "commit": "b5af6690a67f"} for layer in ("l1", "l2")]
     for i, row in enumerate([old, *new]):
         write_record(row, results / "records" / f"{i}.json")
-    out = publish(results=results, card="gpu", logs=tmp_path / "logs", out_root=tmp_path / "pub", commits=("b5af669",))
+    out = publish(
+        results=results, card="gpu", logs=tmp_path / "logs", out_root=tmp_path / "pub", commits=("b5af669",)
+    ).folder
     rows = read_summary(out / "summary.csv")
     assert [(r["layer"], r["commit"], r["tflops"]) for r in rows] == [
         ("l1", "b5af6690a67f", 40.0),
@@ -115,3 +117,27 @@ def test_publish_takes_only_the_given_commits_records(tmp_path: Path) -> None:
     ]
     with pytest.raises(FileNotFoundError, match="of commit 0000"):
         publish(results=results, card="gpu", logs=tmp_path / "logs", out_root=tmp_path / "pub", commits=("0000",))
+
+
+def test_publish_keeps_a_series_with_the_baseline_of_its_run(tmp_path: Path) -> None:
+    """A run's rows are refused without the cuDNN rows of that run where the card's table has cuDNN rows (the ratio
+    would pair them with another run's); a run that brings its cuDNN rows replaces them, and the earlier rows it
+    leaves without their run's baseline are reported."""
+    published, logs = tmp_path / "published", tmp_path / "logs"
+
+    def run(name: str, rows: list[dict]) -> Path:
+        for i, row in enumerate(rows):
+            write_record({**row, "run_id": name}, tmp_path / name / "records" / f"{i}.json")
+        return tmp_path / name
+
+    first = run("R1", [_row("l1", "cuda", "split_reduction", 30.0, 1), _row("l1", "cudnn", "tf32", 120.0, 1)])
+    assert publish(results=first, card="gpu", logs=logs, out_root=published).unpaired == []
+    alone = run("R2", [_row("l1", "cuda", "mma", 200.0, 1)])
+    with pytest.raises(UnpairedRows, match=r"cuda:mma resnet50/l1 batch 16 f32 nhwc_fhwc \(run R2\)"):
+        publish(results=alone, card="gpu", logs=logs, out_root=published)
+    assert "mma" not in (published / "gpu" / "summary.csv").read_text()  # nothing written
+    paired = run("R3", [_row("l1", "cuda", "mma", 200.0, 1), _row("l1", "cudnn", "tf32", 130.0, 1)])
+    result = publish(results=paired, card="gpu", logs=logs, out_root=published)
+    assert result.unpaired == ["cuda:split_reduction resnet50/l1 batch 16 f32 nhwc_fhwc (run R1)"]
+    rows = {(r["backend"], r["variant"]): r["run_id"] for r in read_summary(result.folder / "summary.csv")}
+    assert rows == {("cuda", "split_reduction"): "R1", ("cuda", "mma"): "R3", ("cudnn", "tf32"): "R3"}

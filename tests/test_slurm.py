@@ -212,8 +212,8 @@ def test_second_run_has_nothing_to_do(slurm_run, slurm_env):
 
 
 def test_summary_matches_local_run(slurm_run, local_run, capsys):
-    slurm_rows = read_csv(slurm_run.workdir / "results" / "ci-slurm" / "summary.csv")
-    local_rows = read_csv(local_run.workdir / "results" / "ci-local" / "summary.csv")
+    slurm_rows = read_csv(slurm_run.workdir / "results" / "ci-slurm" / "ci" / "summary.csv")
+    local_rows = read_csv(local_run.workdir / "results" / "ci-local" / "ci" / "summary.csv")
     assert slurm_rows, "empty summary"
     missing = [c for c in COMPARED if c not in slurm_rows[0]]
     assert not missing, f"summary.csv lacks {missing}"

@@ -90,7 +90,7 @@ def modules(jobs: dict[str, list[str]]) -> list[str]:
 
 
 def summary_rows(work: Path, machine: str = "ci") -> list[dict[str, str]]:
-    with open(work / "results" / machine / "summary.csv") as f:
+    with open(work / "results" / machine / "test" / "summary.csv") as f:  # the tables of the run of test.yaml
         return list(csv.DictReader(f))
 
 
@@ -114,9 +114,9 @@ def test_results_pass_and_compile_only_rows_skip(finished: Path) -> None:
     vulkan_module = "compiled/iree-vulkan-spirv/default/conv2d/nhwc_hwcf/f32/n2_h9_w7_c3_k5_r3_s3_st1_p1/module.vmfb"
     assert (finished / vulkan_module).exists()
     assert all(r["iree_compile"].startswith("3.13") and r["config_hash"] for r in rows)
-    md = (finished / "results/ci/summary.md").read_text()
+    md = (finished / "results/ci/test/summary.md").read_text()
     assert "odd_3x3" in md and "iree-llvm-cpu:default" in md
-    assert list((finished / "results/ci/plots").glob("*.png"))
+    assert list((finished / "results/ci/test/plots").glob("*.png"))
 
 
 def test_up_to_date_tree_has_nothing_to_do(finished: Path) -> None:
@@ -220,7 +220,7 @@ def test_broken_mlir_fails_its_job_alone_and_main_command_reports_it(tmp_path: P
     assert rows[("iree-llvm-cpu", "n2_h9_w7_c3_k5_r3_s3_st1_p1")]["status"] == "FAIL"
     assert rows[("iree-llvm-cpu", "n2_h9_w7_c3_k5_r3_s3_st1_p1")]["reason"].endswith(str(log.relative_to(work)))
     assert rows[("iree-llvm-cpu", "n2_h12_w10_c8_k12_r3_s3_st2_p1")]["status"] == "PASS"
-    assert (work / "results/ci/report.html").exists()
+    assert (work / "results/ci/test/report.html").exists()
 
 
 def test_failed_verification_is_fail_everywhere_and_exit_nonzero(tmp_path: Path) -> None:
@@ -235,7 +235,7 @@ def test_failed_verification_is_fail_everywhere_and_exit_nonzero(tmp_path: Path)
     cpu = [r for r in summary_rows(work) if r["backend"] == "iree-llvm-cpu"]
     assert [r["status"] for r in cpu] == ["FAIL", "FAIL"]
     assert all("exceeds tolerance" in r["reason"] and float(r["median_ms"]) > 0 for r in cpu)
-    md = (work / "results/ci/summary.md").read_text()
+    md = (work / "results/ci/test/summary.md").read_text()
     table_lines = [line for line in md.splitlines() if line.startswith("| odd_3x3")]
     assert "FAIL" in table_lines[0]
     assert "FAIL" in proc.stderr
@@ -261,7 +261,7 @@ def test_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=120)
     assert verified, "the run ended before any point was verified"
-    assert not (work / "results/ci/summary.csv").exists(), "the run finished before it could be interrupted"
+    assert not (work / "results/ci/test/summary.csv").exists(), "the run finished before it could be interrupted"
     point = verified[0].parent.relative_to(runs).as_posix()  # backend/variant/op/layout/dtype/shape
     problem = point.split("/", 2)[2]
     finished = [
@@ -321,7 +321,7 @@ def test_ctrl_c_of_the_main_command_leaves_no_lock_and_resumes(tmp_path: Path) -
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not list((work / ".snakemake" / "locks").glob("*")), "the interrupted run left its lock"
-    assert not (work / "results/ci/summary.csv").exists()
+    assert not (work / "results/ci/test/summary.csv").exists()
     resumed = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r["status"] for r in summary_rows(work) if r["backend"] == "iree-llvm-cpu"] == ["PASS", "PASS"]

@@ -93,6 +93,17 @@ class Backend(ABC):
         """Why the backend cannot run on this machine even with its device present (a missing library), or None."""
         return None
 
+    def baseline_class(self, variant: str) -> str | None:
+        """For a baseline backend (the library every row is compared with), the baseline this variant's rows are
+        candidates for, e.g. `cuDNN fp16`: ratio rows divide by the fastest PASS candidate of the same run, per
+        layer. None for the other backends."""
+        return None
+
+    def variant_requirement_missing(self, variant: str) -> str | None:
+        """Why one variant cannot run here although its backend can (a library only it needs), or None: its rows are
+        SKIP with this reason where the backend runs."""
+        return None
+
     def tolerance_key(self, dtype: DType, variant: str) -> str:
         """Which tolerance judges this row (a TF32 variant of float32 is judged as tf32)."""
         return dtype.tolerance_key

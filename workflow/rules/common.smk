@@ -3,6 +3,7 @@
 # (opbench/backends/), through the registries.
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))  # the opbench package beside th
 
 from snakemake.exceptions import WorkflowError
 
-from opbench import hardware, paths
+from opbench import hardware, paths, provenance
 from opbench.backends import BACKENDS, availability, get_backend
 from opbench.codedeps import module_files
 from opbench.config import ConfigError, config_hash, validate
@@ -20,6 +21,15 @@ from opbench.matrix import expand, make_problem, problem_seed, skip_reasons
 from opbench.ops import form_pattern, get_op, layout_pattern, shape_pattern
 from opbench.plan import record_plan
 
+# The run's id, recorded with every timing its jobs take (ratios pair rows of one run only): `opbench bench` sets it
+# for all its Snakemake calls; a direct Snakemake call gets one here. `envvars` passes it on to cluster jobs.
+os.environ.setdefault(provenance.RUN_ID_ENV, provenance.new_run_id())
+
+
+envvars:
+    provenance.RUN_ID_ENV,
+
+
 try:
     CFG = validate({k: v for k, v in config.items() if k != "summary_allow_missing"})
 except ConfigError as error:
@@ -28,6 +38,10 @@ except ConfigError as error:
 PY = sys.executable
 MACHINE = hardware.machine_name(CFG["machine"], CFG["gpu"])
 RESULTS = f"results/{MACHINE}"
+try:
+    SUMMARY_DIR = paths.summary_dir(RESULTS, [str(f) for f in workflow.overwrite_configfiles or []])
+except ValueError as error:
+    raise WorkflowError(str(error)) from None
 PROBLEMS = "results/problems"
 CONFIG_HASH = config_hash(CFG)
 DEVICES = hardware.devices(CFG["gpu"])
@@ -149,7 +163,7 @@ def record_paths():
 
 
 def summary_outputs():
-    return [f"{RESULTS}/summary.md", f"{RESULTS}/summary.csv", f"{RESULTS}/plots"]
+    return [f"{SUMMARY_DIR}/summary.md", f"{SUMMARY_DIR}/summary.csv", f"{SUMMARY_DIR}/plots"]
 
 
 def device_probes():

@@ -11,10 +11,10 @@ rule summary:
         records=record_paths(),
         probe=device_probes(),
     output:
-        md=report(f"{RESULTS}/summary.md", category="Summary", caption="../report/summary.rst"),
-        csv=report(f"{RESULTS}/summary.csv", category="Summary", caption="../report/summary.rst"),
+        md=report(f"{SUMMARY_DIR}/summary.md", category="Summary", caption="../report/summary.rst"),
+        csv=report(f"{SUMMARY_DIR}/summary.csv", category="Summary", caption="../report/summary.rst"),
         plots=report(
-            directory(f"{RESULTS}/plots"),
+            directory(f"{SUMMARY_DIR}/plots"),
             patterns=["{name}.png"],
             category="Plots",
             caption="../report/plots.rst",
@@ -22,7 +22,7 @@ rule summary:
     params:
         machine=MACHINE,  # the resolved name (config `machine` may say `auto`), for the report's caption
     log:
-        f"{RESULTS}/logs/summary.log",
+        f"{SUMMARY_DIR}/logs/summary.log",
     run:
         from opbench.report import summarize_workflow
 
@@ -30,7 +30,8 @@ rule summary:
             points=POINTS,
             records_dir=Path(f"{RESULTS}/records"),
             skipped=SKIPPED,
-            outdir=Path(RESULTS),
+            results=Path(RESULTS),
+            outdir=Path(SUMMARY_DIR),
             title=f"opbench results: {MACHINE}",
             config_hash=CONFIG_HASH,
             log=Path(log[0]),

@@ -1,0 +1,93 @@
+"""cuDNN, the reference to beat, in two families of variants, each a math mode: fp32 (TF32 off), tf32, fp16, bf16.
+
+- `fp32`, `tf32`, `fp16`, `bf16`: PyTorch's pick (pytorch.py): torch.nn.functional.conv2d with cudnn.benchmark.
+- `frontend_fp32`, `frontend_tf32`, `frontend_fp16`, `frontend_bf16`: NVIDIA's cuDNN frontend (frontend.py, the
+  `cudnn-frontend` extra): every engine configuration cuDNN's heuristics offer (all modes) built, verified and timed;
+  the fastest verified one is kept and recorded (`chosen`). Without the frontend installed these rows are SKIP,
+  "nvidia-cudnn-frontend is not installed".
+
+Both are timed like our kernels: CUDA events around a CUDA-graph replay of many convolutions (one launch between two
+events would time the host's launch gap on short layers), rotating through copies of the input, filter and output
+larger than L2; the timed outputs must equal a fresh eager run on each buffer set (`bench_output_consistent`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from opbench.backends.base import Backend, BenchSettings, Job, Problem, register_backend
+from opbench.backends.cudnn import frontend, pytorch
+from opbench.backends.cudnn.common import FRONTEND_PREFIX, MATH_MODES, TO_LOGICAL, VARIANTS, is_frontend, math_mode
+from opbench.dtypes import DType
+
+__all__ = ["FRONTEND_PREFIX", "MATH_MODES", "VARIANTS", "Cudnn", "frontend_missing", "math_mode", "torch_missing"]
+
+frontend_missing = frontend.frontend_missing
+
+SETTINGS_SCHEMA: dict[str, Any] = {
+    "description": (
+        "cuDNN (the reference). Variants are math modes: fp32 (TF32 off) and tf32 for f32 inputs, fp16, bf16; each "
+        "applies to its dtype only. The bare names are PyTorch's pick (cudnn.benchmark); frontend_<mode> runs NVIDIA's "
+        "cuDNN frontend (the cudnn-frontend extra), timing every engine configuration its heuristics offer and "
+        "keeping the fastest verified one."
+    ),
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["variants"],
+    "properties": {
+        "variants": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"enum": list(VARIANTS)},
+            "additionalProperties": {"type": "array", "maxItems": 0},
+        }
+    },
+}
+
+
+def torch_missing() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "PyTorch is not installed (pip install torch, a CUDA build)"
+    return None
+
+
+@register_backend
+class Cudnn(Backend):
+    name = "cudnn"
+    device = "cuda"
+    settings_schema: ClassVar[dict[str, Any]] = SETTINGS_SCHEMA
+
+    def unsupported(self, problem: Problem, variant: str) -> str | None:
+        if problem.op != "conv2d":
+            return f"runs conv2d only, not {problem.op}"
+        if problem.layout not in TO_LOGICAL:
+            return f"takes layouts {', '.join(TO_LOGICAL)}, not {problem.layout}"
+        mode = math_mode(variant)
+        if MATH_MODES[mode][0] != problem.dtype.name:
+            return f"math mode {mode} is for {MATH_MODES[mode][0]} inputs, not {problem.dtype.name}"
+        return None
+
+    def tolerance_key(self, dtype: DType, variant: str) -> str:
+        return "tf32" if math_mode(variant) == "tf32" else dtype.tolerance_key
+
+    def baseline_class(self, variant: str) -> str | None:
+        """Both families are candidates for the same baseline: cuDNN in the variant's math mode."""
+        return f"cuDNN {math_mode(variant)}"
+
+    def requirement_missing(self) -> str | None:
+        """PyTorch, for both families."""
+        return torch_missing()
+
+    def variant_requirement_missing(self, variant: str) -> str | None:
+        """The frontend variants also need nvidia-cudnn-frontend: without it their rows are SKIP, saying so."""
+        return frontend_missing() if is_frontend(variant) else None
+
+    def run(self, job: Job) -> np.ndarray:
+        return frontend.run(job) if is_frontend(job.variant) else pytorch.run(job)
+
+    def benchmark(self, job: Job, settings: BenchSettings) -> dict[str, Any]:
+        return frontend.benchmark(job, settings) if is_frontend(job.variant) else pytorch.benchmark(job, settings)

@@ -1,0 +1,407 @@
+"""cuDNN through NVIDIA's own frontend (`nvidia-cudnn-frontend` >= 1.32, its Python graph API `cudnn.pygraph`): the
+variants frontend_fp32, frontend_tf32, frontend_fp16 and frontend_bf16. cuDNN as strong as cuDNN gets: every engine
+configuration its heuristics offer is built, verified and timed, and the fastest verified one is kept.
+
+The graph: one conv_fprop node (cross-correlation), X, W and Y in the job's dtype (io data type), computed and
+accumulated in float32 (compute and intermediate data type FLOAT), strides from the layout (NHWC memory for
+nhwc_fhwc, as PyTorch's channels_last views; NCHW otherwise; Y's strides are set explicitly, since the frontend would
+default Y to NHWC), symmetric padding, stride and dilation from the shape.
+
+The math mode is chosen by cuDNN's numerical notes, as PyTorch does for its own cuDNN calls: an f32 convolution on an
+engine carrying CUDNN_NUMERICAL_NOTE_TENSOR_CORE reads its inputs as TF32, so fp32 deselects those engines
+(pygraph.deselect_numeric_notes) and tf32 allows them; every mode deselects DOWN_CONVERT_INPUTS (inputs converted to a
+narrower type), as PyTorch does. Deselected plans stay in the list and fail to build (listed as invalid, with the
+reason). REDUCED_PRECISION_REDUCTION is not deselected: on an H100 (cuDNN 9.19) the engine PyTorch picks for
+ResNet-50's first layer in f16 (eng63, a first-layer kernel that accumulates in f32 by its name) carries it and
+passes the verification at the f32-accumulator error bound, at half the time of the best engine without the note;
+the element-wise check below judges what the note would have guarded.
+
+The candidates: one graph per heuristic mode the API offers (cudnn.heur_mode: A, B, FALLBACK; OPENSOURCE is left out,
+as it adds no enumerable plan, only an entry that delegates to whichever plan the backend built last), each
+create_execution_plans([mode]); the plans, deduplicated by name across modes, are each built (a plan that does not
+build is listed as invalid), run once into a NaN-poisoned output, checked against PyTorch's conv2d in float64 on the
+same inputs (finite, relative-norm error within the math mode's tolerance, every element within what rounding
+explains: the verification's own tests, opbench.verify, computed on the GPU; else invalid), and
+timed briefly with opbench.gpu_timing.time_graph (TRIAL). The fastest valid one is chosen: run() returns its output;
+benchmark() times it with the job's settings and returns, besides what PyTorch's variants return, `chosen` (the
+plan's engine name) and `candidates` (name, the modes that offered it, ms, valid, reason). run() and benchmark()
+choose independently (separate jobs); whichever plan benchmark() times passed the same check against float64.
+
+Timing: each launch sets the handle's stream to torch's current stream (inside the CUDA-graph capture that is the
+capture stream; cudnn.set_stream skips the backend call while the stream is unchanged) and executes the plan by index
+on the buffer set's own X, W and Y (rotating like PyTorch's variants), the workspace allocated once. Where the
+frontend's execution cannot be captured, time_graph times back-to-back eager launches instead and `method` says so.
+The timed outputs must equal a fresh execution on each buffer set (gpu_timing.compare_outputs).
+
+Requirements: PyTorch (the buffers and the float64 check) and the frontend (`pip install 'opbench[cudnn-frontend]'`);
+without the frontend its rows are SKIP (Cudnn.variant_requirement_missing), and run() and benchmark() raise
+RuntimeError(FRONTEND_MISSING) if called. The frontend dlopens libcudnn
+(LD_LIBRARY_PATH, then site-packages' nvidia/cudnn/lib, then the loader's search) and libcudart (libcudart.so.12,
+then .13): PyTorch's cu13 wheels keep them elsewhere, and two cuDNN libraries in one process would be two different
+cuDNNs. So PyTorch is imported first and the frontend is pointed at the libraries PyTorch loaded (import_frontend).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opbench.backends.base import BenchSettings, Job
+from opbench.backends.cudnn.common import (
+    device_operands,
+    math_mode,
+    memory_format,
+    to_layout,
+    torch_dtype,
+    verify_timed_outputs,
+)
+from opbench.gpu_timing import buffer_copies, time_graph
+from opbench.verify import INPUT_FACTOR, ErrorModel
+
+FRONTEND_MISSING = "nvidia-cudnn-frontend is not installed: pip install 'opbench[cudnn-frontend]'"
+# The brief timing of each candidate (time_graph with these settings; rotating buffers as the final timing).
+TRIAL = BenchSettings(warmup_ms=1.0, repetitions=3, min_sample_ms=0.5, flush_l2=True)
+SKIPPED_MODES = frozenset({"OPENSOURCE"})
+# A candidate's output against float64: the relative-norm error within the math mode's tolerance (config.yaml's
+# defaults) and every element within its rounding bound (opbench.verify.ErrorModel): what the verification asks.
+CANDIDATE_TOLERANCE = {"fp32": 1e-4, "tf32": 2e-3, "fp16": 5e-3, "bf16": 3e-2}
+# Numerical notes whose engines a math mode excludes.
+EXCLUDED_NOTES = {
+    "fp32": ("TENSOR_CORE", "DOWN_CONVERT_INPUTS"),
+    "tf32": ("DOWN_CONVERT_INPUTS",),
+    "fp16": ("DOWN_CONVERT_INPUTS",),
+    "bf16": ("DOWN_CONVERT_INPUTS",),
+}
+_IO_TYPE = {"f32": "FLOAT", "f16": "HALF", "bf16": "BFLOAT16"}
+# The name pygraph gives the entry that delegates to the backend's own choice (_pygraph.py get_plan_name_at_index): no
+# engine configuration of its own, so not a candidate.
+DELEGATING_PLAN = "backend_heuristics"
+
+
+def frontend_missing() -> str | None:
+    """Why the frontend variants cannot run here (the `cudnn` module is absent), or None."""
+    return None if importlib.util.find_spec("cudnn") is not None else FRONTEND_MISSING
+
+
+def loaded_library(maps: str, stem: str) -> str | None:
+    """The path of the first library named `stem`.so[.N...] (libcudnn.so.9, not libcudnn_graph.so.9) mapped in a
+    process, from the text of its /proc/<pid>/maps; None if there is none."""
+    name = re.compile(rf"{re.escape(stem)}\.so(\.\d+)*")
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and name.fullmatch(os.path.basename(fields[5].strip())):
+            return fields[5].strip()
+    return None
+
+
+def heuristic_modes(heur_mode: Any) -> list[Any]:
+    """Every heuristic mode the API offers (its enum's members, in their order), but SKIPPED_MODES."""
+    return [mode for name, mode in heur_mode.__members__.items() if name not in SKIPPED_MODES]
+
+
+def candidate_problem(*, nonfinite: int, size: int, relerr: float, tolerance: float, elem_ratio: float) -> str | None:
+    """Why a candidate's output is not the convolution (compared with float64), or None where it is: NaN/Inf, the
+    relative-norm error over `tolerance`, or an element off by more than rounding explains (`elem_ratio`, the worst
+    |out - ref| / bound, over 1)."""
+    if nonfinite:
+        return f"{nonfinite} of {size} output elements are NaN or Inf"
+    if not relerr <= tolerance:
+        return f"relative error {relerr:.3e} exceeds {tolerance:.1e}"
+    if not elem_ratio <= 1.0:
+        return f"an element is off by {elem_ratio:.3g}x what rounding explains"
+    return None
+
+
+def rounding_bound(torch: Any, reference: Any, scale: Any, terms: int, model: ErrorModel) -> Any:
+    """opbench.verify.ErrorModel.bound on the GPU (torch tensors): the largest |out - ref| rounding explains."""
+    per_product = INPUT_FACTOR * model.input_u + model.accumulate_u * terms
+    per_result = 4.0 * model.input_u + 2.0 * model.output_u
+    return per_product * scale + per_result * torch.abs(reference)
+
+
+@dataclass(kw_only=True)
+class Candidate:
+    """One engine configuration: what the records show (to_dict) and where it is on the device."""
+
+    name: str
+    modes: list[str]
+    ms: float | None = None
+    valid: bool = False
+    reason: str = ""
+    graph: Any = field(default=None, repr=False)
+    tensors: tuple[Any, Any, Any] | None = field(default=None, repr=False)  # the graph's X, W, Y
+    index: int = -1  # in its graph's plan list
+    workspace_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "modes": self.modes, "ms": self.ms, "valid": self.valid, "reason": self.reason}
+
+
+def fastest(candidates: list[Candidate]) -> Candidate | None:
+    """The valid candidate with the lowest time (the first of equals), or None."""
+    timed = [c for c in candidates if c.valid and c.ms is not None]
+    return min(timed, key=lambda c: c.ms) if timed else None
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    text = str(error).strip()
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return f"{type(error).__name__}: {line}"[:limit]
+
+
+_FRONTEND: Any = None
+_HANDLES: dict[int, Any] = {}
+
+
+def import_frontend() -> Any:
+    """The frontend's `cudnn` module, loaded against the cuDNN and CUDA runtime PyTorch loaded.
+
+    PyTorch is imported first and made to load its cuDNN; the directory of the libcudnn.so.9 it mapped leads
+    LD_LIBRARY_PATH while `import cudnn` runs (the frontend's _dlopen_cudnn looks there first, and a dlopen of the
+    same file returns the library already loaded), and CUDNN_FRONTEND_CUDART_LIB_NAME names PyTorch's libcudart
+    (unless already set), which the frontend dlopens on first use.
+    """
+    global _FRONTEND
+    if _FRONTEND is not None:
+        return _FRONTEND
+    missing = frontend_missing()
+    if missing:
+        raise RuntimeError(missing)
+    import torch
+
+    torch.backends.cudnn.version()  # loads PyTorch's libcudnn
+    torch.cuda.init()
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        maps = ""
+    cudnn_lib, cudart_lib = loaded_library(maps, "libcudnn"), loaded_library(maps, "libcudart")
+    if cudart_lib and "CUDNN_FRONTEND_CUDART_LIB_NAME" not in os.environ:
+        os.environ["CUDNN_FRONTEND_CUDART_LIB_NAME"] = cudart_lib
+    saved = os.environ.get("LD_LIBRARY_PATH")
+    if cudnn_lib:
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [os.path.dirname(cudnn_lib), saved]))
+    try:
+        import cudnn
+    except ImportError as error:
+        raise RuntimeError(f"nvidia-cudnn-frontend does not import: {error}") from error
+    finally:
+        if saved is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = saved
+    _FRONTEND = cudnn
+    return cudnn
+
+
+class Session:
+    """One job's convolution on the device: buffers (rotating copies of X, W and Y), the float64 reference, the
+    candidates, and how to execute one of them."""
+
+    def __init__(self, job: Job, flush_l2: bool) -> None:
+        cudnn = import_frontend()  # first: without the frontend, its error and nothing else
+        import torch
+
+        self.torch, self.cudnn, self.job = torch, cudnn, job
+        self.mode = math_mode(job.variant)
+        device = torch.cuda.current_device()
+        if device not in _HANDLES:
+            _HANDLES[device] = self.cudnn.create_handle()
+        self.handle = _HANDLES[device]
+        x, w = device_operands(torch, job)
+        shape = job.shape
+        y = torch.empty(
+            (shape.n, shape.k, shape.p, shape.q), dtype=torch_dtype(torch, job.dtype.name), device="cuda",
+            memory_format=memory_format(torch, job.layout),
+        )  # fmt: skip
+        self.props = torch.cuda.get_device_properties(device)
+        footprint = (x.numel() + w.numel() + y.numel()) * x.element_size()
+        self.copies = buffer_copies(footprint, self.props.L2_cache_size, flush_l2)
+        self.xs = [x] + [x.clone() for _ in range(self.copies - 1)]
+        self.ws = [w] + [w.clone() for _ in range(self.copies - 1)]
+        self.ys = [y] + [torch.empty_like(y) for _ in range(self.copies - 1)]
+        self.modes: dict[str, str] = {}  # heuristic mode -> how many plans it offered, or why none
+        self.candidates: list[Candidate] = []
+
+    # ---- the graph
+    def _graph(self) -> tuple[Any, tuple[Any, Any, Any]]:
+        cudnn, shape = self.cudnn, self.job.shape
+        io = getattr(cudnn.data_type, _IO_TYPE[self.job.dtype.name])
+        fp32 = cudnn.data_type.FLOAT
+        graph = cudnn.pygraph(
+            name="opbench_conv2d", io_data_type=io, intermediate_data_type=fp32, compute_data_type=fp32,
+            handle=self.handle, is_cuda_graph_replay_expected=True,
+        )  # fmt: skip
+        x, w, y = self.xs[0], self.ws[0], self.ys[0]
+        tx = graph.tensor(name="X", dim=list(x.shape), stride=list(x.stride()), data_type=io)
+        tw = graph.tensor(name="W", dim=list(w.shape), stride=list(w.stride()), data_type=io)
+        ty = graph.conv_fprop(
+            image=tx, weight=tw, pre_padding=list(shape.pad), post_padding=list(shape.pad), stride=list(shape.stride),
+            dilation=list(shape.dilation), compute_data_type=fp32, name="conv",
+        )  # fmt: skip
+        ty.set_output(True).set_data_type(io).set_dim(list(y.shape)).set_stride(list(y.stride()))
+        note = cudnn.numerical_note
+        notes = [getattr(note, name) for name in EXCLUDED_NOTES[self.mode] if hasattr(note, name)]
+        graph.deselect_numeric_notes(notes)
+        graph.validate()
+        graph.build_operation_graph()
+        return graph, (tx, tw, ty)
+
+    def plan(self) -> list[Candidate]:
+        """One graph per heuristic mode; its plans, each engine configuration once (by name)."""
+        by_name: dict[str, Candidate] = {}
+        for mode in heuristic_modes(self.cudnn.heur_mode):
+            mode_name = getattr(mode, "name", str(mode))
+            try:
+                graph, tensors = self._graph()
+                graph.create_execution_plans([mode])
+                count = graph.get_execution_plan_count()
+                names = [graph.get_plan_name_at_index(i) for i in range(count)]
+            except Exception as error:
+                self.modes[mode_name] = f"no plans: {_first_line(error)}"
+                continue
+            self.modes[mode_name] = f"{count} plans"
+            for index, name in enumerate(names):
+                if name == DELEGATING_PLAN:
+                    continue
+                if name in by_name:
+                    if mode_name not in by_name[name].modes:
+                        by_name[name].modes.append(mode_name)
+                else:
+                    by_name[name] = Candidate(name=name, modes=[mode_name], graph=graph, tensors=tensors, index=index)
+        self.candidates = list(by_name.values())
+        return self.candidates
+
+    # ---- execution
+    def execute(self, cand: Candidate, x: Any, w: Any, y: Any, workspace: Any) -> Any:
+        """Enqueue the plan on torch's current stream (the capture stream while capturing); return y."""
+        self.cudnn.set_stream(self.handle, self.torch.cuda.current_stream().cuda_stream)
+        assert cand.tensors is not None
+        tx, tw, ty = cand.tensors
+        cand.graph.execute_plan_at_index({tx: x, tw: w, ty: y}, workspace, index=cand.index, handle=self.handle)
+        return y
+
+    def launch(self, cand: Candidate, i: int, workspace: Any) -> Any:
+        """Buffer set i: its own X, W and Y."""
+        return self.execute(cand, self.xs[i], self.ws[i], self.ys[i], workspace)
+
+    def fresh(self, cand: Candidate, i: int, workspace: Any) -> Any:
+        """The plan executed eagerly on buffer set i into a new NaN-poisoned output, finished."""
+        out = self.torch.full_like(self.ys[i], float("nan"))
+        self.execute(cand, self.xs[i], self.ws[i], out, workspace)
+        self.torch.cuda.synchronize()
+        return out
+
+    def workspace(self, nbytes: int) -> Any:
+        return self.torch.empty(nbytes, dtype=self.torch.uint8, device="cuda") if nbytes else None
+
+    # ---- choosing
+    def select(self) -> Candidate:
+        """Build, verify and time every candidate; the fastest valid one (RuntimeError where none is)."""
+        torch, shape, dtype = self.torch, self.job.shape, self.job.dtype
+        x0, w0 = self.xs[0].double().contiguous(), self.ws[0].double().contiguous()
+
+        def conv(x: Any, w: Any) -> Any:
+            return torch.nn.functional.conv2d(x, w, stride=shape.stride, padding=shape.pad, dilation=shape.dilation)
+
+        # The float64 reference and, per element, sqrt(sum of its products' squares) (the op's product_scale).
+        reference, scale = conv(x0, w0), conv(x0 * x0, w0 * w0).sqrt_()
+        del x0, w0
+        precision = "tf32" if self.mode == "tf32" else dtype.tolerance_key
+        model = ErrorModel.of(dtype, precision)
+        bound = rounding_bound(torch, reference, scale, shape.c * shape.r * shape.s, model)
+        del scale
+        ref_norm = float(reference.norm())
+        tolerance = CANDIDATE_TOLERANCE[self.mode]
+        for cand in self.plan():
+            try:
+                cand.graph.build_plan_at_index(cand.index)
+                cand.workspace_bytes = int(cand.graph.get_workspace_size())
+            except Exception as error:
+                cand.reason = f"did not build: {_first_line(error)}"
+                continue
+            try:
+                workspace = self.workspace(cand.workspace_bytes)
+                out = self.fresh(cand, 0, workspace)
+            except Exception as error:
+                cand.reason = f"did not run: {_first_line(error)}"
+                continue
+            error = (out.double() - reference).abs_()
+            ratio = torch.where(error == 0, torch.zeros_like(error), error / bound)
+            problem = candidate_problem(
+                nonfinite=int((~torch.isfinite(out)).sum()), size=out.numel(),
+                relerr=float(error.norm()) / ref_norm if ref_norm > 0 else float(error.norm()),
+                tolerance=tolerance, elem_ratio=float(ratio.max()),
+            )  # fmt: skip
+            del error, ratio, out
+            if problem:
+                cand.reason = f"wrong output: {problem}"
+                continue
+            try:
+                timing = time_graph(
+                    lambda i, cand=cand, workspace=workspace: self.launch(cand, i, workspace),
+                    self.copies, TRIAL, eager_fallback=True,
+                )  # fmt: skip
+            except Exception as error:
+                cand.reason = f"failed while timed: {_first_line(error)}"
+                continue
+            cand.ms = float(np.median(timing.samples_ms))
+            cand.valid = math.isfinite(cand.ms) and cand.ms > 0
+            if not cand.valid:
+                cand.reason = f"timed at {cand.ms} ms"
+            del workspace
+        chosen = fastest(self.candidates)
+        if chosen is None:
+            reasons = "; ".join(f"{c.name}: {c.reason}" for c in self.candidates[:20]) or "no plans"
+            raise RuntimeError(
+                f"no cuDNN engine configuration built, ran and verified (modes: {self.modes}): {reasons}"
+            )
+        return chosen
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "torch": self.torch.__version__,
+            "cudnn": str(self.cudnn.backend_version()),
+            "cudnn_frontend": str(getattr(self.cudnn, "__version__", "")),
+        }
+
+
+def run(job: Job) -> np.ndarray:
+    """The output of the fastest verified engine configuration (NaN-poisoned output, buffer set 0)."""
+    session = Session(job, flush_l2=TRIAL.flush_l2)
+    chosen = session.select()
+    out = session.fresh(chosen, 0, session.workspace(chosen.workspace_bytes))
+    return to_layout(out, job.layout)
+
+
+def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
+    """Time the fastest verified engine configuration with the job's settings; check the timed outputs."""
+    session = Session(job, flush_l2=settings.flush_l2)
+    chosen = session.select()
+    workspace = session.workspace(chosen.workspace_bytes)
+    timing = time_graph(
+        lambda i: session.launch(chosen, i, workspace), session.copies, settings, noun="convolutions",
+        poison_outputs=True, eager_fallback=True,
+    )  # fmt: skip
+    check = verify_timed_outputs(timing.outputs, lambda i: session.fresh(chosen, i, workspace), job.dtype.name)
+    return {
+        "samples_ms": timing.samples_ms,
+        "inner": timing.inner,
+        "buffer_copies": timing.copies,
+        "method": timing.method,
+        "device": session.props.name,
+        **session.versions(),
+        "chosen": chosen.name,
+        "candidates": [c.to_dict() for c in session.candidates],
+        "heuristic_modes": session.modes,
+        "workspace_bytes": chosen.workspace_bytes,
+        "bench_output_consistent": True,
+        "bench_check": check.to_dict(),
+    }

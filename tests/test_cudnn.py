@@ -1,0 +1,276 @@
+"""The cudnn backend without a GPU: its two families of variants (PyTorch's pick, NVIDIA's frontend), the settings
+schema, SKIP reasons, tolerance keys and baselines, the dispatch of run/benchmark to a family, the frontend's absence,
+and the frontend path's pure parts (finding the libraries PyTorch loaded, the heuristic modes, judging and choosing a
+candidate), and the check of the timed outputs. The GPU paths are tests/test_gpu.py's."""
+
+from __future__ import annotations
+
+import copy
+import enum
+import importlib.util
+import types
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import yaml
+
+from opbench.backends import Availability, BenchSettings, Job, Problem, get_backend
+from opbench.backends.cudnn import FRONTEND_PREFIX, VARIANTS, common, frontend, frontend_missing, math_mode, pytorch
+from opbench.config import ConfigError, validate
+from opbench.dtypes import get_dtype
+from opbench.gpu_timing import TIMED_OUTPUT_DIFFERS
+from opbench.matrix import Point, skip_reasons
+from opbench.ops import get_op
+
+REPO = Path(__file__).resolve().parent.parent
+CUDNN = get_backend("cudnn")
+SHAPE = get_op("conv2d").shape_from_layer({"h": 9, "w": 7, "c": 3, "k": 5, "r": 3, "s": 3, "pad": 1}, 2)
+MODES = ("fp32", "tf32", "fp16", "bf16")
+MODE_DTYPE = {"fp32": "f32", "tf32": "f32", "fp16": "f16", "bf16": "bf16"}  # written out independently
+
+
+def problem(dtype: str = "f32", layout: str = "nhwc_fhwc", op: str = "conv2d") -> Problem:
+    return Problem(op=op, shape=SHAPE, dtype=get_dtype(dtype), layout=layout)
+
+
+def job(variant: str, dtype: str = "f32") -> Job:
+    return Job(
+        op="conv2d", shape=SHAPE, dtype=get_dtype(dtype), layout="nhwc_fhwc", variant=variant, inputs={},
+        artifact=None, options={},
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- variants, schema, SKIP reasons
+
+
+def test_variants_are_the_math_modes_in_two_families() -> None:
+    assert set(VARIANTS) == {*MODES, *(f"frontend_{m}" for m in MODES)} and len(VARIANTS) == 8
+    assert FRONTEND_PREFIX == "frontend_"
+    for mode in MODES:
+        assert math_mode(mode) == mode and math_mode(f"frontend_{mode}") == mode
+        assert not common.is_frontend(mode) and common.is_frontend(f"frontend_{mode}")
+    for bad in ("fp64", "frontend_", "frontend_frontend_fp32", "FP32", "pytorch_fp32"):
+        with pytest.raises(ValueError, match="unknown cudnn variant"):
+            math_mode(bad)
+
+
+def test_settings_schema_takes_both_families_and_nothing_else() -> None:
+    schema = CUDNN.settings_schema
+    jsonschema.validate({"variants": {v: [] for v in VARIANTS}}, schema)
+    jsonschema.validate({"variants": {"frontend_bf16": []}}, schema)
+    for bad in ({"variants": {"frontend_fp64": []}}, {"variants": {"fp32": ["-O3"]}}, {"variants": {}}, {}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_the_config_validates_frontend_variants_and_names_an_unknown_one() -> None:
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert {f"frontend_{m}" for m in MODES} <= set(raw["backends"]["cudnn"]["variants"])
+    validate(copy.deepcopy(raw))
+    raw["backends"]["cudnn"]["variants"]["frontend_fp8"] = []
+    with pytest.raises(ConfigError, match="cudnn"):
+        validate(raw)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_unsupported_keeps_its_rules_for_both_families(variant: str) -> None:
+    mode = math_mode(variant)
+    for dtype in ("f32", "f16", "bf16"):
+        for layout in ("nhwc_fhwc", "nchw_fchw"):
+            reason = CUDNN.unsupported(problem(dtype, layout), variant)
+            if dtype == MODE_DTYPE[mode]:
+                assert reason is None
+            else:
+                assert reason == f"math mode {mode} is for {MODE_DTYPE[mode]} inputs, not {dtype}"
+    assert "nhwc_hwcf" in CUDNN.unsupported(problem(MODE_DTYPE[mode], "nhwc_hwcf"), variant)
+    assert "conv2d only" in CUDNN.unsupported(problem(MODE_DTYPE[mode], op="vector_add"), variant)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_tolerance_key_and_baseline_follow_the_math_mode(variant: str) -> None:
+    mode = math_mode(variant)
+    dtype = get_dtype(MODE_DTYPE[mode])
+    assert CUDNN.tolerance_key(dtype, variant) == ("tf32" if mode == "tf32" else MODE_DTYPE[mode])
+    # PyTorch's pick and the frontend's engine are candidates for the same baseline.
+    assert CUDNN.baseline_class(variant) == f"cuDNN {mode}"
+
+
+# ---------------------------------------------------------------- dispatch and the frontend's absence
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_run_and_benchmark_go_to_the_variants_family(monkeypatch: pytest.MonkeyPatch, variant: str) -> None:
+    calls: list[tuple[str, str]] = []
+    for name, module in (("pytorch", pytorch), ("frontend", frontend)):
+        monkeypatch.setattr(module, "run", lambda j, name=name: calls.append((name, "run")) or np.zeros(1))
+        monkeypatch.setattr(module, "benchmark", lambda j, s, name=name: calls.append((name, "bench")) or {})
+    settings = BenchSettings(warmup_ms=1, repetitions=1, min_sample_ms=1, flush_l2=False)
+    CUDNN.run(job(variant, MODE_DTYPE[math_mode(variant)]))
+    CUDNN.benchmark(job(variant, MODE_DTYPE[math_mode(variant)]), settings)
+    family = "frontend" if variant.startswith("frontend_") else "pytorch"
+    assert calls == [(family, "run"), (family, "bench")]
+
+
+def test_without_the_frontend_its_variants_raise_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cudnn" else real(name, *a))
+    monkeypatch.setattr(frontend, "_FRONTEND", None)
+    message = "nvidia-cudnn-frontend is not installed: pip install 'opbench[cudnn-frontend]'"
+    assert frontend_missing() == message
+    with pytest.raises(RuntimeError) as info:
+        CUDNN.run(job("frontend_fp32"))
+    assert str(info.value) == message
+    with pytest.raises(RuntimeError, match="not installed"):
+        CUDNN.benchmark(job("frontend_fp16", "f16"), BenchSettings(warmup_ms=1, repetitions=1, min_sample_ms=1,
+                                                                   flush_l2=False))  # fmt: skip
+    # The backend's requirement stays PyTorch's: the frontend's absence is no reason to skip PyTorch's variants.
+    assert CUDNN.requirement_missing() in (None, "PyTorch is not installed (pip install torch, a CUDA build)")
+
+
+def test_without_the_frontend_its_rows_are_skip_rows_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where cuDNN runs (PyTorch, a GPU) but the frontend is absent, its variants' points have no job: SKIP rows
+    with the reason; PyTorch's pick still runs."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cudnn" else real(name, *a))
+    points = [
+        Point(op="conv2d", suite="tiny", layer="a", count=1, batch=2, shape=SHAPE.name, dtype="f16",
+              layout="nhwc_fhwc", backend="cudnn", variant=variant)
+        for variant in ("fp16", "frontend_fp16")
+    ]  # fmt: skip
+    reasons = skip_reasons(points, {"cudnn": Availability(runs=True, compiles=True)})
+    assert reasons == {points[1]: "nvidia-cudnn-frontend is not installed: pip install 'opbench[cudnn-frontend]'"}
+    # where cuDNN cannot run at all, the backend's own reason applies to both
+    absent = Availability(runs=False, compiles=False, reason="no cuda device on this machine")
+    assert set(skip_reasons(points, {"cudnn": absent}).values()) == {"no cuda device on this machine"}
+
+
+def test_the_frontend_is_found_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_loader("cudnn", loader=None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "cudnn" else real(name, *a))
+    assert frontend_missing() is None
+
+
+# ---------------------------------------------------------------- the frontend path's pure parts
+
+LIB = "/venv/lib/python3.12/site-packages/nvidia/cu13/lib"
+MAPS = f"""\
+7f0000000000-7f0000001000 r--p 00000000 08:01 1234 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f1000000000-7f1000100000 r-xp 00000000 08:01 2345 {LIB}/libcudnn_graph.so.9
+7f2000000000-7f2000100000 r-xp 00000000 08:01 3456 {LIB}/libcudnn.so.9
+7f3000000000-7f3000100000 r-xp 00000000 08:01 4567 /opt/my libs/libcudart.so.13.0.96
+7f4000000000-7f4000001000 rw-p 00000000 00:00 0
+7f5000000000-7f5000001000 rw-p 00000000 00:00 0 [heap]
+"""
+
+
+def test_loaded_library_finds_the_files_torch_mapped() -> None:
+    assert frontend.loaded_library(MAPS, "libcudnn") == f"{LIB}/libcudnn.so.9"  # not libcudnn_graph
+    assert frontend.loaded_library(MAPS, "libcudart") == "/opt/my libs/libcudart.so.13.0.96"  # a path with a space
+    assert frontend.loaded_library(MAPS, "libcublas") is None
+    assert frontend.loaded_library(MAPS.replace("libcudnn.so.9", "libcudnn.so.9.bak"), "libcudnn") is None
+    assert frontend.loaded_library("", "libcudnn") is None
+
+
+def test_heuristic_modes_are_every_member_but_the_delegating_one() -> None:
+    heur_mode = enum.Enum("heur_mode", ["A", "B", "FALLBACK", "OPENSOURCE", "SOMETHING_NEW"])
+    assert [m.name for m in frontend.heuristic_modes(heur_mode)] == ["A", "B", "FALLBACK", "SOMETHING_NEW"]
+
+
+def test_excluded_notes_keep_tf32_out_of_fp32_only() -> None:
+    assert "TENSOR_CORE" in frontend.EXCLUDED_NOTES["fp32"]
+    for mode in ("tf32", "fp16", "bf16"):
+        assert "TENSOR_CORE" not in frontend.EXCLUDED_NOTES[mode]
+    for mode in MODES:
+        assert "DOWN_CONVERT_INPUTS" in frontend.EXCLUDED_NOTES[mode]
+        # Judged by the element-wise check instead: eng63, PyTorch's f16 first-layer engine, carries the note.
+        assert "REDUCED_PRECISION_REDUCTION" not in frontend.EXCLUDED_NOTES[mode]
+    assert set(frontend.CANDIDATE_TOLERANCE) == set(MODES)
+
+
+def test_candidate_problem_rejects_nan_norm_and_element_errors() -> None:
+    ok = {"nonfinite": 0, "size": 100, "relerr": 5e-5, "tolerance": 1e-4, "elem_ratio": 0.9}
+    assert frontend.candidate_problem(**ok) is None
+    assert "3 of 100 output elements are NaN" in frontend.candidate_problem(**{**ok, "nonfinite": 3})
+    assert "relative error" in frontend.candidate_problem(**{**ok, "relerr": 2e-4})
+    assert "relative error" in frontend.candidate_problem(**{**ok, "relerr": float("nan")})
+    # One element off by more than rounding explains while the norm hides it.
+    assert "1.1x what rounding explains" in frontend.candidate_problem(**{**ok, "elem_ratio": 1.1})
+    assert "off by" in frontend.candidate_problem(**{**ok, "elem_ratio": float("inf")})  # error against a zero bound
+
+
+def test_rounding_bound_is_the_verifications() -> None:
+    """The GPU bound (here on NumPy arrays, which have the operations it uses) equals opbench.verify's."""
+    from opbench.verify import ErrorModel
+
+    rng = np.random.default_rng(2)
+    reference, scale = rng.standard_normal((2, 3, 4)), np.abs(rng.standard_normal((2, 3, 4)))
+    fake_torch = types.SimpleNamespace(abs=np.abs)
+    for dtype, precision in (("f32", "f32"), ("f32", "tf32"), ("f16", "f16"), ("bf16", "bf16")):
+        model = ErrorModel.of(get_dtype(dtype), precision)
+        ours = frontend.rounding_bound(fake_torch, reference, scale, 27, model)
+        np.testing.assert_allclose(ours, model.bound(reference, scale, 27), rtol=1e-15)
+
+
+def test_fastest_is_the_quickest_valid_candidate() -> None:
+    def cand(name: str, ms: float | None, valid: bool) -> frontend.Candidate:
+        return frontend.Candidate(name=name, modes=["A"], ms=ms, valid=valid)
+
+    cands = [cand("slow", 2.0, True), cand("wrong_but_fast", 0.1, False), cand("quick", 1.0, True),
+             cand("tie", 1.0, True), cand("unbuilt", None, False)]  # fmt: skip
+    chosen = frontend.fastest(cands)
+    assert chosen is not None and chosen.name == "quick"
+    assert frontend.fastest([cands[1], cands[4]]) is None
+    assert cands[2].to_dict() == {"name": "quick", "modes": ["A"], "ms": 1.0, "valid": True, "reason": ""}
+
+
+# ---------------------------------------------------------------- the check of the timed outputs
+
+
+class HostTensor:
+    """A stand-in for a CUDA tensor: what common.to_host calls."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def detach(self) -> HostTensor:
+        return self
+
+    def float(self) -> HostTensor:
+        return HostTensor(self.array.astype(np.float32))
+
+    def cpu(self) -> HostTensor:
+        return self
+
+    def numpy(self) -> np.ndarray:
+        return self.array
+
+
+def test_verify_timed_outputs_passes_equal_sets_and_raises_on_a_difference() -> None:
+    rng = np.random.default_rng(1)
+    sets = [rng.standard_normal((2, 3)).astype(np.float16) for _ in range(2)]
+    check = common.verify_timed_outputs([HostTensor(s.copy()) for s in sets], lambda i: HostTensor(sets[i]), "f16")
+    assert check.consistent and check.bitwise_mismatches == 0
+    timed = [HostTensor(sets[0].copy()), HostTensor(sets[1].copy())]
+    timed[1].array[0, 1] = np.nan  # set 1's timed launches left an element unwritten
+    with pytest.raises(RuntimeError) as info:
+        common.verify_timed_outputs(timed, lambda i: HostTensor(sets[i]), "f16")
+    assert str(info.value).startswith(TIMED_OUTPUT_DIFFERS)
+    assert TIMED_OUTPUT_DIFFERS == "the timed launches produced a different output than the verified run"
+    with pytest.raises(RuntimeError, match="no output"):
+        common.verify_timed_outputs(None, lambda i: HostTensor(sets[i]), "f16")
+
+
+def test_device_operands_permute_the_layout_to_logical_nchw() -> None:
+    """The layouts' axis maps are inverses, and NHWC arrays become logical NCHW (checked with NumPy)."""
+    for layout, to in common.TO_LOGICAL.items():
+        back = common.FROM_LOGICAL[layout]
+        assert [to[back[i]] for i in range(4)] == [0, 1, 2, 3]
+    nhwc = np.arange(2 * 9 * 7 * 3).reshape(2, 9, 7, 3)
+    logical = nhwc.transpose(common.TO_LOGICAL["nhwc_fhwc"])
+    assert logical.shape == (2, 3, 9, 7) and logical[1, 2, 4, 5] == nhwc[1, 4, 5, 2]
+    fake_torch = types.SimpleNamespace(channels_last="cl", contiguous_format="c")
+    assert common.memory_format(fake_torch, "nhwc_fhwc") == "cl"
+    assert common.memory_format(fake_torch, "nchw_fchw") == "c"

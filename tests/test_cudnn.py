@@ -223,7 +223,11 @@ def test_fastest_is_the_quickest_valid_candidate() -> None:
     chosen = frontend.fastest(cands)
     assert chosen is not None and chosen.name == "quick"
     assert frontend.fastest([cands[1], cands[4]]) is None
-    assert cands[2].to_dict() == {"name": "quick", "modes": ["A"], "ms": 1.0, "valid": True, "reason": ""}
+    assert cands[2].to_dict() == {"name": "quick", "modes": ["A"], "ms": 1.0, "trial_ms": None, "valid": True,
+                                  "reason": ""}  # fmt: skip
+    # the finalists timed again: the valid ones with the lowest trial times, fastest first
+    assert [c.name for c in frontend.finalists(cands, 2)] == ["quick", "tie"]
+    assert [c.name for c in frontend.finalists(cands)] == ["quick", "tie", "slow"]
 
 
 # ---------------------------------------------------------------- the check of the timed outputs

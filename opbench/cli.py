@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from opbench import jobs
-from opbench.backends import BenchSettings
 from opbench.peaks import PROBED_DEVICES
+
+# The modules behind the commands are imported in main(), when a command needs them: a GPU job that hands its point
+# to the worker (--worker-timeout-s) costs a Python start, not NumPy's, PyTorch's and IREE's imports.
 
 
 def _problem_args(p: argparse.ArgumentParser, *, dtype: bool = True, layout: bool = True) -> None:
@@ -28,6 +29,10 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", type=Path, required=True)
     p.add_argument("--artifact", type=Path, default=None, help="compiled module or binary, if the backend has one")
     p.add_argument("--options", default="{}", help="the backend's job options, as a JSON object")
+    p.add_argument(
+        "--gpu-job", action="store_true",
+        help="a workflow's GPU job: hand it to this GPU's worker (opbench.worker) where the config's gpu_worker is on",
+    )  # fmt: skip
 
 
 def _job_kwargs(a: argparse.Namespace) -> dict:
@@ -36,6 +41,34 @@ def _job_kwargs(a: argparse.Namespace) -> dict:
         backend=a.backend, op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, variant=a.variant,
         inputs=a.inputs, artifact=a.artifact, options=options,
     )  # fmt: skip
+
+
+def _bench_settings(a: argparse.Namespace) -> dict[str, float | int | bool]:
+    return dict(
+        warmup_ms=a.warmup_ms, repetitions=a.repetitions, min_sample_ms=a.min_sample_ms, flush_l2=bool(a.flush_l2)
+    )
+
+
+def _run_job(command: str, a: argparse.Namespace, **extra: object) -> None:
+    """A run or benchmark job: in this process, or through the GPU worker."""
+    kwargs = {**_job_kwargs(a), "out": a.out, **extra}
+    from opbench import worker_client
+
+    worker = worker_client.settings_from_env() if a.gpu_job else None
+    if worker is None or not worker["enabled"]:
+        from opbench import jobs
+        from opbench.backends import BenchSettings
+
+        if "settings" in kwargs:
+            kwargs["settings"] = BenchSettings(**kwargs["settings"])
+        getattr(jobs, command)(**kwargs)
+        return
+    answer = worker_client.request(
+        command, {k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()},
+        log_dir=Path(worker["logs"]), timeout_s=worker["timeout_s"], idle_exit_s=worker["idle_exit_s"],
+    )  # fmt: skip
+    print(answer["log"], end="")
+    print(f"served by the GPU worker in {answer['seconds']:.3f} s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +203,17 @@ def main(argv: list[str] | None = None) -> int:
         except CompareError as error:
             print(f"opbench compare: {error}", file=sys.stderr)
             return 2
+    if a.command in ("run", "benchmark"):
+        from opbench.worker_client import WorkerError
+
+        try:
+            _run_job(a.command, a, **({} if a.command == "run" else {"settings": _bench_settings(a)}))
+        except WorkerError as error:
+            print(f"opbench {a.command}: {error}", file=sys.stderr)
+            return 1
+        return 0
+    from opbench import jobs
+
     if a.command == "generate-mlir":
         jobs.generate_mlir(op=a.op, shape=a.shape, dtype=a.dtype, layout=a.layout, out=a.out, form=a.form)
     elif a.command == "make-inputs":
@@ -178,21 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         jobs.compute_reference(
             op=a.op, shape=a.shape, layout=a.layout, inputs=a.inputs, out=a.out, scale_out=a.scale_out
         )
-    elif a.command == "run":
-        jobs.run(out=a.out, **_job_kwargs(a))
     elif a.command == "verify":
         jobs.verify(
             output=a.output, reference=a.reference, scale=a.scale, tolerance=a.tolerance, dtype=a.dtype,
             precision=a.precision, out=a.out,
         )  # fmt: skip
-    elif a.command == "benchmark":
-        settings = BenchSettings(
-            warmup_ms=a.warmup_ms,
-            repetitions=a.repetitions,
-            min_sample_ms=a.min_sample_ms,
-            flush_l2=bool(a.flush_l2),
-        )
-        jobs.benchmark(settings=settings, out=a.out, **_job_kwargs(a))
     elif a.command == "build":
         jobs.build(backend=a.backend, params=json.loads(a.params), inputs=a.inputs, out=a.out)
     elif a.command == "probe-device":

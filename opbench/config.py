@@ -95,6 +95,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(_schema_error_message(error))
     if isinstance(config["gpu"], str) and config["gpu"] != "auto":
         config["gpu"] = config["gpu"] == "true"
+    if isinstance(config["gpu_worker"]["enabled"], str):  # `--config 'gpu_worker={enabled: false}'` passes text
+        config["gpu_worker"]["enabled"] = config["gpu_worker"]["enabled"] == "true"
     _check_layers(config, schema["$defs"])
     _check_semantics(config)
     return config

@@ -10,17 +10,23 @@ import sys
 import time
 from pathlib import Path
 
-from opbench import hardware, paths, provenance
+from opbench import hardware, paths, provenance, run_stats, worker_client
 from opbench.config import ConfigError, load
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def machine_dir(configfile: Path | None) -> Path:
+    """results/<machine>: where the run's records, outputs and logs go (a ConfigError, naming the file and key, where
+    the config is invalid)."""
+    config = load(*([configfile] if configfile is not None else []))
+    return Path(f"results/{hardware.machine_name(config['machine'], config['gpu'])}")
+
+
 def results_dir(configfile: Path | None) -> Path:
     """Where the run's summary and report go, as the workflow names it (opbench.paths.summary_dir): config.yaml,
-    updated by --configfile as Snakemake does (a ConfigError, naming the file and key, where the config is invalid)."""
-    config = load(*([configfile] if configfile is not None else []))
-    machine = f"results/{hardware.machine_name(config['machine'], config['gpu'])}"
+    updated by --configfile as Snakemake does."""
+    machine = str(machine_dir(configfile))
     try:
         return Path(paths.summary_dir(machine, [str(configfile)] if configfile is not None else []))
     except ValueError as error:
@@ -76,6 +82,8 @@ def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], re
         partial = ["--config", "summary_allow_missing=true"]
         _snakemake([*common, *partial, "--forcerun", "summary", "--", "summary"])
     _snakemake([*common, *partial, "--report", str(results / "report.html")])
+    worker_client.shutdown()  # this GPU's worker, if the run started one (it would exit when idle anyway)
+    _write_run_stats(machine_dir(configfile), results, started)
 
     summary = REPO / results / "summary.csv"
     if not summary.exists() or (status != 0 and summary.stat().st_mtime < started):
@@ -92,3 +100,20 @@ def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], re
         print(f"FAIL {row['backend']}:{row['variant']} {row['op']} {row['shape']} {row['dtype']} {row['layout']}: "
               f"{row['reason']}", file=sys.stderr)  # fmt: skip
     return 1 if status != 0 or failed else 0
+
+
+def _write_run_stats(machine: Path, results: Path, started: float) -> None:
+    """<results>/run.json, beside the summary: the run's wall time, its time inside timed samples, its jobs by rule
+    and each GPU point's overhead (opbench.run_stats)."""
+    from opbench.backends import BACKENDS
+
+    stats = run_stats.collect(
+        results=REPO / machine, logs=REPO / "results" / "logs", started=started, wall_s=time.time() - started,
+        run_id=os.environ[provenance.RUN_ID_ENV], devices={name: b.device for name, b in BACKENDS.items()},
+    )  # fmt: skip
+    run_stats.write(stats, REPO / results / "run.json")
+    overhead = stats["gpu_point_overhead_s"]
+    if overhead:
+        print(f"{results}/run.json: {stats['gpu_points_timed']} GPU points in {stats['wall_s']:.0f} s, "
+              f"{stats['gpu_timed_s']:.0f} s inside timed samples; per point beyond them: median "
+              f"{overhead['median']:.3f} s (p90 {overhead['p90']:.3f} s)")  # fmt: skip

@@ -61,6 +61,11 @@ def run_log(rule: str) -> str:
     return f"logs/{rule}/{RUN_DIR}.log"
 
 
+def bench_file(log: str) -> str:
+    """Where Snakemake's `benchmark:` file of a job goes: beside its log (opbench.run_stats reads them)."""
+    return log.removesuffix(".log") + ".bench.tsv"
+
+
 def failed_job_log(results: str, problems: str, build_scope: str, runs: bool, **fields: str) -> str:
     """The log of the first job of a point (its fields by name) that left no output: where a row without a record
     failed. `results`: results/<machine>; `problems`: where inputs and references are; `runs`: whether the point

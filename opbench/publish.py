@@ -88,6 +88,9 @@ def publish(
     write_summary(earlier + new_rows, out, f"opbench results: {card}", peaks)
     if probe.exists() and probe != out / "device.json":
         shutil.copy(probe, out / "device.json")
+    run_json = (summary or results / "summary.csv").parent / "run.json"  # the run's statistics (opbench.run_stats)
+    if run_json.exists():
+        shutil.copy(run_json, out / "run.json")
     # the build logs of one-per-variant artifacts (CUDA binaries: nvcc's resource report, the SASS summary), by variant
     build_logs = sorted(
         log for name, backend in BACKENDS.items() if backend.build_scope == "variant"

@@ -14,30 +14,8 @@ cd "$(dirname "$0")/.."
 config=${1:-config/gpu-resnet50.yaml}
 out=${OUT:-results/export}
 mkdir -p "$out"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/opbench-site .whl/*.whl
-  export PYTHONPATH=/tmp/opbench-site:$PWD PATH=/tmp/opbench-site/bin:$PATH
-fi
-if [ -f .carry/cutlass-headers.tar.xz ]; then
-  mkdir -p /tmp/cutlass && tar xJf .carry/cutlass-headers.tar.xz -C /tmp/cutlass
-  export CUTLASS_DIR=/tmp/cutlass
-fi
-# Unpacked once per archive (a stamp holds its checksum): a rerun that resumes a stopped run on the same machine must
-# not make the artifacts newer than the results already there, or every finished point would run again.
-stamp=compiled/.carry-unpacked
-if [ -f .carry/compiled.tar.gz ] && [ "$(cat "$stamp" 2>/dev/null)" != "$(sha256sum < .carry/compiled.tar.gz)" ]; then
-  tar xzf .carry/compiled.tar.gz
-  # Sources first, artifacts after: the carried artifacts are newer than every input they were built from.
-  tar tzf .carry/compiled.tar.gz | grep -v '/$' | grep -E '\.mlir$' | xargs -r touch
-  sleep 1
-  tar tzf .carry/compiled.tar.gz | grep -vE '\.mlir$' | xargs -r touch
-  sha256sum < .carry/compiled.tar.gz > "$stamp"
-fi
-export PYTHONUNBUFFERED=1
+source scripts/gpu_setup.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-# Correctness runs may share the GPU; benchmarks run one at a time (the default profile's gpu=1).
-python3 -m snakemake --cores "$(nproc)" --configfile "$config" --resources gpu=8 --until verify -q --scheduler greedy \
-  > "$out/phase1.log" 2>&1 || echo "phase 1 (build, run, verify) had failures: see $out/phase1.log"
 tests=0
 if [ "${GPU_TESTS:-1}" != 0 ]; then
   [ "${GPU_TESTS:-1}" = 1 ] && selected=tests/ || selected=$GPU_TESTS

@@ -78,7 +78,7 @@ def _job(
 @pytest.mark.parametrize("layer", sorted(EDGE_LAYERS))
 @pytest.mark.parametrize(("variant", "dtype"), VARIANT_DTYPES)
 def test_cuda_variant_verifies_on_edge_shapes(
-    binaries: dict[str, Path], variant: str, dtype: str, layer: str, batch: int
+    harness_mode: str, binaries: dict[str, Path], variant: str, dtype: str, layer: str, batch: int
 ) -> None:
     seed = zlib.crc32(f"{variant}{dtype}{layer}{batch}".encode())
     job = _job("cuda", variant, EDGE_LAYERS[layer], batch, binaries[variant], seed=seed, dtype_name=dtype)
@@ -89,7 +89,7 @@ def test_cuda_variant_verifies_on_edge_shapes(
 
 
 @pytest.mark.parametrize("variant", known_variants())
-def test_cuda_benchmark_reports_device_time(binaries: dict[str, Path], variant: str) -> None:
+def test_cuda_benchmark_reports_device_time(harness_mode: str, binaries: dict[str, Path], variant: str) -> None:
     job = _job("cuda", variant, EDGE_LAYERS["k_c_odd_3x3"], 3, binaries[variant], seed=7)
     result = get_backend("cuda").benchmark(job, SETTINGS)
     assert len(result["samples_ms"]) == SETTINGS.repetitions and min(result["samples_ms"]) > 0

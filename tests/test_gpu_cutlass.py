@@ -98,7 +98,7 @@ def _job(variant: str, layer: dict, batch: int, dtype: str, artifact: Path) -> J
 @pytest.mark.parametrize("dtype", sorted(TOLERANCES))
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_cutlass_variant_verifies_on_edge_shapes(
-    binaries: dict[str, Path], variant: str, dtype: str, layer: str, batch: int
+    harness_mode: str, binaries: dict[str, Path], variant: str, dtype: str, layer: str, batch: int
 ) -> None:
     _runnable(variant)
     job = _job(variant, EDGE_LAYERS[layer][0], batch, dtype, binaries[variant])
@@ -110,7 +110,9 @@ def test_cutlass_variant_verifies_on_edge_shapes(
 
 @pytest.mark.parametrize("layer", ["c3_odd_7x7_s2_p3", "c64_k72_3x3"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_cutlass_bench_names_the_kernel_it_ran(binaries: dict[str, Path], variant: str, layer: str) -> None:
+def test_cutlass_bench_names_the_kernel_it_ran(
+    harness_mode: str, binaries: dict[str, Path], variant: str, layer: str
+) -> None:
     """Timed launches reproduce the verified output; the record names the kernel and says when it is the fallback."""
     _runnable(variant)
     layer_entry, main_kernel = EDGE_LAYERS[layer]

@@ -17,7 +17,6 @@ from opbench.backends.iree.specs import specs
 from opbench.backends.iree.tuning import TUNING_FLAG, program_form, spec_path, tuning_spec
 from opbench.config import ConfigError, load, validate
 from opbench.dtypes import get_dtype
-from opbench.iree_tools import tool
 from opbench.ops import get_op
 from opbench.ops.conv2d.shape import Conv2dShape
 from opbench.plan import RecordPlan
@@ -37,14 +36,6 @@ def layer_shape(name: str, batch: int = 16) -> Conv2dShape:
 
 def problem(layer: str, dtype: str, layout: str = "nhwc_fhwc") -> Problem:
     return Problem(op="conv2d", shape=layer_shape(layer), dtype=get_dtype(dtype), layout=layout)
-
-
-@pytest.fixture(scope="module")
-def iree_compile() -> str:
-    try:
-        return tool("iree-compile")
-    except (FileNotFoundError, ImportError) as e:
-        pytest.skip(f"iree-compile not found: {e}")
 
 
 # ---------------------------------------------------------------- which spec a problem gets

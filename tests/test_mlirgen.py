@@ -12,7 +12,6 @@ from opbench.backends import Job, get_backend
 from opbench.backends.iree.runtime import run_module
 from opbench.config import load_schema
 from opbench.dtypes import get_dtype, round_to
-from opbench.iree_tools import tool
 from opbench.ops import get_op
 from opbench.ops.conv2d.mlir import ProgramForm
 from opbench.ops.conv2d.shape import Conv2dShape
@@ -44,17 +43,6 @@ CASES = [
     for i, layout in enumerate(LAYOUTS)
     for j, dtype in enumerate(DTYPES)
 ]
-
-
-@pytest.fixture(scope="module")
-def iree_compile() -> str:
-    try:
-        path = tool("iree-compile")
-    except Exception as e:  # not on PATH and no iree-base-compiler wheel
-        pytest.skip(f"iree-compile not found: {e}")
-    if not path or not Path(path).exists():
-        pytest.skip("iree-compile not found")
-    return path
 
 
 # Program forms (split-K, batch-innermost pixel order): NHWC layouts; channels split 2 or 4 ways (c = 8).

@@ -235,6 +235,11 @@ def test_failed_verification_is_fail_everywhere_and_exit_nonzero(tmp_path: Path)
     cpu = [r for r in summary_rows(work) if r["backend"] == "iree-llvm-cpu"]
     assert [r["status"] for r in cpu] == ["FAIL", "FAIL"]
     assert all("exceeds tolerance" in r["reason"] and float(r["median_ms"]) > 0 for r in cpu)
+    stats = json.loads((work / "results/ci/test/run.json").read_text())  # the run's statistics, beside its summary
+    assert stats["points_timed"] == 2 and stats["gpu_points_timed"] == 0 and stats["timed_s"] > 0
+    assert all(stats["rules"][rule]["jobs"] == 2 for rule in ("run", "verify", "benchmark"))
+    assert stats["rules"]["record"]["jobs"] == 4  # the compile-only SKIP rows have records too
+    assert stats["wall_s"] > stats["timed_s"] and stats["jobs"] >= 8
     md = (work / "results/ci/test/summary.md").read_text()
     table_lines = [line for line in md.splitlines() if line.startswith("| odd_3x3")]
     assert "FAIL" in table_lines[0]

@@ -451,6 +451,10 @@ __device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
 //   variant_workspace_bytes -> variant_prepare (once, untimed) -> variant_describe
 //   -> variant_launch (many times; must be stream-ordered and self-contained: any zeroing it
 //      relies on, e.g. for atomics, happens inside it).
+// A serving harness (--serve) goes through that order once per request, for many problems in
+// one process: variant_workspace_bytes and variant_prepare start afresh from the problem and
+// keep nothing of an earlier one (buffers of a new request may reuse an old request's
+// addresses).
 // All may assume the problem passed ConvProblem::finalize() and that pointers are
 // cudaMalloc'ed (256-byte aligned). Any error: CHECK_CUDA / FAIL (exit 1).
 // ---------------------------------------------------------------------------------------------

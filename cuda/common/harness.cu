@@ -5,6 +5,12 @@
 //   1. parse + validate flags  2. read + check the .npy files   -- no CUDA call before here
 //   3. device query, buffers, variant_prepare   4. run or bench   5. one JSON line on stdout.
 // Usage errors exit 2, CUDA and other runtime errors exit 1; stdout then stays empty.
+//
+// `--serve` (the GPU worker, opbench/backends/harness_process.py): one process answers many
+// requests and keeps its CUDA context. Each line on stdin is one request, its arguments separated
+// by tabs; each answer is one JSON line on stdout, then `kServeEnd` on stderr (the worker's
+// cue that the request's messages are complete). Any error still exits (the worker sees the
+// end of stdout, fails that request alone with the messages and starts a fresh process).
 #include "conv2d.cuh"
 
 #include <algorithm>
@@ -12,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -439,9 +446,8 @@ std::string problem_json(const ConvProblem& p) {
 // =============================================================================================
 // main
 // =============================================================================================
-int main(int argc, char** argv) {
-  // ---- 1 + 2: everything that can fail without a GPU, before the first CUDA call ----------
-  const Options opt = parse_args(argc, argv);
+// One request: read the inputs, run or time, return the JSON record (steps 2 to 5 above).
+std::string serve_request(const Options& opt) {
   const ConvProblem& prob = opt.prob;
   std::vector<float> h_x, h_w;
   std::string err;
@@ -614,7 +620,7 @@ int main(int argc, char** argv) {
   }
   if (!opt.output.empty() && !write_npy_f32(opt.output, y_shape, h_ref.data(), err)) {
     std::fprintf(stderr, "error: %s\n", err.c_str());
-    return 1;
+    std::exit(1);
   }
   for (void* p : allocations) CHECK_CUDA(cudaFree(p));
   CHECK_CUDA(cudaStreamDestroy(stream));
@@ -645,6 +651,44 @@ int main(int argc, char** argv) {
       .add_raw("bench_check", opt.mode == "bench" ? bench_check.str() : "null")
       .add_raw("detail", detail.str())
       .add_raw("launch_config", launch_config.str());
-  std::printf("%s\n", out.str().c_str());
+  return out.str();
+}
+
+constexpr const char* kServeEnd = "opbench-harness: request done";
+
+// Split one request line into argv (tab-separated; argv[0] is the program's name).
+std::vector<std::string> request_args(const char* program, const std::string& line) {
+  std::vector<std::string> args = {program};
+  size_t start = 0;
+  for (;;) {
+    const size_t tab = line.find('\t', start);
+    args.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    if (tab == std::string::npos) return args;
+    start = tab + 1;
+  }
+}
+
+Options parse_arg_strings(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  return parse_args(int(argv.size()), argv.data());
+}
+
+int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--serve") {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (line.empty()) continue;
+      const std::string record = serve_request(parse_arg_strings(request_args(argv[0], line)));
+      std::printf("%s\n", record.c_str());
+      std::fflush(stdout);
+      std::fprintf(stderr, "%s\n", kServeEnd);
+      std::fflush(stderr);
+    }
+    return 0;
+  }
+  // ---- 1: everything that can fail without a GPU, before the first CUDA call --------------
+  const Options opt = parse_args(argc, argv);
+  std::printf("%s\n", serve_request(opt).c_str());
   return 0;
 }

@@ -507,6 +507,7 @@ const char* variant_name() { return OPBENCH_VARIANT; }
 
 size_t variant_workspace_bytes(const ConvProblem& prob) {
   require_elem(prob, {ElemType::f16, ElemType::bf16, ElemType::f32}, variant_name());
+  state() = State{};  // a new problem (a serving harness answers many): choose and prepare afresh
   choose(prob);
   return state().chosen->workspace_bytes(prob);
 }

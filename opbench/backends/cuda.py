@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +23,7 @@ import numpy as np
 import yaml
 
 from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend
+from opbench.backends.harness_process import call_harness
 from opbench.dtypes import DType
 from opbench.ops.conv2d.shape import Conv2dShape
 from opbench.provenance import nvcc_version
@@ -254,16 +256,15 @@ class CudaKernels(Backend):
             paths = {name: Path(tmp) / f"{name}.npy" for name in (*job.inputs, "output")}
             for name, array in job.inputs.items():
                 np.save(paths[name], np.ascontiguousarray(array, dtype=np.float32))
-            cmd = [
-                str(job.artifact), "--mode", mode, "--dtype", job.dtype.name,
+            args = [
+                "--mode", mode, "--dtype", job.dtype.name,
                 "--input", str(paths["input"]), "--filter", str(paths["filter"]), *problem_flags(job.shape), *extra,
                 *(["--output", str(paths["output"])] if mode == "run" else []),
             ]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}")
+            stdout, stderr = call_harness(job.artifact, args)
+            print(stderr, end="", file=sys.stderr)  # the harness's warnings, into the job's log
             output = np.load(paths["output"]) if mode == "run" else None
-        return json.loads(proc.stdout), output
+        return json.loads(stdout), output
 
     def run(self, job: Job) -> np.ndarray:
         _, output = self._call(job, "run", [])

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))  # the opbench package beside th
 
 from snakemake.exceptions import WorkflowError
 
-from opbench import hardware, paths, provenance
+from opbench import hardware, paths, provenance, worker_client
 from opbench.backends import BACKENDS, availability, get_backend
 from opbench.codedeps import module_files
 from opbench.config import ConfigError, config_hash, validate
@@ -51,6 +51,18 @@ AVAILABILITY = {name: availability(get_backend(name), DEVICES) for name in CFG["
 SKIPPED = skip_reasons(POINTS, AVAILABILITY)
 POINTS_BY_RECORD = {p.record_path: p for p in POINTS}
 BENCH = CFG["benchmark"]
+# The GPU worker's settings reach GPU jobs through the environment (`envvars` passes them to cluster jobs), not
+# through params: switching the worker or its timeout reruns nothing.
+os.environ[worker_client.SETTINGS_ENV] = worker_client.settings_to_env({**CFG["gpu_worker"], "logs": f"{RESULTS}/logs/worker"})
+
+
+envvars:
+    worker_client.SETTINGS_ENV,
+
+
+def gpu_job_flag(wildcards):
+    """`--gpu-job` for a GPU backend's run and benchmark jobs: they go through the GPU worker where it is on."""
+    return "--gpu-job" if get_backend(wildcards.backend).device == "cuda" else ""
 
 
 def backends_where(predicate):

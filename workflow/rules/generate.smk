@@ -10,6 +10,8 @@ rule generate_mlir:
         paths.MLIR,
     log:
         paths.MLIR_LOG,
+    benchmark:
+        paths.bench_file(paths.MLIR_LOG)
     shell:
         "{PY} -m opbench generate-mlir --op {wildcards.op} --shape {wildcards.shape} --dtype {wildcards.dtype}"
         " --layout {wildcards.layout} --form {wildcards.form} --out {output} > {log} 2>&1"
@@ -24,6 +26,8 @@ rule make_inputs:
         seed=seed_of,
     log:
         paths.problem_log("make_inputs"),
+    benchmark:
+        paths.bench_file(paths.problem_log("make_inputs"))
     shell:
         "{PY} -m opbench make-inputs --op {wildcards.op} --shape {wildcards.shape} --dtype {wildcards.dtype}"
         " --layout {wildcards.layout} --seed {params.seed} --out {output} > {log} 2>&1"

@@ -14,12 +14,16 @@ rule run:
     params:
         options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
+        gpu_job=gpu_job_flag,
     log:
         f"{RESULTS}/" + paths.run_log("run"),
+    benchmark:
+        f"{RESULTS}/" + paths.bench_file(paths.run_log("run"))
     shell:
         "{PY} -m opbench run --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
-        " --inputs {input.inputs} {params.artifact} --options {params.options:q} --out {output} > {log} 2>&1"
+        " --inputs {input.inputs} {params.artifact} --options {params.options:q} {params.gpu_job} --out {output}"
+        " > {log} 2>&1"
 
 
 # GPU rows: the same jobs, each asking the scheduler for one GPU (CPU rules ask for none, so a gpu_model set for
@@ -44,6 +48,8 @@ rule verify:
         precision=precision_of,
     log:
         f"{RESULTS}/" + paths.run_log("verify"),
+    benchmark:
+        f"{RESULTS}/" + paths.bench_file(paths.run_log("verify"))
     shell:
         "{PY} -m opbench verify --output {input.output} --reference {input.reference} --scale {input.scale}"
         " --tolerance {params.tolerance} --dtype {wildcards.dtype} --precision {params.precision}"
@@ -66,14 +72,17 @@ rule benchmark:
             f"--warmup-ms {BENCH['warmup_ms']} --repetitions {BENCH['repetitions']}"
             f" --min-sample-ms {BENCH['min_sample_ms']} --flush-l2 {int(BENCH['flush_l2'])}"
         ),
+        gpu_job=gpu_job_flag,
     threads: workflow.cores  # alone on the machine: nothing else disturbs a CPU timing
     log:
         f"{RESULTS}/" + paths.run_log("benchmark"),
+    benchmark:
+        f"{RESULTS}/" + paths.bench_file(paths.run_log("benchmark"))
     shell:
         "{PY} -m opbench benchmark --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
-        " --inputs {input.inputs} {params.artifact} --options {params.options:q} {params.settings} --out {output}"
-        " > {log} 2>&1"
+        " --inputs {input.inputs} {params.artifact} --options {params.options:q} {params.settings} {params.gpu_job}"
+        " --out {output} > {log} 2>&1"
 
 
 use rule benchmark as benchmark_gpu with:
@@ -94,6 +103,8 @@ rule record:
         plan=lambda wildcards: plan_of(wildcards).to_json(),
     log:
         f"{RESULTS}/" + paths.RECORD_LOG,
+    benchmark:
+        f"{RESULTS}/" + paths.bench_file(paths.RECORD_LOG)
     shell:
         "{PY} -m opbench record --plan {params.plan:q} --out {output} > {log} 2>&1"
 

@@ -1,0 +1,119 @@
+"""The GPU worker: one long-lived process per GPU that runs the workflow's GPU run and benchmark jobs (its thin
+clients: opbench.worker_client) with the CUDA context, PyTorch, IREE and the loaded harness binaries kept between
+them. It serves one request at a time (a GPU point is timed alone), exits after `idle_exit_s` without a request or on
+`shutdown`, and stops every harness process it started when it exits.
+
+    python -m opbench.worker --socket PATH --timeout-s T --idle-exit-s S --log FILE   (started by the client)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opbench import jobs
+from opbench.backends import BenchSettings, harness_process
+
+HARNESS_TIMEOUT_FRACTION = 0.9  # a hung harness binary is killed by the worker first: the worker survives it
+
+
+def _run(**kwargs: Any) -> None:
+    jobs.run(**_paths(kwargs))
+
+
+def _benchmark(*, settings: dict[str, Any], **kwargs: Any) -> None:
+    jobs.benchmark(settings=BenchSettings(**settings), **_paths(kwargs))
+
+
+def _paths(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: Path(v) if k in ("inputs", "artifact", "out") and v is not None else v for k, v in kwargs.items()}
+
+
+COMMANDS: dict[str, Callable[..., None]] = {"run": _run, "benchmark": _benchmark, "ping": lambda: None}
+
+
+def serve_one(request: dict[str, Any]) -> dict[str, Any]:
+    """Run one request in this process; its printed output becomes the answer's log."""
+    log = io.StringIO()
+    started = time.monotonic()
+    try:
+        os.chdir(request["cwd"])
+        os.environ.update(request["env"])
+        command = COMMANDS[request["command"]]
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            command(**request["kwargs"])
+        error = ""
+    except Exception:  # the request fails, the worker goes on
+        error = traceback.format_exc()
+    return {"event": "done", "ok": not error, "log": log.getvalue(), "error": error, "pid": os.getpid(),
+            "seconds": time.monotonic() - started}  # fmt: skip
+
+
+def serve(path: Path, *, timeout_s: float, idle_exit_s: float, log: Path) -> None:
+    """Accept requests on the socket until idle for idle_exit_s or told to shut down."""
+    harness_process.serve_persistently(True, timeout_s=HARNESS_TIMEOUT_FRACTION * timeout_s)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    inode = path.stat().st_ino
+    listener.listen(256)
+    listener.settimeout(idle_exit_s)
+    print(f"worker {os.getpid()} listening on {path} (timeout {timeout_s:g} s, idle exit {idle_exit_s:g} s)",
+          flush=True)  # fmt: skip
+    served = 0
+    try:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                print(f"idle for {idle_exit_s:g} s after {served} requests: exiting", flush=True)
+                return
+            with connection, connection.makefile("rwb") as stream:
+                line = stream.readline()
+                if not line:
+                    continue
+                request = json.loads(line)
+                stream.write(json.dumps({"event": "started", "pid": os.getpid(), "log": str(log)}).encode() + b"\n")
+                stream.flush()
+                if request["command"] == "shutdown":
+                    print(f"shutdown after {served} requests", flush=True)
+                    return
+                answer = serve_one(request)
+                served += 1
+                status = "ok" if answer["ok"] else "FAILED\n" + answer["log"] + answer["error"]
+                print(f"{request['command']} {request['kwargs'].get('out', '')}: {answer['seconds']:.3f} s {status}",
+                      flush=True)  # fmt: skip
+                stream.write(json.dumps(answer).encode() + b"\n")
+                stream.flush()
+    finally:
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_ino == inode:  # still ours (not a newer worker's)
+                path.unlink()
+        harness_process.serve_persistently(False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m opbench.worker", description=__doc__)
+    parser.add_argument("--socket", type=Path, required=True)
+    parser.add_argument("--timeout-s", type=float, required=True, help="a request's limit (the client's)")
+    parser.add_argument("--idle-exit-s", type=float, required=True)
+    parser.add_argument("--log", type=Path, required=True, help="this worker's log (named in failed requests)")
+    a = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # runs the finally blocks: harness processes stop
+    serve(a.socket, timeout_s=a.timeout_s, idle_exit_s=a.idle_exit_s, log=a.log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Fixtures shared by several test files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opbench.backends import harness_process
+from opbench.iree_tools import tool
+
+
+@pytest.fixture(scope="session")
+def serving_pool() -> Iterator[harness_process.Pool]:
+    pool = harness_process.Pool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(params=["one_shot", "served"])
+def harness_mode(
+    request: pytest.FixtureRequest, serving_pool: harness_process.Pool, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A process per call, or (as in the GPU worker) every served call of the session through one persistent
+    `--serve` process per binary: many problems, dtypes and modes in one process, so state one request leaves behind
+    shows up as a wrong result of another."""
+    if request.param == "served":
+        monkeypatch.setattr(harness_process, "_pool", serving_pool)
+        monkeypatch.setattr(harness_process, "_timeout_s", 300.0)
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def iree_compile() -> str:
+    """iree-compile's path (the iree-base-compiler wheel's, or PATH's); the test is skipped where there is none."""
+    try:
+        path = tool("iree-compile")
+    except (FileNotFoundError, ImportError) as error:
+        pytest.skip(f"iree-compile not found: {error}")
+    if not path or not Path(path).exists():
+        pytest.skip("iree-compile not found")
+    return path

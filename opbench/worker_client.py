@@ -33,6 +33,8 @@ START_TIMEOUT_S = 120.0  # a cold start imports PyTorch and IREE
 
 
 SETTINGS_ENV = "OPBENCH_GPU_WORKER"  # the config's gpu_worker section (and the worker log folder), set by the workflow
+# The code fingerprint, computed once by the workflow (hashing the package costs a job ~30 ms; a job costs ~100)
+CODE_ENV = "OPBENCH_CODE_FINGERPRINT"
 
 
 def settings_to_env(settings: dict[str, Any]) -> str:
@@ -66,7 +68,8 @@ def runtime_dir() -> Path:
 
 
 def worker_key() -> str:
-    parts = [socket.gethostname(), os.environ.get("CUDA_VISIBLE_DEVICES", "<all>"), sys.executable, code_fingerprint()]
+    code = os.environ.get(CODE_ENV) or code_fingerprint()
+    parts = [socket.gethostname(), os.environ.get("CUDA_VISIBLE_DEVICES", "<all>"), sys.executable, code]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 

@@ -1,7 +1,13 @@
 # Sourced by the scripts that run on a GPU machine without a package index (gpu_run.sh, gpu_overhead.sh): installs
 # the carried wheelhouse (.whl/) and unpacks what scripts/pack_gpu_carry.sh packed into .carry/ (see gpu_run.sh).
 if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/opbench-site .whl/*.whl
+  # once per wheelhouse on a machine kept between calls (a stamp holds the wheels' checksum)
+  sum=$(cat .whl/*.whl | sha256sum)
+  if [ "$(cat /tmp/opbench-site/.installed 2>/dev/null)" != "$sum" ]; then
+    rm -rf /tmp/opbench-site
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/opbench-site .whl/*.whl
+    echo "$sum" > /tmp/opbench-site/.installed
+  fi
   export PYTHONPATH=/tmp/opbench-site:$PWD PATH=/tmp/opbench-site/bin:$PATH
 fi
 if [ -f .carry/cutlass-headers.tar.xz ]; then

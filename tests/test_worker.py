@@ -148,6 +148,7 @@ def test_an_idle_worker_exits_by_itself(runtime: Path, tmp_path: Path) -> None:
 
 
 def test_another_gpu_or_other_code_gets_another_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(worker_client.CODE_ENV, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     gpu0 = worker_client.worker_key()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
@@ -197,3 +198,11 @@ def test_run_and_benchmark_jobs_served_by_the_worker_match_the_in_process_ones(
     np.testing.assert_array_equal(np.load(tmp_path / "served.npy"), np.load(tmp_path / "own.npy"))
     timing = json.loads((tmp_path / "t.json").read_text())
     assert timing["run_id"] == "20261206T000000Z-test" and len(timing["samples_ms"]) == 3
+
+
+def test_the_workflows_fingerprint_spares_each_job_the_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(worker_client.CODE_ENV, raising=False)
+    own = worker_client.worker_key()
+    monkeypatch.setenv(worker_client.CODE_ENV, worker_client.code_fingerprint())
+    monkeypatch.setattr(worker_client, "code_fingerprint", lambda: pytest.fail("hashed again"))
+    assert worker_client.worker_key() == own

@@ -54,10 +54,12 @@ BENCH = CFG["benchmark"]
 # The GPU worker's settings reach GPU jobs through the environment (`envvars` passes them to cluster jobs), not
 # through params: switching the worker or its timeout reruns nothing.
 os.environ[worker_client.SETTINGS_ENV] = worker_client.settings_to_env({**CFG["gpu_worker"], "logs": f"{RESULTS}/logs/worker"})
+os.environ[worker_client.CODE_ENV] = worker_client.code_fingerprint()
 
 
 envvars:
     worker_client.SETTINGS_ENV,
+    worker_client.CODE_ENV,
 
 
 def gpu_job_flag(wildcards):

@@ -4,6 +4,7 @@
 # empty run results: each GPU job in its own process (gpu_worker.enabled false), then through the worker. Writes
 # before.json and after.json (the runs' run.json), their bench logs and results.tgz to $OUT (or results/export/).
 #   usage: scripts/gpu_overhead.sh [CONFIGFILE]      (default config/gpu-overhead.yaml)
+# PHASES="after" runs only the worker's run (default: "before after").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-config/gpu-overhead.yaml}
@@ -15,7 +16,7 @@ python3 -m snakemake --cores "$(nproc)" --configfile "$config" -q --scheduler gr
   --until make_inputs reference probe_device build_per_variant build_per_problem > "$out/shared.log" 2>&1
 machine=$(ls -d results/*/device | head -1 | xargs dirname)
 summary="$machine/$(basename "$config" .yaml)"  # opbench.paths.summary_dir
-for phase in before after; do
+for phase in ${PHASES:-before after}; do
   rm -rf "$machine/runs" "$machine/records" "$machine/logs" "$summary"
   worker=()
   [ "$phase" = before ] && worker=(--config 'gpu_worker={enabled: false}')

@@ -43,13 +43,6 @@ def _job_kwargs(a: argparse.Namespace) -> dict:
     )  # fmt: skip
 
 
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--warmup-ms", type=float, required=True)
-    p.add_argument("--repetitions", type=int, required=True)
-    p.add_argument("--min-sample-ms", type=float, required=True)
-    p.add_argument("--flush-l2", type=int, choices=(0, 1), required=True)
-
-
 def _bench_settings(a: argparse.Namespace) -> dict[str, float | int | bool]:
     return dict(
         warmup_ms=a.warmup_ms, repetitions=a.repetitions, min_sample_ms=a.min_sample_ms, flush_l2=bool(a.flush_l2)
@@ -57,9 +50,8 @@ def _bench_settings(a: argparse.Namespace) -> dict[str, float | int | bool]:
 
 
 def _run_job(command: str, a: argparse.Namespace, **extra: object) -> None:
-    """A run, benchmark or measure job (`extra`: its output paths and settings): in this process, or through the
-    GPU worker."""
-    kwargs = {**_job_kwargs(a), **extra}
+    """A run or benchmark job: in this process, or through the GPU worker."""
+    kwargs = {**_job_kwargs(a), "out": a.out, **extra}
     from opbench import worker_client
 
     worker = worker_client.settings_from_env() if a.gpu_job else None
@@ -88,8 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cores", default="all")
     p.add_argument(
         "--retime", action="store_true",
-        help="time every row again in this run, without rebuilding (GPU rows run again with their timing and are "
-        "re-verified): ratios pair rows of one run only",
+        help="time every row again in this run (no rebuild, no re-verification): ratios pair rows of one run only",
     )  # fmt: skip
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments after --")
 
@@ -155,14 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="time a backend")
     _job_args(p)
-    _bench_args(p)
+    p.add_argument("--warmup-ms", type=float, required=True)
+    p.add_argument("--repetitions", type=int, required=True)
+    p.add_argument("--min-sample-ms", type=float, required=True)
+    p.add_argument("--flush-l2", type=int, choices=(0, 1), required=True)
     p.add_argument("--out", type=Path, required=True)
-
-    p = sub.add_parser("measure", help="run once and time, in one job (the GPU rows')")
-    _job_args(p)
-    _bench_args(p)
-    p.add_argument("--output", type=Path, required=True, help="where the output goes (as `run --out`)")
-    p.add_argument("--timing", type=Path, required=True, help="where the timing goes (as `benchmark --out`)")
 
     p = sub.add_parser("build", help="build one artifact of a backend (an IREE module, a CUDA binary)")
     p.add_argument("--backend", required=True)
@@ -215,13 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         except CompareError as error:
             print(f"opbench compare: {error}", file=sys.stderr)
             return 2
-    if a.command in ("run", "benchmark", "measure"):
+    if a.command in ("run", "benchmark"):
         from opbench.worker_client import WorkerError
 
-        outputs = {"output": a.output, "timing": a.timing} if a.command == "measure" else {"out": a.out}
-        settings = {} if a.command == "run" else {"settings": _bench_settings(a)}
         try:
-            _run_job(a.command, a, **outputs, **settings)
+            _run_job(a.command, a, **({} if a.command == "run" else {"settings": _bench_settings(a)}))
         except WorkerError as error:
             print(f"opbench {a.command}: {error}", file=sys.stderr)
             return 1

@@ -33,7 +33,7 @@ def results_dir(configfile: Path | None) -> Path:
         raise ConfigError(str(error)) from None
 
 
-RETIME_RULES = ("benchmark", "measure_gpu")  # workflow/rules/run.smk's timing rules (a GPU row runs again too)
+RETIME_RULES = ("benchmark", "benchmark_gpu")  # workflow/rules/run.smk's timing rules
 
 
 class Interrupted(Exception):

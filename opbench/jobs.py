@@ -88,20 +88,7 @@ def verify(
 
 
 def benchmark(*, backend: str, settings: BenchSettings, out: Path, **job: Any) -> None:
-    _write_timing(get_backend(backend).benchmark(_job(backend=backend, **job), settings), out)
-
-
-def measure(*, backend: str, settings: BenchSettings, output: Path, timing: Path, **job: Any) -> None:
-    """A GPU row's one job: run once and time (Backend.measure); the output as `run` saves it, the timing as
-    `benchmark` does."""
-    result, times = get_backend(backend).measure(_job(backend=backend, **job), settings)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, result)
-    _write_timing(times, timing)
-
-
-def _write_timing(result: dict[str, Any], out: Path) -> None:
-    """A timing with its statistics and this run's id."""
+    result = get_backend(backend).benchmark(_job(backend=backend, **job), settings)
     result["stats"] = summarize(result["samples_ms"]).to_dict()
     result["run_id"] = provenance.run_id()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,13 +66,10 @@ def bench_file(log: str) -> str:
     return log.removesuffix(".log") + ".bench.tsv"
 
 
-def failed_job_log(
-    results: str, problems: str, build_scope: str, runs: bool, *, measured: bool = False, **fields: str
-) -> str:
+def failed_job_log(results: str, problems: str, build_scope: str, runs: bool, **fields: str) -> str:
     """The log of the first job of a point (its fields by name) that left no output: where a row without a record
     failed. `results`: results/<machine>; `problems`: where inputs and references are; `runs`: whether the point
-    runs here (else its only job before the record is its build); `measured`: its output and timing come from one
-    job (a GPU row's measure_gpu), not from run and benchmark jobs."""
+    runs here (else its only job before the record is its build)."""
     stages = []
     if runs:
         stages += [
@@ -83,10 +80,9 @@ def failed_job_log(
     if artifact is not None:
         stages.append((artifact, BUILD_LOG[build_scope].format(**fields)))
     if runs:
-        run_rule, timing_rule = ("measure", "measure") if measured else ("run", "benchmark")
         stages += [
             (f"{results}/runs/{output.format(**fields)}", f"{results}/" + run_log(rule).format(**fields))
-            for rule, output in ((run_rule, OUTPUT), ("verify", VERDICT), (timing_rule, TIMING))
+            for rule, output in (("run", OUTPUT), ("verify", VERDICT), ("benchmark", TIMING))
         ]
     for output, log in stages:
         if not Path(output).exists():

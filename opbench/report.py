@@ -393,10 +393,8 @@ def summarize_workflow(
     fields = {**provenance_fields(), "config_hash": config_hash}
 
     def failed_log(point: Point) -> str:
-        backend = get_backend(point.backend)
-        runs = point.backend in runs_here
-        measured = backend.device == "cuda"  # workflow/rules/run.smk: GPU rows run and time in one job
-        return failed_job_log(str(results), problems, backend.build_scope, runs, measured=measured, **point.fields)
+        build_scope = get_backend(point.backend).build_scope
+        return failed_job_log(str(results), problems, build_scope, point.backend in runs_here, **point.fields)
 
     rows = collect(points, records_dir, skipped, fields, failed_log=failed_log)
     peaks = read_peaks(device_probe) if device_probe else None

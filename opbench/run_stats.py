@@ -12,7 +12,7 @@ from typing import Any
 from opbench import paths
 
 BENCH_SUFFIX = ".bench.tsv"
-POINT_RULES = ("run", "benchmark", "measure")  # a point's jobs on its device (a GPU row's: measure)
+POINT_RULES = ("run", "benchmark")  # a point's jobs on its device (verify and record are CPU jobs)
 
 
 def job_seconds(tsv: Path) -> float:
@@ -55,8 +55,10 @@ def collect(
         if timing.get("run_id") == run_id:
             timed[str(bench.parent.relative_to(results / "runs"))] = timed_seconds(timing)
     gpu = [p for p in timed if devices.get(p.split("/", 1)[0]) == "cuda"]
-    # A GPU point's overhead: its measure job's wall seconds minus its seconds inside timed samples.
-    overheads = sorted(point_jobs[p]["measure"] - timed[p] for p in gpu if "measure" in point_jobs.get(p, {}))
+    # A GPU point's overhead: its run and benchmark jobs' wall seconds minus its seconds inside timed samples.
+    overheads = sorted(
+        sum(point_jobs[p].values()) - timed[p] for p in gpu if set(point_jobs.get(p, {})) == set(POINT_RULES)
+    )
     timed_gpu = sum(timed[p] for p in gpu)
     return {
         "run_id": run_id,

@@ -28,23 +28,19 @@ from opbench.backends import BenchSettings, harness_process
 HARNESS_TIMEOUT_FRACTION = 0.9  # a hung harness binary is killed by the worker first: the worker survives it
 
 
-PATH_ARGUMENTS = ("inputs", "artifact", "out", "output", "timing")  # the jobs' Path arguments (JSON: strings)
+def _run(**kwargs: Any) -> None:
+    jobs.run(**_paths(kwargs))
 
 
-def _job(function: Callable[..., None]) -> Callable[..., None]:
-    """A job of opbench.jobs called with a request's JSON arguments."""
-
-    def call(**kwargs: Any) -> None:
-        if "settings" in kwargs:
-            kwargs["settings"] = BenchSettings(**kwargs["settings"])
-        function(**{k: Path(v) if k in PATH_ARGUMENTS and v is not None else v for k, v in kwargs.items()})
-
-    return call
+def _benchmark(*, settings: dict[str, Any], **kwargs: Any) -> None:
+    jobs.benchmark(settings=BenchSettings(**settings), **_paths(kwargs))
 
 
-COMMANDS: dict[str, Callable[..., None]] = {
-    "run": _job(jobs.run), "benchmark": _job(jobs.benchmark), "measure": _job(jobs.measure), "ping": lambda: None,
-}  # fmt: skip
+def _paths(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: Path(v) if k in ("inputs", "artifact", "out") and v is not None else v for k, v in kwargs.items()}
+
+
+COMMANDS: dict[str, Callable[..., None]] = {"run": _run, "benchmark": _benchmark, "ping": lambda: None}
 
 
 def serve_one(request: dict[str, Any]) -> dict[str, Any]:
@@ -95,8 +91,7 @@ def serve(path: Path, *, timeout_s: float, idle_exit_s: float, log: Path) -> Non
                 answer = serve_one(request)
                 served += 1
                 status = "ok" if answer["ok"] else "FAILED\n" + answer["log"] + answer["error"]
-                what = request["kwargs"].get("out") or request["kwargs"].get("timing", "")
-                print(f"{request['command']} {what}: {answer['seconds']:.3f} s {status}",
+                print(f"{request['command']} {request['kwargs'].get('out', '')}: {answer['seconds']:.3f} s {status}",
                       flush=True)  # fmt: skip
                 stream.write(json.dumps(answer).encode() + b"\n")
                 stream.flush()

@@ -31,7 +31,9 @@ def test_bench_runs_every_call_under_one_new_run_id(calls: list, retime: bool) -
     run_ids = {run_id for _, run_id in calls}
     assert len(run_ids) == 1 and None not in run_ids
     # --retime re-times the matrix in the main call only: the summary call after a failure must not time again
-    assert ("--forcerun" in main and main[main.index("--forcerun") + 1 :][:2] == ["benchmark", "measure_gpu"]) is retime
+    assert (
+        "--forcerun" in main and main[main.index("--forcerun") + 1 :][:2] == ["benchmark", "benchmark_gpu"]
+    ) is retime
     assert summary[-5:] == ["summary_allow_missing=true", "--forcerun", "summary", "--", "summary"]
     assert "benchmark" not in summary and "benchmark" not in report
     driver.bench(configfile=None, cores="1", snakemake_args=[])

@@ -97,23 +97,6 @@ def test_cuda_benchmark_reports_device_time(harness_mode: str, binaries: dict[st
     assert result["inner"] >= 1 and "CUDA events" in result["method"]
 
 
-@pytest.mark.parametrize("layer", ["c3_odd_7x7_s2_p3", "k_c_odd_3x3"])
-@pytest.mark.parametrize("variant", known_variants())
-def test_cuda_measure_runs_and_times_in_one_call(
-    harness_mode: str, binaries: dict[str, Path], variant: str, layer: str
-) -> None:
-    """A GPU row's one job (Backend.measure): one harness call whose output verifies and whose timed launches
-    reproduce it."""
-    dtype = variant_info(variant).dtypes[-1]
-    seed = zlib.crc32(f"measure{variant}{layer}".encode())
-    job = _job("cuda", variant, EDGE_LAYERS[layer], 3, binaries[variant], seed=seed, dtype_name=dtype)
-    output, timing = get_backend("cuda").measure(job, SETTINGS)
-    reference = get_op("conv2d").reference(job.inputs, job.shape, job.layout)
-    verdict = judge(output, reference, tolerance=TOLERANCES[get_backend("cuda").tolerance_key(job.dtype, variant)])
-    assert verdict.status == "PASS", verdict.reason
-    assert timing["bench_output_consistent"] is True and len(timing["samples_ms"]) == SETTINGS.repetitions
-
-
 @pytest.mark.skipif(torch_missing() is not None, reason=str(torch_missing()))
 @pytest.mark.parametrize(("variant", "dtype"), [("fp32", "f32"), ("tf32", "f32"), ("fp16", "f16"), ("bf16", "bf16")])
 @pytest.mark.parametrize("layer", sorted(EDGE_LAYERS))

@@ -127,20 +127,3 @@ def test_cutlass_bench_names_the_kernel_it_ran(
         assert detail["tile"] == VARIANTS[variant]["tile"]
     else:
         assert "C = 3" in detail["main_kernel_passed_over"], detail
-
-
-@pytest.mark.parametrize("layer", ["c3_odd_7x7_s2_p3", "c64_k72_3x3"])
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_cutlass_measure_runs_and_times_in_one_call(
-    harness_mode: str, binaries: dict[str, Path], variant: str, layer: str
-) -> None:
-    """A GPU row's one job (Backend.measure): its output verifies, its timed launches reproduce it, and the method
-    names the kernel (the fallback on C = 3; in a served process, after a problem the main kernel ran)."""
-    _runnable(variant)
-    layer_entry, main_kernel = EDGE_LAYERS[layer]
-    job = _job(variant, layer_entry, 2, "f16", binaries[variant])
-    output, timing = get_backend("cutlass").measure(job, SETTINGS)
-    reference = get_op("conv2d").reference(job.inputs, job.shape, job.layout)
-    assert judge(output, reference, tolerance=TOLERANCES["f16"]).status == "PASS"
-    assert timing["bench_output_consistent"] is True
-    assert timing["detail"]["fallback"] is (not main_kernel), timing["detail"]

@@ -51,19 +51,21 @@ def test_served_points_verify_and_cost_a_fraction_of_a_second(runtime: Path, tmp
     pids = set()
     for shape in SHAPES:
         job = _point(tmp_path, shape)
-        outputs = {"output": str(tmp_path / f"{shape}.npy"), "timing": str(tmp_path / f"{shape}.json")}
-        started = time.monotonic()
-        answer = worker_client.request(
-            "measure", {**job, "settings": SETTINGS, **outputs}, log_dir=tmp_path, timeout_s=300
-        )
-        served.append(time.monotonic() - started)
-        pids.add(answer["pid"])
-        output = np.load(tmp_path / f"{shape}.npy")
+        for command, extra in (("run", {}), ("benchmark", {"settings": SETTINGS})):
+            started = time.monotonic()
+            answer = worker_client.request(
+                command, {**job, **extra, "out": str(tmp_path / f"{shape}.{command}")}, log_dir=tmp_path,
+                timeout_s=300,
+            )  # fmt: skip
+            served.append(time.monotonic() - started)
+            pids.add(answer["pid"])
+        output = np.load(tmp_path / f"{shape}.run.npy")
         reference = np.load(tmp_path / f"{shape}.ref.npy")
         assert judge(output, reference, tolerance=5e-3).status == "PASS", shape
-        timing = json.loads((tmp_path / f"{shape}.json").read_text())
+        timing = json.loads((tmp_path / f"{shape}.benchmark").read_text())
         assert len(timing["samples_ms"]) == SETTINGS["repetitions"] and timing["bench_output_consistent"] is not False
     assert len(pids) == 1  # one worker served every point
-    # The first request paid the worker's start (imports, CUDA context); the points after it pay a round trip and
-    # their work: a run, the timing's warm-up and samples (~0.02 + 5 x 2 ms here) and cuDNN's algorithm search.
-    assert max(served[1:]) < 1.0, served
+    # The first request paid the worker's start (imports, CUDA context); the runs after it pay a round trip and
+    # their work. A benchmark's own time is its warm-up and samples (~0.1 s at these settings).
+    runs_after_first = served[2::2]
+    assert max(runs_after_first) < 0.5, served

@@ -116,36 +116,3 @@ def test_the_least_recently_used_process_goes_beyond_the_limit(
 def test_arguments_that_would_break_the_line_protocol_are_refused(pool: Pool, binary: Path) -> None:
     with pytest.raises(HarnessError, match="tab or newline"):
         pool.call(binary, ["--input", "a\tb.npy"], 5)
-
-
-MEASURING_HARNESS = f"""#!{sys.executable}
-import json, sys
-import numpy as np
-args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-x = np.load(args["--input"])
-if "--output" in args:  # the run-mode result: in bench mode, the fresh run after the timed launches
-    np.save(args["--output"], np.full((int(args["--n"]), 1, 1, int(args["--k"])), float(x.sum()), np.float32))
-print(json.dumps({{"mode": args["--mode"], "samples_ms": [0.5, 0.5], "inner": 10, "buffer_copies": 4,
-                  "flush_l2": 1, "bench_output_consistent": True}}))
-"""
-
-
-def test_the_cuda_backends_measure_is_one_bench_call_that_also_writes_the_output(tmp_path: Path) -> None:
-    """Backend.measure for our kernels: one harness call in bench mode with --output (one tuning: the kernel whose
-    output is verified is the one timed), its output and its timing."""
-    from opbench.backends import BenchSettings, Job, get_backend
-    from opbench.dtypes import get_dtype
-    from opbench.ops import get_op
-
-    binary = tmp_path / "conv2d_measuring"
-    binary.write_text(MEASURING_HARNESS)
-    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
-    op = get_op("conv2d")
-    shape = op.shape_from_name("n2_h1_w1_c3_k4_r1_s1_st1_p0")
-    inputs = op.make_inputs(shape, get_dtype("f32"), "nhwc_fhwc", 3)
-    job = Job(op="conv2d", shape=shape, dtype=get_dtype("f32"), layout="nhwc_fhwc", variant="naive", inputs=inputs,
-              artifact=binary, options={})  # fmt: skip
-    settings = BenchSettings(warmup_ms=1, repetitions=2, min_sample_ms=1, flush_l2=True)
-    output, timing = get_backend("cuda").measure(job, settings)
-    assert output.shape == (2, 1, 1, 4) and output[0, 0, 0, 0] == pytest.approx(inputs["input"].sum(), rel=1e-6)
-    assert timing["mode"] == "bench" and "10 launches per sample" in timing["method"]

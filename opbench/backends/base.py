@@ -152,11 +152,6 @@ class Backend(ABC):
     def benchmark(self, job: Job, settings: BenchSettings) -> dict[str, Any]:
         """Time the op: {"samples_ms": [...], "method": str, "device": str, ...}."""
 
-    def measure(self, job: Job, settings: BenchSettings) -> tuple[np.ndarray, dict[str, Any]]:
-        """Run once and time, in one call (the GPU rows' one job per point): the output and the timing. A backend
-        that can do both at once (one harness call, one tuning) overrides this."""
-        return self.run(job), self.benchmark(job, settings)
-
 
 BACKENDS: Registry[Backend] = Registry("backend")
 register_backend = BACKENDS.decorator()

@@ -248,9 +248,8 @@ class CudaKernels(Backend):
     def build(self, params: dict[str, Any], inputs: list[Path], out: Path) -> None:
         build(variant=params["variant"], archs=params["archs"], flags=params["flags"], out=out)
 
-    def _call(self, job: Job, mode: str, extra: list[str], *, output: bool) -> tuple[dict[str, Any], np.ndarray | None]:
-        """Run the binary once; return its JSON record and, with `output`, the run-mode result it wrote (in bench
-        mode: a fresh run after the timed launches, the output they are checked against)."""
+    def _call(self, job: Job, mode: str, extra: list[str]) -> tuple[dict[str, Any], np.ndarray | None]:
+        """Run the binary once; return its JSON record and, in run mode, its output."""
         if job.artifact is None:
             raise ValueError("the cuda backend runs a built binary: no artifact given")
         with tempfile.TemporaryDirectory(prefix="opbench-cuda-") as tmp:
@@ -260,31 +259,24 @@ class CudaKernels(Backend):
             args = [
                 "--mode", mode, "--dtype", job.dtype.name,
                 "--input", str(paths["input"]), "--filter", str(paths["filter"]), *problem_flags(job.shape), *extra,
-                *(["--output", str(paths["output"])] if output else []),
+                *(["--output", str(paths["output"])] if mode == "run" else []),
             ]  # fmt: skip
             stdout, stderr = call_harness(job.artifact, args)
             print(stderr, end="", file=sys.stderr)  # the harness's warnings, into the job's log
-            result = np.load(paths["output"]) if output else None
-        return json.loads(stdout), result
+            output = np.load(paths["output"]) if mode == "run" else None
+        return json.loads(stdout), output
 
     def run(self, job: Job) -> np.ndarray:
-        _, output = self._call(job, "run", [], output=True)
+        _, output = self._call(job, "run", [])
         assert output is not None
         return output
 
     def benchmark(self, job: Job, settings: BenchSettings) -> dict[str, Any]:
-        result, _ = self._call(job, "bench", _bench_args(settings), output=False)
-        return self.timing(result)
-
-    def measure(self, job: Job, settings: BenchSettings) -> tuple[np.ndarray, dict[str, Any]]:
-        """One harness call: the timed launches, then a fresh run whose output is both the row's (verified) output
-        and what the last timed launch is checked against; one tuning, so the verified kernel is the timed one."""
-        result, output = self._call(job, "bench", _bench_args(settings), output=True)
-        assert output is not None
-        return output, self.timing(result)
-
-    def timing(self, result: dict[str, Any]) -> dict[str, Any]:
-        """The harness's bench record as the timing: refused if the timed launches' output differs."""
+        result, _ = self._call(
+            job, "bench",
+            ["--warmup-ms", str(settings.warmup_ms), "--reps", str(settings.repetitions),
+             "--min-sample-ms", str(settings.min_sample_ms), "--flush-l2", str(int(settings.flush_l2))],
+        )  # fmt: skip
         if not result.get("bench_output_consistent", True):
             raise RuntimeError("the timed launches produced a different output than the verified run")
         result["method"] = (
@@ -292,10 +284,3 @@ class CudaKernels(Backend):
             f"{result['buffer_copies']} rotating buffer copies (flush_l2={result['flush_l2']})"
         )
         return result
-
-
-def _bench_args(settings: BenchSettings) -> list[str]:
-    return [
-        "--warmup-ms", str(settings.warmup_ms), "--reps", str(settings.repetitions),
-        "--min-sample-ms", str(settings.min_sample_ms), "--flush-l2", str(int(settings.flush_l2)),
-    ]  # fmt: skip

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from opbench.backends.base import Problem, SettingsError, register_backend
+from opbench.backends.base import BenchSettings, Job, Problem, SettingsError, register_backend
 from opbench.backends.cuda import CUDA_DIR, REPO, CudaKernels, VariantInfo, parse_variant_info, run_nvcc
 from opbench.provenance import nvcc_version
 
@@ -286,10 +286,10 @@ class CutlassConv(CudaKernels):
             return str(error)
         return None
 
-    def timing(self, result: dict[str, Any]) -> dict[str, Any]:
+    def benchmark(self, job: Job, settings: BenchSettings) -> dict[str, Any]:
         """The harness's timing, with the kernel that ran in the method (a problem the variant's main kernel
         cannot run, e.g. C = 3, runs the fallback kernel: the record says so)."""
-        result = super().timing(result)
+        result = super().benchmark(job, settings)
         detail = result.get("detail", {})
         result["method"] += f"; kernel {detail.get('kernel', '?')}"
         if detail.get("fallback"):

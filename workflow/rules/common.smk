@@ -51,10 +51,6 @@ AVAILABILITY = {name: availability(get_backend(name), DEVICES) for name in CFG["
 SKIPPED = skip_reasons(POINTS, AVAILABILITY)
 POINTS_BY_RECORD = {p.record_path: p for p in POINTS}
 BENCH = CFG["benchmark"]
-BENCH_FLAGS = (
-    f"--warmup-ms {BENCH['warmup_ms']} --repetitions {BENCH['repetitions']}"
-    f" --min-sample-ms {BENCH['min_sample_ms']} --flush-l2 {int(BENCH['flush_l2'])}"
-)
 # The GPU worker's settings reach GPU jobs through the environment (`envvars` passes them to cluster jobs), not
 # through params: switching the worker or its timeout reruns nothing.
 os.environ[worker_client.SETTINGS_ENV] = worker_client.settings_to_env({**CFG["gpu_worker"], "logs": f"{RESULTS}/logs/worker"})
@@ -64,6 +60,11 @@ os.environ[worker_client.CODE_ENV] = worker_client.code_fingerprint()
 envvars:
     worker_client.SETTINGS_ENV,
     worker_client.CODE_ENV,
+
+
+def gpu_job_flag(wildcards):
+    """`--gpu-job` for a GPU backend's run and benchmark jobs: they go through the GPU worker where it is on."""
+    return "--gpu-job" if get_backend(wildcards.backend).device == "cuda" else ""
 
 
 def backends_where(predicate):

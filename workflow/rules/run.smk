@@ -1,7 +1,5 @@
 # Execution: run once, verify against the reference, time (a FAIL is timed too, so a fast wrong kernel shows as both),
-# and merge all of it into the point's record. Run, benchmark, measure and record jobs have their backend's code as
-# inputs. CPU rows run and time in two jobs (a CPU benchmark takes every core; runs share them); a GPU row does both in
-# one job on its GPU (measure_gpu), served by the GPU worker (opbench/worker.py).
+# and merge all of it into the point's record. Run, benchmark and record jobs have their backend's code as inputs.
 
 
 rule run:
@@ -16,6 +14,7 @@ rule run:
     params:
         options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
+        gpu_job=gpu_job_flag,
     log:
         f"{RESULTS}/" + paths.run_log("run"),
     benchmark:
@@ -23,7 +22,17 @@ rule run:
     shell:
         "{PY} -m opbench run --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
-        " --inputs {input.inputs} {params.artifact} --options {params.options:q} --out {output} > {log} 2>&1"
+        " --inputs {input.inputs} {params.artifact} --options {params.options:q} {params.gpu_job} --out {output}"
+        " > {log} 2>&1"
+
+
+# GPU rows: the same jobs, each asking the scheduler for one GPU (CPU rules ask for none, so a gpu_model set for
+# these never turns into --gpus=model:0 on CPU jobs).
+use rule run as run_gpu with:
+    wildcard_constraints:
+        backend=GPU_BACKENDS,
+    resources:
+        gpu=1,
 
 
 rule verify:
@@ -59,7 +68,11 @@ rule benchmark:
     params:
         options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
-        settings=BENCH_FLAGS,  # a param: changing the timing settings re-times
+        settings=(
+            f"--warmup-ms {BENCH['warmup_ms']} --repetitions {BENCH['repetitions']}"
+            f" --min-sample-ms {BENCH['min_sample_ms']} --flush-l2 {int(BENCH['flush_l2'])}"
+        ),
+        gpu_job=gpu_job_flag,
     threads: workflow.cores  # alone on the machine: nothing else disturbs a CPU timing
     log:
         f"{RESULTS}/" + paths.run_log("benchmark"),
@@ -68,38 +81,16 @@ rule benchmark:
     shell:
         "{PY} -m opbench benchmark --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
         " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
-        " --inputs {input.inputs} {params.artifact} --options {params.options:q} {params.settings} --out {output}"
-        " > {log} 2>&1"
+        " --inputs {input.inputs} {params.artifact} --options {params.options:q} {params.settings} {params.gpu_job}"
+        " --out {output} > {log} 2>&1"
 
 
-# A GPU row's run and timing: one job, asking the scheduler for one GPU (CPU rules ask for none, so a gpu_model set
-# for these never turns into --gpus=model:0 on CPU jobs), handed to the GPU worker (--gpu-job).
-rule measure_gpu:
+use rule benchmark as benchmark_gpu with:
     wildcard_constraints:
         backend=GPU_BACKENDS,
-    input:
-        code=backend_code("opbench.timing"),
-        artifact=artifact_of,
-        inputs=rules.make_inputs.output[0],
-    output:
-        output=f"{RESULTS}/runs/{paths.OUTPUT}",
-        timing=f"{RESULTS}/runs/{paths.TIMING}",
-    params:
-        options=job_options,
-        artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",
-        settings=BENCH_FLAGS,
     threads: 1
     resources:
         gpu=1,
-    log:
-        f"{RESULTS}/" + paths.run_log("measure"),
-    benchmark:
-        f"{RESULTS}/" + paths.bench_file(paths.run_log("measure"))
-    shell:
-        "{PY} -m opbench measure --backend {wildcards.backend} --variant {wildcards.variant} --op {wildcards.op}"
-        " --shape {wildcards.shape} --dtype {wildcards.dtype} --layout {wildcards.layout}"
-        " --inputs {input.inputs} {params.artifact} --options {params.options:q} {params.settings} --gpu-job"
-        " --output {output.output} --timing {output.timing} > {log} 2>&1"
 
 
 rule record:

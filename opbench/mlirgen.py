@@ -72,3 +72,52 @@ def multiply_add(element: str, accumulator: str) -> list[str]:
         f"    %s = arith.addf %a, %m : {accumulator}",
         f"    linalg.yield %s : {accumulator}",
     ]
+
+
+def named_convolution(
+    op: str,
+    *,
+    function: str,
+    input_shape: Sequence[int],
+    filter_shape: Sequence[int],
+    output_shape: Sequence[int],
+    spatial_dims: tuple[int, int],
+    pad: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    element: str,
+    accumulator: str,
+) -> str:
+    """One function `@{function}(input, filter) -> output` around the named linalg convolution `op` (e.g.
+    linalg.conv_2d_nhwc_fhwc): zero padding, a zero-filled accumulator, the op, and the output in the element type.
+
+    Inputs of a narrower element type are extended to the accumulator inside the linalg op (its default semantics),
+    so f16 x f16 -> f32 is a mixed-precision convolution, not a cast pass. The output has the element type, as
+    cuDNN's does: where the accumulator differs (f16 or bf16 inputs, f32 accumulation), an elementwise linalg.generic
+    truncates the accumulated result (`arith.truncf`), which IREE fuses into the convolution's dispatch as its
+    epilogue. Where they are the same type (f32, f16_acc_f16) the convolution's result is returned as it is.
+    """
+    in_t = tensor_type(input_shape, element)
+    filter_t = tensor_type(filter_shape, element)
+    acc_t = tensor_type(output_shape, accumulator)
+    out_t = tensor_type(output_shape, element)
+    narrows = element != accumulator
+    conv_result = "%acc" if narrows else "%result"
+    lines = [f"func.func @{function}(%input: {in_t}, %filter: {filter_t}) -> {out_t} {{"]
+    conv_input, conv_input_t = "%input", in_t
+    if pad != (0, 0):
+        pad_lines, conv_input, conv_input_t = zero_pad("%input", input_shape, spatial_dims, pad, element)
+        lines += pad_lines
+    lines += [
+        f"  %acc_zero = {zero(accumulator)}",
+        f"  %empty = tensor.empty() : {acc_t}",
+        f"  %init = linalg.fill ins(%acc_zero : {accumulator}) outs(%empty : {acc_t}) -> {acc_t}",
+        f"  {conv_result} = {op} {{"
+        f"dilations = dense<[{dilation[0]}, {dilation[1]}]> : tensor<2xi64>, "
+        f"strides = dense<[{stride[0]}, {stride[1]}]> : tensor<2xi64>}}",
+        f"      ins({conv_input}, %filter : {conv_input_t}, {filter_t}) outs(%init : {acc_t}) -> {acc_t}",
+    ]
+    if narrows:
+        lines += truncate(conv_result, acc_t, out_t, accumulator, element, rank=len(output_shape))
+    lines += [f"  return %result : {out_t}", "}"]
+    return "\n".join(lines) + "\n"

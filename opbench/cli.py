@@ -7,10 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from opbench import worker_client
 from opbench.peaks import PROBED_DEVICES
 
 # The modules behind the commands are imported in main(), when a command needs them: a GPU job that hands its point
-# to the worker (--worker-timeout-s) costs a Python start, not NumPy's, PyTorch's and IREE's imports.
+# to the worker (--gpu-job) costs a Python start, not NumPy's, PyTorch's and IREE's imports (worker_client and peaks
+# need the standard library only).
 
 
 def _problem_args(p: argparse.ArgumentParser, *, dtype: bool = True, layout: bool = True) -> None:
@@ -52,8 +54,6 @@ def _bench_settings(a: argparse.Namespace) -> dict[str, float | int | bool]:
 def _run_job(command: str, a: argparse.Namespace, **extra: object) -> None:
     """A run or benchmark job: in this process, or through the GPU worker."""
     kwargs = {**_job_kwargs(a), "out": a.out, **extra}
-    from opbench import worker_client
-
     worker = worker_client.settings_from_env() if a.gpu_job else None
     if worker is None or not worker["enabled"]:
         from opbench import jobs
@@ -204,11 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"opbench compare: {error}", file=sys.stderr)
             return 2
     if a.command in ("run", "benchmark"):
-        from opbench.worker_client import WorkerError
-
         try:
             _run_job(a.command, a, **({} if a.command == "run" else {"settings": _bench_settings(a)}))
-        except WorkerError as error:
+        except worker_client.WorkerError as error:
             print(f"opbench {a.command}: {error}", file=sys.stderr)
             return 1
         return 0

@@ -86,6 +86,12 @@ def _first_error(schema: dict[str, Any], instance: Any) -> jsonschema.Validation
     return jsonschema.exceptions.best_match(_Validator(schema).iter_errors(instance))
 
 
+def _boolean(value: bool | str) -> bool:
+    """A boolean the schema admits as text too ("true"/"false": `--config gpu=true` and
+    `--config 'gpu_worker={enabled: false}'` pass text)."""
+    return value == "true" if isinstance(value, str) else value
+
+
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Return a validated copy of the config with every default filled in; raise ConfigError otherwise."""
     config = copy.deepcopy(config)
@@ -93,10 +99,9 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     error = _first_error(schema, config)
     if error is not None:
         raise ConfigError(_schema_error_message(error))
-    if isinstance(config["gpu"], str) and config["gpu"] != "auto":
-        config["gpu"] = config["gpu"] == "true"
-    if isinstance(config["gpu_worker"]["enabled"], str):  # `--config 'gpu_worker={enabled: false}'` passes text
-        config["gpu_worker"]["enabled"] = config["gpu_worker"]["enabled"] == "true"
+    if config["gpu"] != "auto":
+        config["gpu"] = _boolean(config["gpu"])
+    config["gpu_worker"]["enabled"] = _boolean(config["gpu_worker"]["enabled"])
     _check_layers(config, schema["$defs"])
     _check_semantics(config)
     return config

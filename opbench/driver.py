@@ -23,12 +23,11 @@ def machine_dir(configfile: Path | None) -> Path:
     return Path(f"results/{hardware.machine_name(config['machine'], config['gpu'])}")
 
 
-def results_dir(configfile: Path | None) -> Path:
-    """Where the run's summary and report go, as the workflow names it (opbench.paths.summary_dir): config.yaml,
-    updated by --configfile as Snakemake does."""
-    machine = str(machine_dir(configfile))
+def results_dir(configfile: Path | None, machine: Path) -> Path:
+    """Where the run's summary and report go, as the workflow names it (opbench.paths.summary_dir): under
+    `machine` (machine_dir), one folder per --configfile."""
     try:
-        return Path(paths.summary_dir(machine, [str(configfile)] if configfile is not None else []))
+        return Path(paths.summary_dir(str(machine), [str(configfile)] if configfile is not None else []))
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
@@ -71,7 +70,8 @@ def bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], ret
 
 def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], retime: bool) -> int:
     common = ["--cores", cores, *(["--configfile", str(configfile)] if configfile else []), *snakemake_args]
-    results = results_dir(configfile)
+    machine = machine_dir(configfile)
+    results = results_dir(configfile, machine)
     os.environ[provenance.RUN_ID_ENV] = provenance.new_run_id()  # one run id for all the Snakemake calls below
     started = time.time()
     # --retime: every benchmark job of the matrix reruns (and the records after them), in this call only
@@ -83,7 +83,7 @@ def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], re
         _snakemake([*common, *partial, "--forcerun", "summary", "--", "summary"])
     _snakemake([*common, *partial, "--report", str(results / "report.html")])
     worker_client.shutdown()  # this GPU's worker, if the run started one (it would exit when idle anyway)
-    _write_run_stats(machine_dir(configfile), results, started)
+    _write_run_stats(machine, results, started)
 
     summary = REPO / results / "summary.csv"
     if not summary.exists() or (status != 0 and summary.stat().st_mtime < started):

@@ -1,5 +1,5 @@
-"""Shape helpers shared by the ops: the error every op's shape raises, (height, width) pairs, and the sliding-window
-geometry of the convolution ops (WindowedShape)."""
+"""Shape helpers shared by the ops: the error every op's shape raises, (height, width) pairs, the inverse of a
+layout's axis permutation, and the sliding-window geometry of the convolution ops (WindowedShape)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from typing import ClassVar
 
 class ShapeError(ValueError):
     """A shape that describes no valid problem; the message names the bad field and value."""
+
+
+def inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+    """The inverse of an axis permutation (a layout's order back to the canonical one)."""
+    return tuple(sorted(range(len(perm)), key=lambda i: perm[i]))
 
 
 def pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:

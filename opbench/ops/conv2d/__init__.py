@@ -12,10 +12,11 @@ import numpy as np
 
 from opbench.dtypes import DType, round_to
 from opbench.ops import Op, register_op
-from opbench.ops.conv2d.layouts import FILTER_PERM, INPUT_PERM, inverse
+from opbench.ops.conv2d.layouts import FILTER_PERM, INPUT_PERM
 from opbench.ops.conv2d.mlir import ProgramForm, conv2d, conv2d_split
 from opbench.ops.conv2d.reference import conv2d_nchw_reference
 from opbench.ops.conv2d.shape import SHAPE_PATTERN, Conv2dShape
+from opbench.shapes import inverse
 
 
 @register_op

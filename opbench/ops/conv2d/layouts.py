@@ -9,12 +9,6 @@ The output follows the input's order.
 
 from __future__ import annotations
 
-import numpy as np
-
 # Permutation from canonical (N,C,H,W) / (K,C,R,S) / (N,K,P,Q) to each layout.
 INPUT_PERM = {"nhwc_hwcf": (0, 2, 3, 1), "nhwc_fhwc": (0, 2, 3, 1), "nchw_fchw": (0, 1, 2, 3)}
 FILTER_PERM = {"nhwc_hwcf": (2, 3, 1, 0), "nhwc_fhwc": (0, 2, 3, 1), "nchw_fchw": (0, 1, 2, 3)}
-
-
-def inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argsort(perm))

@@ -14,10 +14,11 @@ import numpy as np
 
 from opbench.dtypes import DType, round_to
 from opbench.ops import Op, register_op
-from opbench.ops.depthwise_conv2d.layouts import FILTER_PERM, INPUT_PERM, inverse
+from opbench.ops.depthwise_conv2d.layouts import FILTER_PERM, INPUT_PERM
 from opbench.ops.depthwise_conv2d.mlir import depthwise_conv2d
 from opbench.ops.depthwise_conv2d.reference import depthwise_nchw_reference
 from opbench.ops.depthwise_conv2d.shape import SHAPE_PATTERN, DepthwiseShape
+from opbench.shapes import inverse
 
 
 @register_op

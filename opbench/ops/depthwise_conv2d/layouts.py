@@ -6,7 +6,3 @@ from __future__ import annotations
 INPUT_PERM = {"nhwc_hwc": (0, 2, 3, 1), "nchw_chw": (0, 1, 2, 3)}
 FILTER_PERM = {"nhwc_hwc": (1, 2, 0), "nchw_chw": (0, 1, 2)}
 LINALG_OPS = {"nhwc_hwc": "linalg.depthwise_conv_2d_nhwc_hwc", "nchw_chw": "linalg.depthwise_conv_2d_nchw_chw"}
-
-
-def inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(sorted(range(len(perm)), key=lambda i: perm[i]))

@@ -3,8 +3,11 @@ layout's axis permutation, and the sliding-window geometry of the convolution op
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
+
+import numpy as np
 
 
 class ShapeError(ValueError):
@@ -107,3 +110,13 @@ class WindowedShape:
 
     def input_shape_nchw(self) -> tuple[int, int, int, int]:
         return (self.n, self.c, self.h, self.w)
+
+    def tap_windows(self, x: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """For each filter tap (r, s), the N x C x P x Q view of the zero-padded canonical input x[N,C,H,W] that
+        the tap multiplies (the references sum their products tap by tap)."""
+        (ph, pw), (sh, sw), (dh, dw) = self.pad, self.stride, self.dilation
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        for r in range(self.r):
+            for s in range(self.s):
+                yield r, s, xp[:, :, r * dh : r * dh + sh * (self.p - 1) + 1 : sh,
+                               s * dw : s * dw + sw * (self.q - 1) + 1 : sw]  # fmt: skip

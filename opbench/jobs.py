@@ -42,15 +42,19 @@ def load_inputs(path: Path, op: str) -> dict[str, np.ndarray]:
 
 def compute_reference(*, op: str, shape: str, layout: str, inputs: Path, out: Path, scale_out: Path) -> None:
     """The float64 reference, and beside it the scale of each element's products and their count (the element-wise
-    verdict's bound, opbench.verify)."""
+    verdict's bound, opbench.verify) and, for an op that rounds an intermediate, that intermediate's scale."""
     the_op = get_op(op)
     arrays, the_shape = load_inputs(inputs, op), the_op.shape_from_name(shape)
     reference = the_op.reference(arrays, the_shape, layout)
     scale, terms = the_op.product_scale(arrays, the_shape, layout)
+    intermediate = the_op.rounded_intermediate_scale(arrays, the_shape, layout)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, reference)
+    products = {"scale": scale, "terms": terms}
+    if intermediate is not None:
+        products["intermediate"] = intermediate
     with open(scale_out, "wb") as f:
-        np.savez(f, scale=scale, terms=terms)
+        np.savez(f, **products)
 
 
 def _job(
@@ -81,7 +85,10 @@ def verify(
     """Judge a row's output: norm-wise at its tolerance and element-wise against what its rounding explains."""
     ref = np.load(reference)
     with np.load(scale) as products:
-        bound = ErrorModel.of(get_dtype(dtype), precision).bound(ref, products["scale"], int(products["terms"]))
+        intermediate = products["intermediate"] if "intermediate" in products.files else None
+        bound = ErrorModel.of(get_dtype(dtype), precision).bound(
+            ref, products["scale"], int(products["terms"]), intermediate
+        )
     verdict = judge(np.load(output), ref, tolerance, bound)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(verdict.to_dict(), indent=1) + "\n")

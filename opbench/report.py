@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import matplotlib.pyplot as plt
 from tabulate import tabulate
 
 from opbench.matrix import Point
+from opbench.ops import OPS
 from opbench.records import make_record, read_record, write_csv
 
 GROUP_KEYS = ("op", "suite", "batch", "dtype", "layout")
@@ -58,15 +60,30 @@ def collect(
     return rows
 
 
-def _unit(group: list[dict[str, Any]]) -> tuple[str, float]:
-    """GFLOP/s for CPU-sized numbers, TFLOP/s once a group's best passes 1 TFLOP/s."""
+@dataclass(frozen=True)
+class Rate:
+    """What a group's cells and bars show: a record field, its unit, the factor to that unit and the decimals."""
+
+    field: str  # "tflops" or "gbps"
+    unit: str
+    scale: float
+    digits: int
+
+
+def _rate(group: list[dict[str, Any]]) -> Rate:
+    """GB/s of the minimum traffic for a memory-bound op (Op.memory_bound; a decimal below 100 GB/s); else GFLOP/s
+    for CPU-sized numbers, TFLOP/s once a group's best passes 1 TFLOP/s."""
+    op = OPS.get(group[0]["op"])
+    if op is not None and op.memory_bound:
+        best_gbps = max((r["gbps"] for r in group if r["status"] == "PASS"), default=0.0)
+        return Rate("gbps", "GB/s", 1.0, 0 if best_gbps >= 100 else 1)
     best = max((r["tflops"] for r in group if r["status"] == "PASS"), default=0.0)
-    return ("TFLOP/s", 1.0) if best >= 1.0 else ("GFLOP/s", 1000.0)
+    return Rate("tflops", "TFLOP/s", 1.0, 2) if best >= 1.0 else Rate("tflops", "GFLOP/s", 1000.0, 1)
 
 
-def _cell(row: dict[str, Any], scale: float, run_labels: dict[str, str]) -> str:
+def _cell(row: dict[str, Any], rate: Rate, run_labels: dict[str, str]) -> str:
     """A row's rate (or its status), and the label of its run where a table holds rows of several runs."""
-    text = f"{row['tflops'] * scale:.{1 if scale > 1 else 2}f}" if row["status"] == "PASS" else row["status"]
+    text = f"{row[rate.field] * rate.scale:.{rate.digits}f}" if row["status"] == "PASS" else row["status"]
     return text if row["status"] == "SKIP" else text + run_labels.get(run_key(row), "")
 
 
@@ -114,7 +131,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         # a series that is SKIP on every layer here (say, a math mode for another dtype) is only in the SKIP list
         series = list(dict.fromkeys(_series(r) for r in group if r["status"] != "SKIP"))
         devices = sorted({str(r["device"]) for r in group if r["device"]})
-        unit, scale = _unit(group)
+        rate = _rate(group)
         by_layer: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in group:
             by_layer[(row["layer"], row["shape"])][_series(row)] = row
@@ -135,14 +152,24 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         label = {run: f" ({_run_label(i)})" for i, run in enumerate(runs)} if len(runs) > 1 else {}
 
         table = [
-            [layer, shape, *(_cell(cells[s], scale, label) if s in cells else "" for s in series),
+            [layer, shape, *(_cell(cells[s], rate, label) if s in cells else "" for s in series),
              winners[(layer, shape)]]
             for (layer, shape), cells in by_layer.items()
         ]  # fmt: skip
         if len(by_layer) > 1:
-            digits = 1 if scale > 1 else 2
-            means = [geomean(r["tflops"] for r in group if _series(r) == s and r["status"] == "PASS") for s in series]
-            table.append(["geomean (PASS)", "", *(f"{m * scale:.{digits}f}" if m == m else "" for m in means), ""])
+            means = [geomean(r[rate.field] for r in group if _series(r) == s and r["status"] == "PASS") for s in series]
+            table.append(
+                ["geomean (PASS)", "", *(f"{m * rate.scale:.{rate.digits}f}" if m == m else "" for m in means), ""]
+            )
+            if rate.field == "gbps" and any(r["peak_gbps_frac"] for r in group if r["status"] == "PASS"):
+                fractions = [
+                    geomean(r["peak_gbps_frac"] for r in group if _series(r) == s and r["status"] == "PASS" and
+                            r["peak_gbps_frac"])
+                    for s in series
+                ]  # fmt: skip
+                table.append(
+                    ["geomean fraction of copy bandwidth", "", *(f"{f:.2f}" if f == f else "" for f in fractions), ""]
+                )
             wins = Counter(winners.values())
             table.append(["layers won", "", *(str(wins[s]) for s in series), ""])
             for baseline in dict.fromkeys(filter(None, (baseline_class(r) for r in group if r["status"] == "PASS"))):
@@ -163,7 +190,9 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
             "",
             "## " + ", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)),
             "",
-            f"Device: {', '.join(devices) or 'n/a'}. Cells: {unit} from the median time; `fastest`: the PASS row "
+            f"Device: {', '.join(devices) or 'n/a'}. Cells: {rate.unit} from the median time"
+            + (" (the shape's minimum traffic: inputs read once, output written once)" if rate.field == "gbps" else "")
+            + "; `fastest`: the PASS row "
             "with the highest rate, on layers where every row was timed in one run. Ratio rows: per layer, the row's "
             "rate over the fastest PASS row of the baseline measured in the same run; geometric mean over the layers "
             "where both exist.",
@@ -199,10 +228,11 @@ PLOT_MAX_WIDTH_IN = 28  # widest per-layer bar plot, inches (at 110 dpi: about 3
 
 
 def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
-    """Bars of GFLOP/s per layer and backend:variant; FAIL bars are red and labelled, SKIPs are absent."""
+    """Bars of the group's rate (_rate) per layer and backend:variant; FAIL bars are red and labelled, SKIPs are
+    absent."""
     series = list(dict.fromkeys(_series(r) for r in group if r["status"] != "SKIP"))
     layers = list(dict.fromkeys(r["layer"] for r in group))
-    unit, scale = _unit(group)
+    rate = _rate(group)
     # About 0.15 inch per bar, capped: 23 layers x 10 series stays a readable 28-inch page, not 115 inches.
     fig, ax = plt.subplots(figsize=(min(PLOT_MAX_WIDTH_IN, max(6, 2 + 0.15 * len(layers) * max(1, len(series)))), 5))
     width = 0.8 / max(1, len(series))
@@ -215,7 +245,7 @@ def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
                 continue
             x = j + (i - (len(series) - 1) / 2) * width
             if row["status"] == "PASS":
-                ax.bar(x, row["tflops"] * scale, width, color=f"C{i}", label=None if labelled else name)
+                ax.bar(x, row[rate.field] * rate.scale, width, color=f"C{i}", label=None if labelled else name)
                 labelled = True
             else:
                 ax.bar(x, 0, width, color="red")
@@ -224,7 +254,7 @@ def plot_group(key: tuple, group: list[dict[str, Any]], path: Path) -> None:
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel(f"{unit} (median)")
+    ax.set_ylabel(f"{rate.unit} (median)")
     ax.set_title(", ".join(f"{k} {v}" for k, v in zip(GROUP_KEYS, key, strict=True)), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

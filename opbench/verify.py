@@ -17,6 +17,15 @@ products, taken at INPUT_FACTOR standard deviations) plus a bias: hardware that 
 top 19 bits, as wgmma does with raw f32 data) loses on average u of each operand toward zero, 2·u·ref_i over the
 sum, allowed twice over. The output term is the final rounding (and that of a reference element near a rounding
 boundary).
+
+An op that rounds values to its element type mid-computation (separable_conv2d stores its depthwise result in the
+element type before the pointwise product, as a two-op baseline or a fused tensor-core kernel does) adds
+
+    INPUT_FACTOR · (u_out + u_in) · t_i
+
+with t_i = sqrt(Σ (v·w)²) over the rounded values v that reach element i and the weights w that carry them into it
+(the op's rounded_intermediate_scale): a random walk of their independent roundings, each to the element type (the
+output's, u_out) and then as the hardware reads its inputs (u_in). Ops without one (None) keep the bound above.
 """
 
 from __future__ import annotations
@@ -50,11 +59,17 @@ class ErrorModel:
             output_u=UNIT_ROUNDOFF[dtype.element],
         )
 
-    def bound(self, reference: np.ndarray, scale: np.ndarray, terms: int) -> np.ndarray:
-        """The largest |out - ref| rounding explains, per element."""
+    def bound(
+        self, reference: np.ndarray, scale: np.ndarray, terms: int, intermediate: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The largest |out - ref| rounding explains, per element (`intermediate`: the scale of values rounded to
+        the element type mid-computation, Op.rounded_intermediate_scale; None where there are none)."""
         per_product = INPUT_FACTOR * self.input_u + self.accumulate_u * terms
         per_result = 4.0 * self.input_u + 2.0 * self.output_u
-        return per_product * scale + per_result * np.abs(reference)
+        bound = per_product * scale + per_result * np.abs(reference)
+        if intermediate is None:
+            return bound
+        return bound + INPUT_FACTOR * (self.output_u + self.input_u) * intermediate
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from opbench.backends import harness_process
+from opbench.backends.cuda import build, build_sources, known_variants, variant_archs, variant_info
 from opbench.iree_tools import tool
+from opbench.paths import VARIANT_ARTIFACT
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +46,21 @@ def iree_compile() -> str:
     if not path or not Path(path).exists():
         pytest.skip("iree-compile not found")
     return path
+
+
+@pytest.fixture(scope="session")
+def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every variant built for its archs (sm_90 + sm_80 unless it declares others), or reused from compiled/."""
+    if not shutil.which("nvcc"):
+        pytest.skip("nvcc not on PATH")
+    out = tmp_path_factory.mktemp("cuda")
+    paths = {}
+    for variant in known_variants():
+        built = REPO / VARIANT_ARTIFACT.format(backend="cuda", variant=variant, op=variant_info(variant).op)
+        if built.exists() and all(built.stat().st_mtime > s.stat().st_mtime for s in build_sources(variant)):
+            paths[variant] = built
+        else:
+            paths[variant] = out / f"conv2d_{variant}"
+            archs = variant_archs(variant, ["sm_90", "sm_80"])
+            build(variant=variant, archs=archs, flags=["-O3"], out=paths[variant])
+    return paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from snakemake.utils import update_config
 from opbench.backends import Availability
 from opbench.config import ConfigError, config_hash, load, load_schema, validate
 from opbench.matrix import expand, problem_seed, skip_reasons
-from opbench.ops.conv2d.shape import Conv2dShape
+from opbench.ops import get_op
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_PATH = REPO / "config.yaml"
@@ -203,20 +204,34 @@ def test_empty_output_only_at_some_batch_names_batch(raw: dict) -> None:
 
 # Which dtype each cuDNN math mode applies to, and what our CUDA kernels implement (written out independently).
 CUDNN_MODE_DTYPE = {"fp32": "f32", "tf32": "f32", "fp16": "f16", "bf16": "bf16"}
-# the frontend's variants apply to the same dtypes as PyTorch's pick of each math mode
-CUDNN_MODE_DTYPE |= {f"frontend_{mode}": dtype for mode, dtype in CUDNN_MODE_DTYPE.items()}
+# the frontend's variants apply to the same dtypes as PyTorch's pick of each math mode, PyTorch's own kernels (no tf32)
+# too, for depthwise convolution only
+CUDNN_MODE_DTYPE |= {f"frontend_{mode}": dtype for mode, dtype in CUDNN_MODE_DTYPE.items()} | {
+    f"native_{mode}": dtype for mode, dtype in CUDNN_MODE_DTYPE.items() if mode != "tf32"
+}
 
 
-CUDA_VARIANT_DTYPES = {"mma_implicit_gemm": ("f16", "bf16", "f32"), "hopper_wgmma": ("f16", "bf16", "f32")}
+ALL_DTYPES = ("f16", "bf16", "f32")
+CUDA_VARIANT_DTYPES = {
+    variant: ALL_DTYPES for variant in ("mma_implicit_gemm", "hopper_wgmma", "depthwise_naive", "depthwise_smem")
+}
+CUDA_VARIANT_OPS = {"depthwise_naive": "depthwise_conv2d", "depthwise_smem": "depthwise_conv2d"}
+HARNESS_LAYOUT = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc"}
 
 
-def _implemented(backend: str, variant: str, dtype: str, layout: str) -> bool:
+def _implemented(op: str, backend: str, variant: str, dtype: str, layout: str) -> bool:
     if backend == "cudnn":
-        return CUDNN_MODE_DTYPE[variant] == dtype and layout in ("nhwc_fhwc", "nchw_fchw")
+        native_ok = not variant.startswith("native_") or op == "depthwise_conv2d"
+        return (
+            CUDNN_MODE_DTYPE[variant] == dtype
+            and layout in ("nhwc_fhwc", "nchw_fchw", "nhwc_hwc", "nchw_chw")
+            and (native_ok)
+        )
     if backend == "cuda":  # what the variant files declare on their `// opbench:` lines
-        return layout == "nhwc_fhwc" and dtype in CUDA_VARIANT_DTYPES.get(variant, ("f32",))
+        variant_op = CUDA_VARIANT_OPS.get(variant, "conv2d")
+        return op == variant_op and layout == HARNESS_LAYOUT[op] and dtype in CUDA_VARIANT_DTYPES.get(variant, ("f32",))
     if backend == "cutlass":
-        return layout == "nhwc_fhwc" and dtype in ("f32", "f16", "bf16")
+        return op == "conv2d" and layout == "nhwc_fhwc" and dtype in ("f32", "f16", "bf16")
     return True
 
 
@@ -227,16 +242,16 @@ def _expected_count(config: dict) -> int:
             suite = config["suites"][suite_name]
             batches = entry.get("batches", suite["batches"])
             for dtype in entry["dtypes"]:
-                for layout in entry["layouts"]:
+                for layout, op in itertools.product(entry["layouts"], entry["ops"]):
                     variants = sum(
                         1
                         for b in entry["backends"]
                         for v in config["backends"][b]["variants"]
-                        if v in entry.get("variants", [v]) and _implemented(b, v, dtype, layout)
+                        if v in entry.get("variants", [v]) and _implemented(op, b, v, dtype, layout)
                     )
                     wanted = entry.get("layers")
                     layers = [layer for layer in suite["layers"] if wanted is None or layer["name"] in wanted]
-                    total += len(entry["ops"]) * len(batches) * len(layers) * variants
+                    total += len(batches) * len(layers) * variants
     return total
 
 
@@ -275,8 +290,9 @@ def test_expand_points_describe_their_layers(shipped: dict) -> None:
     layers = {(name, layer["name"]): layer for name, s in shipped["suites"].items() for layer in s["layers"]}
     for point in points:
         layer = layers[(point.suite, point.layer)]
-        shape = Conv2dShape.from_name(point.shape)
-        assert shape == Conv2dShape.from_layer(layer, point.batch)
+        op = get_op(point.op)
+        shape = op.shape_from_name(point.shape)
+        assert shape == op.shape_from_layer(layer, point.batch)
         assert shape.n == point.batch
         assert point.count == layer["count"]
         assert point.problem_dir == f"{point.op}/{point.layout}/{point.dtype}/{point.shape}"

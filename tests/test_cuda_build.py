@@ -122,9 +122,13 @@ def problem_args(**overrides) -> list[str]:
 @pytest.fixture(scope="session")
 def npy_files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("npy")
-    files = {"x": d / "x.npy", "w": d / "w.npy", "x_bad_shape": d / "x_bad_shape.npy", "x_f64": d / "x_f64.npy"}
+    files = {
+        "x": d / "x.npy", "w": d / "w.npy", "x_bad_shape": d / "x_bad_shape.npy", "x_f64": d / "x_f64.npy",
+        "w_depthwise": d / "w_depthwise.npy",
+    }  # fmt: skip
     write_npy(files["x"], (2, 5, 5, 3))
     write_npy(files["w"], (4, 3, 3, 3))
+    write_npy(files["w_depthwise"], (3, 3, 3))
     write_npy(files["x_bad_shape"], (2, 5, 6, 3))
     write_npy(files["x_f64"], (2, 5, 5, 3), "<f8")
     return files
@@ -195,12 +199,32 @@ def test_malformed_npy_rejected_before_cuda(builds, variant, npy_files):
         assert proc.stdout == ""
 
 
+def test_depthwise_problems_are_checked_before_cuda(builds, npy_files):
+    """--op depthwise_conv2d: the filter is [R, S, C], --k may be left out (it is C) and must equal C if given."""
+    binary = builds["depthwise_naive"]["binary"]
+    if builds["depthwise_naive"]["rc"] != 0:
+        pytest.fail("depthwise_naive did not build")
+    base = ["--mode", "bench", "--input", str(npy_files["x"]), "--op", "depthwise_conv2d"]
+    proc = run_binary(binary, [*base, "--filter", str(npy_files["w"]), *problem_args(**{"--k": None})])
+    assert proc.returncode == USAGE_EXIT and re.search(r"expected \(3, 3, 3\)", proc.stderr), proc.stderr
+    proc = run_binary(binary, [*base, "--filter", str(npy_files["w_depthwise"]), *problem_args()])
+    assert proc.returncode == USAGE_EXIT and "--k must equal --c for depthwise_conv2d" in proc.stderr, proc.stderr
+    proc = run_binary(binary, [*base[:-1], "attention", "--filter", str(npy_files["w"]), *problem_args()])
+    assert proc.returncode == USAGE_EXIT and "--op must be conv2d or depthwise_conv2d" in proc.stderr, proc.stderr
+    for stem in ("naive", "depthwise_naive"):  # a valid depthwise problem gets past the checks to the first CUDA call
+        proc = run_binary(builds[stem]["binary"], [*base, "--filter", str(npy_files["w_depthwise"]),
+                                                   *problem_args(**{"--k": None})])  # fmt: skip
+        assert "usage" not in proc.stderr and proc.returncode != USAGE_EXIT, proc.stderr
+
+
 # What each variant's machine code must contain (opbench.sass mnemonic groups): the claim in its header comment.
 EXPECTED_SASS = {
     "mma_implicit_gemm": ("HMMA (mma.sync)", "LDSM (ldmatrix)", "LDGSTS (cp.async)"),
     "hopper_wgmma": ("HGMMA (wgmma)", "UTMALDG (TMA)", "UTMASTG (TMA store)", "LDGSTS (cp.async)"),  # + gather path
     "register_tiled": ("FFMA", "LDS.128"),
     "split_reduction": ("FFMA", "LDS.128"),
+    # 16-byte accesses of 4 f32 channels: the tile's loads from global memory, the sliding window's from shared
+    "depthwise_smem": ("FFMA", "LDS.128", "LDG.E.128"),
 }
 
 

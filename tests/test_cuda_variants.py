@@ -16,7 +16,13 @@ PATH = Path("cuda/variants/example.cu")
 
 def test_defaults_without_a_metadata_line() -> None:
     info = parse_variant_info('// a plain fp32 kernel\n#include "conv2d.cuh"\n', PATH)
-    assert info == VariantInfo(dtypes=("f32",), f32_math="fp32", archs=None)
+    assert info == VariantInfo(op="conv2d", dtypes=("f32",), f32_math="fp32", archs=None)
+
+
+def test_a_depthwise_variant_declares_its_op() -> None:
+    info = parse_variant_info("// opbench: op=depthwise_conv2d dtypes=f32,f16\n", PATH)
+    assert info == VariantInfo(op="depthwise_conv2d", dtypes=("f32", "f16"))
+    assert variant_info("depthwise_smem").op == "depthwise_conv2d" and variant_info("naive").op == "conv2d"
 
 
 def test_full_metadata_line() -> None:
@@ -31,6 +37,7 @@ def test_full_metadata_line() -> None:
         ("// opbench: f32_math=fp16", "f32_math must be fp32 or tf32, got 'fp16'"),
         ("// opbench: archs=hopper", r"archs \['hopper'\] are not nvcc targets"),
         ("// opbench: stages=4", "unknown '// opbench:' key 'stages'"),
+        ("// opbench: op=attention", "op 'attention' unknown"),
         ("// opbench: dtypes", "item 'dtypes' is not key=value"),
         ("// opbench: dtypes=f16\n// opbench: archs=sm_90", "more than one '// opbench:' line"),
     ],
@@ -66,3 +73,31 @@ def test_matrix_support_and_tolerance_follow_the_metadata(monkeypatch: pytest.Mo
     assert backend.tolerance_key(get_dtype("f32"), "v") == "tf32"
     assert backend.tolerance_key(get_dtype("f16"), "v") == "f16"
     assert cuda.variant_archs("v", ["sm_90", "sm_80"]) == ["sm_90a"]
+
+
+def test_each_variant_runs_its_own_op_in_its_layout() -> None:
+    backend = get_backend("cuda")
+    depthwise = make_problem(op="depthwise_conv2d", shape="n1_h8_w8_c16_r3_s3_st1_p1", dtype="f16", layout="nhwc_hwc")
+    assert backend.unsupported(depthwise, "depthwise_smem") is None
+    assert backend.unsupported(depthwise, "mma_implicit_gemm") == (
+        "cuda/variants/mma_implicit_gemm.cu computes conv2d, not depthwise_conv2d"
+    )
+    assert backend.unsupported(problem("f16", "nhwc_fhwc"), "depthwise_smem") == (
+        "cuda/variants/depthwise_smem.cu computes depthwise_conv2d, not conv2d"
+    )
+    nchw = make_problem(op="depthwise_conv2d", shape="n1_h8_w8_c16_r3_s3_st1_p1", dtype="f16", layout="nchw_chw")
+    assert backend.unsupported(nchw, "depthwise_smem") == (
+        "the harness takes depthwise_conv2d in layout nhwc_hwc, not nchw_chw"
+    )
+
+
+def test_harness_flags_name_the_op() -> None:
+    from opbench.backends.cuda import problem_flags
+    from opbench.ops import get_op
+
+    depthwise = get_op("depthwise_conv2d").shape_from_name("n2_h9_w7_c5_r3_s3_st2_p1")
+    flags = problem_flags(depthwise, "depthwise_conv2d")
+    assert flags[:2] == ["--op", "depthwise_conv2d"] and "--k" not in flags and flags[flags.index("--c") + 1] == "5"
+    conv = get_op("conv2d").shape_from_name("n1_h8_w8_c16_k24_r3_s3_st1_p1")
+    flags = problem_flags(conv)
+    assert flags[:2] == ["--op", "conv2d"] and flags[flags.index("--k") + 1] == "24"

@@ -1,4 +1,5 @@
-"""The cudnn backend without a GPU: its two families of variants (PyTorch's pick, NVIDIA's frontend), the settings
+"""The cudnn backend without a GPU: its three families of variants (PyTorch's pick, NVIDIA's frontend, PyTorch's own
+depthwise kernel), the settings
 schema, SKIP reasons, tolerance keys and baselines, the dispatch of run/benchmark to a family, the frontend's absence,
 and the frontend path's pure parts (finding the libraries PyTorch loaded, the heuristic modes, judging and choosing a
 candidate), and the check of the timed outputs. The GPU paths are tests/test_gpu.py's."""
@@ -35,6 +36,11 @@ def problem(dtype: str = "f32", layout: str = "nhwc_fhwc", op: str = "conv2d") -
     return Problem(op=op, shape=SHAPE, dtype=get_dtype(dtype), layout=layout)
 
 
+def depthwise_problem(dtype: str, layout: str) -> Problem:
+    shape = get_op("depthwise_conv2d").shape_from_name("n2_h9_w7_c6_r3_s3_st1_p1")
+    return Problem(op="depthwise_conv2d", shape=shape, dtype=get_dtype(dtype), layout=layout)
+
+
 def job(variant: str, dtype: str = "f32") -> Job:
     return Job(
         op="conv2d", shape=SHAPE, dtype=get_dtype(dtype), layout="nhwc_fhwc", variant=variant, inputs={},
@@ -45,13 +51,19 @@ def job(variant: str, dtype: str = "f32") -> Job:
 # ---------------------------------------------------------------- variants, schema, SKIP reasons
 
 
-def test_variants_are_the_math_modes_in_two_families() -> None:
-    assert set(VARIANTS) == {*MODES, *(f"frontend_{m}" for m in MODES)} and len(VARIANTS) == 8
-    assert FRONTEND_PREFIX == "frontend_"
+NATIVE_MODES = ("fp32", "fp16", "bf16")  # PyTorch's own depthwise kernel has no TF32 mode
+
+
+def test_variants_are_the_math_modes_in_three_families() -> None:
+    assert set(VARIANTS) == {*MODES, *(f"frontend_{m}" for m in MODES), *(f"native_{m}" for m in NATIVE_MODES)}
+    assert len(VARIANTS) == 11 and FRONTEND_PREFIX == "frontend_"
     for mode in MODES:
         assert math_mode(mode) == mode and math_mode(f"frontend_{mode}") == mode
         assert not common.is_frontend(mode) and common.is_frontend(f"frontend_{mode}")
-    for bad in ("fp64", "frontend_", "frontend_frontend_fp32", "FP32", "pytorch_fp32"):
+    for mode in NATIVE_MODES:
+        assert math_mode(f"native_{mode}") == mode and common.is_native(f"native_{mode}")
+        assert not common.is_native(mode) and not common.is_frontend(f"native_{mode}")
+    for bad in ("fp64", "frontend_", "frontend_frontend_fp32", "FP32", "pytorch_fp32", "native_tf32", "native_"):
         with pytest.raises(ValueError, match="unknown cudnn variant"):
             math_mode(bad)
 
@@ -75,17 +87,25 @@ def test_the_config_validates_frontend_variants_and_names_an_unknown_one() -> No
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_unsupported_keeps_its_rules_for_both_families(variant: str) -> None:
+def test_unsupported_keeps_its_rules_for_every_family(variant: str) -> None:
     mode = math_mode(variant)
+    native = variant.startswith("native_")
     for dtype in ("f32", "f16", "bf16"):
         for layout in ("nhwc_fhwc", "nchw_fchw"):
             reason = CUDNN.unsupported(problem(dtype, layout), variant)
-            if dtype == MODE_DTYPE[mode]:
+            if native:
+                assert reason == "PyTorch's own kernels are a baseline for depthwise_conv2d only, not conv2d"
+            elif dtype == MODE_DTYPE[mode]:
                 assert reason is None
             else:
                 assert reason == f"math mode {mode} is for {MODE_DTYPE[mode]} inputs, not {dtype}"
-    assert "nhwc_hwcf" in CUDNN.unsupported(problem(MODE_DTYPE[mode], "nhwc_hwcf"), variant)
-    assert "conv2d only" in CUDNN.unsupported(problem(MODE_DTYPE[mode], op="vector_add"), variant)
+        for layout in ("nhwc_hwc", "nchw_chw"):  # depthwise: a grouped convolution, every family
+            reason = CUDNN.unsupported(depthwise_problem(dtype, layout), variant)
+            assert reason is None if dtype == MODE_DTYPE[mode] else reason.startswith(f"math mode {mode}")
+    assert "nhwc_hwcf" in CUDNN.unsupported(depthwise_problem(MODE_DTYPE[mode], "nhwc_hwcf"), variant)
+    assert CUDNN.unsupported(problem(MODE_DTYPE[mode], op="vector_add"), variant) == (
+        "runs conv2d and depthwise_conv2d, not vector_add"
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -93,7 +113,7 @@ def test_tolerance_key_and_baseline_follow_the_math_mode(variant: str) -> None:
     mode = math_mode(variant)
     dtype = get_dtype(MODE_DTYPE[mode])
     assert CUDNN.tolerance_key(dtype, variant) == ("tf32" if mode == "tf32" else MODE_DTYPE[mode])
-    # PyTorch's pick and the frontend's engine are candidates for the same baseline.
+    # PyTorch's pick, the frontend's engine and PyTorch's own kernel are candidates for the same baseline.
     assert CUDNN.baseline_class(variant) == f"cuDNN {mode}"
 
 
@@ -109,7 +129,7 @@ def test_run_and_benchmark_go_to_the_variants_family(monkeypatch: pytest.MonkeyP
     settings = BenchSettings(warmup_ms=1, repetitions=1, min_sample_ms=1, flush_l2=False)
     CUDNN.run(job(variant, MODE_DTYPE[math_mode(variant)]))
     CUDNN.benchmark(job(variant, MODE_DTYPE[math_mode(variant)]), settings)
-    family = "frontend" if variant.startswith("frontend_") else "pytorch"
+    family = "frontend" if variant.startswith("frontend_") else "pytorch"  # native_: PyTorch with cuDNN off
     assert calls == [(family, "run"), (family, "bench")]
 
 
@@ -278,3 +298,20 @@ def test_device_operands_permute_the_layout_to_logical_nchw() -> None:
     fake_torch = types.SimpleNamespace(channels_last="cl", contiguous_format="c")
     assert common.memory_format(fake_torch, "nhwc_fhwc") == "cl"
     assert common.memory_format(fake_torch, "nchw_fchw") == "c"
+    assert common.memory_format(fake_torch, "nhwc_hwc") == "cl"
+    # A depthwise filter [R, S, C] (nhwc_hwc) becomes [C, R, S] before its groups axis is inserted.
+    rsc = np.arange(3 * 5 * 4).reshape(3, 5, 4)
+    crs = rsc.transpose(common.FILTER_TO_LOGICAL["nhwc_hwc"])
+    assert crs.shape == (4, 3, 5) and crs[2, 1, 3] == rsc[1, 3, 2]
+
+
+def test_torch_conv_is_grouped_for_depthwise() -> None:
+    conv = common.TorchConv.of(job("fp16", "f16"))
+    assert (conv.groups, conv.out_channels, conv.terms) == (1, SHAPE.k, SHAPE.c * SHAPE.r * SHAPE.s)
+    depthwise = get_op("depthwise_conv2d").shape_from_name("n2_h9_w7_c6_r5_s5_st2_p2")
+    the_job = Job(
+        op="depthwise_conv2d", shape=depthwise, dtype=get_dtype("f16"), layout="nhwc_hwc", variant="fp16", inputs={},
+        artifact=None, options={},
+    )  # fmt: skip
+    conv = common.TorchConv.of(the_job)
+    assert (conv.groups, conv.out_channels, conv.terms) == (6, 6, 25)

@@ -7,7 +7,6 @@ Marked `gpu`; skipped cleanly where no NVIDIA GPU (or nvcc) is present. Run them
 
 from __future__ import annotations
 
-import shutil
 import zlib
 from pathlib import Path
 
@@ -15,13 +14,12 @@ import pytest
 
 from opbench import hardware
 from opbench.backends import BenchSettings, Job, get_backend
-from opbench.backends.cuda import build, build_sources, known_variants, variant_archs, variant_info
+from opbench.backends.cuda import known_variants, variant_info
 from opbench.backends.cudnn import frontend_missing, torch_missing
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
 from opbench.verify import ErrorModel, judge
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not hardware.nvidia_gpus(), reason="no NVIDIA GPU (nvidia-smi lists none)"),
@@ -39,26 +37,9 @@ EDGE_LAYERS = {
 BATCHES = (1, 3)
 SETTINGS = BenchSettings(warmup_ms=5, repetitions=3, min_sample_ms=1, flush_l2=True)
 TOLERANCES = {"f32": 1e-4, "tf32": 2e-3, "f16": 5e-3, "bf16": 3e-2}  # config.yaml's
-# Every (variant, dtype) a variant file declares.
-VARIANT_DTYPES = [(variant, dtype) for variant in known_variants() for dtype in variant_info(variant).dtypes]
-
-
-@pytest.fixture(scope="session")
-def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every variant built for its archs (sm_90 + sm_80 unless it declares others), or reused from compiled/."""
-    if not shutil.which("nvcc"):
-        pytest.skip("nvcc not on PATH")
-    out = tmp_path_factory.mktemp("cuda")
-    paths = {}
-    for variant in known_variants():
-        built = REPO / "compiled" / "cuda" / variant / f"conv2d_{variant}"
-        if built.exists() and all(built.stat().st_mtime > s.stat().st_mtime for s in build_sources(variant)):
-            paths[variant] = built
-        else:
-            paths[variant] = out / f"conv2d_{variant}"
-            archs = variant_archs(variant, ["sm_90", "sm_80"])
-            build(variant=variant, archs=archs, flags=["-O3"], out=paths[variant])
-    return paths
+# The conv2d variants (tests/test_gpu_depthwise.py has the depthwise ones) and every (variant, dtype) they declare.
+CONV2D_VARIANTS = [variant for variant in known_variants() if variant_info(variant).op == "conv2d"]
+VARIANT_DTYPES = [(variant, dtype) for variant in CONV2D_VARIANTS for dtype in variant_info(variant).dtypes]
 
 
 def _job(
@@ -88,7 +69,7 @@ def test_cuda_variant_verifies_on_edge_shapes(
     assert verdict.status == "PASS", verdict.reason
 
 
-@pytest.mark.parametrize("variant", known_variants())
+@pytest.mark.parametrize("variant", CONV2D_VARIANTS)
 def test_cuda_benchmark_reports_device_time(harness_mode: str, binaries: dict[str, Path], variant: str) -> None:
     job = _job("cuda", variant, EDGE_LAYERS["k_c_odd_3x3"], 3, binaries[variant], seed=7)
     result = get_backend("cuda").benchmark(job, SETTINGS)

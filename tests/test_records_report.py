@@ -454,3 +454,29 @@ def test_a_missing_record_names_the_log_of_the_job_that_failed(tmp_path: Path, m
     assert failed(runs=False) == "results/m/logs/record/conv2d/tiny/a/iree-llvm-cpu/default/nhwc_hwcf/f32/s.log"
     made("results/m/runs/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s/output.npy")
     assert failed() == "results/m/logs/verify/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"
+
+
+def test_a_memory_bound_op_is_tabled_in_gb_per_s_with_its_fraction_of_copy_bandwidth(tmp_path: Path) -> None:
+    """depthwise_conv2d (Op.memory_bound): cells in GB/s of the minimum traffic, and the geometric mean of the
+    fraction of the card's copy bandwidth per series; a compute-bound op's tables keep FLOP/s."""
+    base = {**BASE, "op": "depthwise_conv2d", "suite": "mobilenet", "dtype": "f16", "layout": "nhwc_hwc"}
+
+    def _pass(**fields: object) -> dict:
+        return make_record(**{**base, **fields}, status="PASS", reason="", relerr=1e-4, tolerance=5e-3, median_ms=1)
+
+    rows = [
+        _pass(layer="a", shape="n1_a", backend="cuda", variant="smem", tflops=0.9, gbps=3000.0, peak_gbps_frac=0.75,
+              device="gpu"),
+        _pass(layer="b", shape="n1_b", backend="cuda", variant="smem", tflops=0.5, gbps=1200.0, peak_gbps_frac=0.3,
+              device="gpu"),
+    ]  # fmt: skip
+    report.write_summary(rows, tmp_path, "memory")
+    md = (tmp_path / "summary.md").read_text()
+    heading = "op depthwise_conv2d, suite mobilenet, batch 1, dtype f16, layout nhwc_hwc"
+    table = {r["layer"]: r for r in _table(md, heading)}
+    assert table["a"]["cuda:smem"] == "3000" and table["b"]["cuda:smem"] == "1200"
+    assert table["geomean (PASS)"]["cuda:smem"] == f"{math.sqrt(3000 * 1200):.0f}"
+    assert table["geomean fraction of copy bandwidth"]["cuda:smem"] == "0.47"  # sqrt(0.75 * 0.3)
+    assert "Cells: GB/s" in md
+    report.write_summary([{**row, "op": "conv2d", "layout": "nhwc_fhwc"} for row in rows], tmp_path, "compute")
+    assert "Cells: GFLOP/s" in (tmp_path / "summary.md").read_text()

@@ -7,8 +7,10 @@
 //     variants that tune in variant_prepare(), and the "candidates" list of their "detail".
 //   * The variant interface: five functions that exactly one variant file defines.
 //
-// Layouts (fixed by the contract): X is NHWC [N,H,W,C], Wt is KRSC [K,R,S,C], Y is NHWC
-// [N,P,Q,K]; cross-correlation with zero padding, like torch conv2d. X, Wt and Y are stored as
+// Two ops (ConvProblem::op, the harness's --op): conv2d, and depthwise_conv2d (one R x S filter
+// per channel, K = C). Layouts (fixed by the contract): X is NHWC [N,H,W,C], Wt is KRSC
+// [K,R,S,C] (depthwise: RSC [R,S,C]), Y is NHWC [N,P,Q,K]; cross-correlation with zero padding,
+// like torch conv2d (groups = C for depthwise). X, Wt and Y are stored as
 // ConvProblem::elem (float32, float16 or bfloat16, chosen by the harness's --dtype): 16-bit
 // inputs give a 16-bit Y, like cuDNN and torch, with float32 accumulation inside the kernel.
 // Implicit GEMM view: Y[m][k] = sum_kk A[m][kk] * Wt[k][kk] with
@@ -69,18 +71,28 @@ inline const char* elem_name(ElemType e) {
 inline size_t elem_bytes(ElemType e) { return e == ElemType::f32 ? 4 : 2; }
 
 // ---------------------------------------------------------------------------------------------
+// The op a problem is an instance of (--op): its filter's shape and its work differ.
+// ---------------------------------------------------------------------------------------------
+enum class OpKind : int { conv2d, depthwise_conv2d };
+
+inline const char* op_name(OpKind o) {
+  return o == OpKind::depthwise_conv2d ? "depthwise_conv2d" : "conv2d";
+}
+
+// ---------------------------------------------------------------------------------------------
 // The problem. Plain ints so it can be passed by value to kernels. The harness guarantees,
 // before any variant sees it, that every size is >= 1, P,Q >= 1, and that X, Wt and Y each
 // have fewer than 2^31 elements, so all in-kernel element offsets fit in int32.
 // ---------------------------------------------------------------------------------------------
 struct ConvProblem {
   int n = 0, h = 0, w = 0, c = 0;     // input  [N,H,W,C]
-  int k = 0, r = 0, s = 0;            // filter [K,R,S,C]
+  int k = 0, r = 0, s = 0;            // filter [K,R,S,C]; depthwise: [R,S,C] and k = c
   int stride_h = 1, stride_w = 1;
   int pad_h = 0, pad_w = 0;
   int dil_h = 1, dil_w = 1;
   int p = 0, q = 0;                   // derived output size, set by finalize()
   ElemType elem = ElemType::f32;      // storage type of X and Wt (--dtype)
+  OpKind op = OpKind::conv2d;         // --op
 
   // Output extent along one axis; may be <= 0 for an invalid problem (never divides a
   // negative numerator, which would round toward zero and yield a bogus 1).
@@ -115,8 +127,11 @@ struct ConvProblem {
              ", --dil-w " + std::to_string(dil_w) + ") is wider than the padded input (--w " +
              std::to_string(w) + " + 2 * --pad-w " + std::to_string(pad_w) + ")";
     const int64_t kLimit = int64_t(1) << 31;
+    if (op == OpKind::depthwise_conv2d && k != c)
+      return "--k must equal --c for depthwise_conv2d (one filter per channel), got --k " +
+             std::to_string(k) + " and --c " + std::to_string(c);
     const int64_t x_count = int64_t(n) * h * w * c;
-    const int64_t w_count = int64_t(k) * r * s * c;
+    const int64_t w_count = w_elems();
     const int64_t y_count = int64_t(n) * P * Q * k;
     if (x_count >= kLimit) return "input N*H*W*C = " + std::to_string(x_count) + " >= 2^31 elements (32-bit indexing limit)";
     if (w_count >= kLimit) return "filter K*R*S*C = " + std::to_string(w_count) + " >= 2^31 elements (32-bit indexing limit)";
@@ -135,14 +150,19 @@ struct ConvProblem {
   }
 
   __host__ __device__ int64_t x_elems() const { return int64_t(n) * h * w * c; }
-  __host__ __device__ int64_t w_elems() const { return int64_t(k) * r * s * c; }
+  __host__ __device__ int64_t w_elems() const {
+    return op == OpKind::depthwise_conv2d ? int64_t(r) * s * c : int64_t(k) * r * s * c;
+  }
   __host__ __device__ int64_t y_elems() const { return int64_t(n) * p * q * k; }
   size_t y_bytes() const { return size_t(y_elems()) * elem_bytes(elem); }
   // Implicit-GEMM sizes: M rows (output pixels), N columns (output channels), KG reduction.
   __host__ __device__ int gemm_m() const { return n * p * q; }
   __host__ __device__ int gemm_n() const { return k; }
   __host__ __device__ int gemm_k() const { return r * s * c; }
-  double flops() const { return 2.0 * double(gemm_m()) * double(gemm_n()) * double(gemm_k()); }
+  double flops() const {
+    if (op == OpKind::depthwise_conv2d) return 2.0 * double(gemm_m()) * double(c) * double(r * s);
+    return 2.0 * double(gemm_m()) * double(gemm_n()) * double(gemm_k());
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -270,11 +290,14 @@ inline std::vector<int> balanced_split_counts(int k_tiles, long long blocks,
 inline const float* as_f32(const void* p) { return static_cast<const float*>(p); }
 inline float* as_f32(void* p) { return static_cast<float*>(p); }
 
-// Stops (exit 1, naming the variant and the type) unless prob.elem is one of `supported`. Every
-// variant calls it first thing in variant_prepare; the Python side reads the same list from the
-// variant file's "// opbench: dtypes=..." line, so a mismatch shows up as this message.
-inline void require_elem(const ConvProblem& prob, std::initializer_list<ElemType> supported,
-                         const char* variant) {
+// Stops (exit 1, naming the variant, the op and the type) unless prob.op is `op` and prob.elem is
+// one of `supported`. Every variant calls it first thing in variant_prepare; the Python side reads
+// the same from the variant file's "// opbench: op=... dtypes=..." line, so a mismatch shows up as
+// this message.
+inline void require_problem(const ConvProblem& prob, OpKind op,
+                            std::initializer_list<ElemType> supported, const char* variant) {
+  if (prob.op != op)
+    FAIL("variant %s implements %s, not %s", variant, op_name(op), op_name(prob.op));
   for (ElemType e : supported)
     if (e == prob.elem) return;
   FAIL("variant %s does not implement element type %s", variant, elem_name(prob.elem));
@@ -467,7 +490,7 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
                      void* workspace, cudaStream_t stream);
 // Compute Y = conv2d(X, Wt) asynchronously on `stream`. Every launch followed by CHECK_LAUNCH.
 // x, w and y point to prob.elem values; a variant given an element type it does not implement
-// stops in variant_prepare through require_elem() below.
+// stops in variant_prepare through require_problem() below.
 void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y,
                     void* workspace, cudaStream_t stream);
 // Fill the "detail" (variant-specific choices) and "launch_config" (grid/block/smem of what

@@ -234,10 +234,11 @@ namespace {
 
 const char* kUsage =
     "usage: conv2d_<variant> --mode run|bench --input X.npy --filter W.npy [--output Y.npy]\n"
-    "         --n N --h H --w W --c C --k K --r R --s S\n"
+    "         [--op conv2d|depthwise_conv2d] --n N --h H --w W --c C --k K --r R --s S\n"
     "         --stride-h SH --stride-w SW --pad-h PH --pad-w PW [--dil-h 1] [--dil-w 1]\n"
     "         [--dtype f32|f16|bf16] [--warmup-ms 50] [--reps 30] [--min-sample-ms 1.0] [--flush-l2 1]\n"
     "  X: NHWC float32 [N,H,W,C]; W: KRSC float32 [K,R,S,C]; Y: NHWC float32 [N,P,Q,K].\n"
+    "  --op depthwise_conv2d (one filter per channel): W is RSC [R,S,C]; --k is C (may be left out).\n"
     "  --dtype: the type X, W and Y are stored in on the GPU (X and W converted from the float32\n"
     "  files with round-to-nearest-even, exact for inputs already rounded to it; Y written to\n"
     "  the .npy file as float32); kernels accumulate in float32.\n"
@@ -278,7 +279,7 @@ double parse_double(const std::string& flag, const std::string& text) {
 
 Options parse_args(int argc, char** argv) {
   static const std::set<std::string> kKnown = {
-      "--mode", "--input", "--filter", "--output", "--n", "--h", "--w", "--c", "--k", "--r",
+      "--mode", "--op", "--input", "--filter", "--output", "--n", "--h", "--w", "--c", "--k", "--r",
       "--s", "--stride-h", "--stride-w", "--pad-h", "--pad-w", "--dil-h", "--dil-w", "--dtype",
       "--warmup-ms", "--reps", "--min-sample-ms", "--flush-l2"};
   std::map<std::string, std::string> kv;
@@ -326,11 +327,15 @@ Options parse_args(int argc, char** argv) {
   if (kv.count("--output")) o.output = kv["--output"];
   if (o.mode == "run" && o.output.empty()) usage_error("missing required flag --output (--mode run)");
   ConvProblem& p = o.prob;
+  const std::string op = kv.count("--op") ? kv["--op"] : "conv2d";
+  if (op == "conv2d") p.op = OpKind::conv2d;
+  else if (op == "depthwise_conv2d") p.op = OpKind::depthwise_conv2d;
+  else usage_error("--op must be conv2d or depthwise_conv2d, got '" + op + "'");
   p.n = req_int("--n");
   p.h = req_int("--h");
   p.w = req_int("--w");
   p.c = req_int("--c");
-  p.k = req_int("--k");
+  p.k = p.op == OpKind::depthwise_conv2d ? opt_int("--k", p.c) : req_int("--k");
   p.r = req_int("--r");
   p.s = req_int("--s");
   p.stride_h = req_int("--stride-h");
@@ -433,6 +438,7 @@ std::vector<unsigned char> to_device_bytes(const std::vector<float>& values, Ele
 
 std::string problem_json(const ConvProblem& p) {
   Json j;
+  j.add_str("op", op_name(p.op));
   j.add_int("n", p.n).add_int("h", p.h).add_int("w", p.w).add_int("c", p.c).add_int("k", p.k);
   j.add_int("r", p.r).add_int("s", p.s).add_int("stride_h", p.stride_h);
   j.add_int("stride_w", p.stride_w).add_int("pad_h", p.pad_h).add_int("pad_w", p.pad_w);
@@ -452,7 +458,10 @@ std::string serve_request(const Options& opt) {
   std::vector<float> h_x, h_w;
   std::string err;
   if (!read_npy_f32(opt.input, {prob.n, prob.h, prob.w, prob.c}, h_x, err)) usage_error(err);
-  if (!read_npy_f32(opt.filter, {prob.k, prob.r, prob.s, prob.c}, h_w, err)) usage_error(err);
+  const std::vector<int64_t> w_shape =
+      prob.op == OpKind::depthwise_conv2d ? std::vector<int64_t>{prob.r, prob.s, prob.c}
+                                          : std::vector<int64_t>{prob.k, prob.r, prob.s, prob.c};
+  if (!read_npy_f32(opt.filter, w_shape, h_w, err)) usage_error(err);
   const std::vector<int64_t> y_shape = {prob.n, prob.p, prob.q, prob.k};
 
   // ---- 3: device, buffers, prepare ----------------------------------------------------------

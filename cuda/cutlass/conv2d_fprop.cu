@@ -506,7 +506,8 @@ int slot_of(const ConvProblem& prob, const void* x, const void* w, void* y) {
 const char* variant_name() { return OPBENCH_VARIANT; }
 
 size_t variant_workspace_bytes(const ConvProblem& prob) {
-  require_elem(prob, {ElemType::f16, ElemType::bf16, ElemType::f32}, variant_name());
+  require_problem(prob, OpKind::conv2d, {ElemType::f16, ElemType::bf16, ElemType::f32},
+                  variant_name());
   state() = State{};  // a new problem (a serving harness answers many): choose and prepare afresh
   choose(prob);
   return state().chosen->workspace_bytes(prob);
@@ -514,7 +515,8 @@ size_t variant_workspace_bytes(const ConvProblem& prob) {
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
                      void* workspace, cudaStream_t) {
-  require_elem(prob, {ElemType::f16, ElemType::bf16, ElemType::f32}, variant_name());
+  require_problem(prob, OpKind::conv2d, {ElemType::f16, ElemType::bf16, ElemType::f32},
+                  variant_name());
   choose(prob);
   state().workspace = workspace;
   for (int i = 0; i < num_sets; ++i) slot_of(prob, sets[i].x, sets[i].w, sets[i].y);

@@ -469,7 +469,8 @@ size_t variant_workspace_bytes(const ConvProblem& prob) {
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets, void* workspace,
                      cudaStream_t stream) {
-  require_elem(prob, {ElemType::f16, ElemType::bf16, ElemType::f32}, variant_name());
+  require_problem(prob, OpKind::conv2d, {ElemType::f16, ElemType::bf16, ElemType::f32},
+                  variant_name());
   int dev = 0, major = 0;
   CHECK_CUDA(cudaGetDevice(&dev));
   CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));

@@ -659,7 +659,8 @@ size_t variant_workspace_bytes(const ConvProblem& prob) {
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
                      void* workspace, cudaStream_t stream) {
-  require_elem(prob, {ElemType::f16, ElemType::bf16, ElemType::f32}, variant_name());
+  require_problem(prob, OpKind::conv2d, {ElemType::f16, ElemType::bf16, ElemType::f32},
+                  variant_name());
   g_vec = vec_path(prob, sets[0].x, sets[0].w);
   // Cross-checked against the first candidate. candidate_tolerance(): 1e-4 of max |Y| for a
   // float32 Y (tensor-core fp32 accumulation is not IEEE round-to-nearest; tf32 candidates

@@ -40,7 +40,7 @@ size_t variant_workspace_bytes(const ConvProblem&) { return 0; }
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets, void*,
                      cudaStream_t stream) {
-  require_elem(prob, {ElemType::f32}, variant_name());
+  require_problem(prob, OpKind::conv2d, {ElemType::f32}, variant_name());
   g_vec_loads = rt::vector_loads_ok(prob, as_f32(sets[0].x), as_f32(sets[0].w));
   g_tuning = tune_candidates(
       prob, sets, num_sets, kCandidates,

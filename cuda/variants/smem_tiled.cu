@@ -80,7 +80,7 @@ const char* variant_name() { return "smem_tiled"; }
 size_t variant_workspace_bytes(const ConvProblem&) { return 0; }
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet*, int, void*, cudaStream_t) {
-  require_elem(prob, {ElemType::f32}, variant_name());
+  require_problem(prob, OpKind::conv2d, {ElemType::f32}, variant_name());
 }
 
 void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y, void*,

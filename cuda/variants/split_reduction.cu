@@ -159,7 +159,7 @@ size_t variant_workspace_bytes(const ConvProblem& prob) {
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets,
                      void* workspace, cudaStream_t stream) {
-  require_elem(prob, {ElemType::f32}, variant_name());
+  require_problem(prob, OpKind::conv2d, {ElemType::f32}, variant_name());
   // candidate_list()[0] is (128x128, none, 1): every candidate is checked against the unsplit
   // result.
   g_tuning = tune_candidates(

@@ -1,10 +1,10 @@
-"""Our hand-written CUDA conv2d kernels: one executable per variant (cuda/variants/<variant>.cu + the harness).
+"""Our hand-written CUDA kernels: one executable per variant (cuda/variants/<variant>.cu + the harness), each for one
+op: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc) or depthwise_conv2d (NHWC input, RSC filter = nhwc_hwc).
 
-The harness reads NHWC input and KRSC (= nhwc_fhwc) filter .npy files, poisons the output, runs or times with
-CUDA events around CUDA-graph replays of many launches rotating through buffer copies larger than L2, and prints one
-JSON object.
+The harness reads the input and filter .npy files, poisons the output, runs or times with CUDA events around
+CUDA-graph replays of many launches rotating through buffer copies larger than L2, and prints one JSON object.
 Each variant file declares what it implements in one comment line, e.g.
-`// opbench: dtypes=f16,bf16,f32 f32_math=tf32 archs=sm_90a` (see VariantInfo).
+`// opbench: dtypes=f16,bf16,f32 f32_math=tf32 archs=sm_90a` or `// opbench: op=depthwise_conv2d` (see VariantInfo).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from opbench.backends.base import Backend, BenchSettings, Job, Problem, Settings
 from opbench.backends.harness_process import call_harness
 from opbench.dtypes import DType
 from opbench.ops.conv2d.shape import Conv2dShape
+from opbench.ops.depthwise_conv2d.shape import DepthwiseShape
 from opbench.provenance import nvcc_version
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 class VariantInfo:
     """What a variant file declares on its `// opbench:` line (every key optional)."""
 
+    op: str = "conv2d"  # the op it computes (the harness's --op): conv2d or depthwise_conv2d
     dtypes: tuple[str, ...] = ("f32",)  # the harness --dtype values it implements
     f32_math: str = "fp32"  # how it computes f32 inputs: "fp32" or "tf32" (then judged by the tf32 tolerance)
     archs: tuple[str, ...] | None = None  # nvcc targets (e.g. sm_90a); None: the config's cuda.archs
@@ -50,6 +52,8 @@ class VariantInfo:
 
 _METADATA = re.compile(r"^//\s*opbench:(.*)$", re.MULTILINE)
 _HARNESS_DTYPES = ("f32", "f16", "bf16")
+# The ops the harness runs, with the one layout each takes (its input and filter orders).
+HARNESS_LAYOUTS = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc"}
 
 
 @cache
@@ -70,7 +74,11 @@ def parse_variant_info(text: str, path: Path) -> VariantInfo:
         values = tuple(v for v in value.split(",") if v)
         if not sep or not values:
             raise ValueError(f"{path}: '// opbench:' item {item!r} is not key=value[,value...]")
-        if key == "dtypes":
+        if key == "op":
+            if value not in HARNESS_LAYOUTS:
+                raise ValueError(f"{path}: op {value!r} unknown (the harness runs {', '.join(HARNESS_LAYOUTS)})")
+            fields[key] = value
+        elif key == "dtypes":
             bad = [v for v in values if v not in _HARNESS_DTYPES]
             if bad:
                 raise ValueError(f"{path}: dtypes {bad} unknown (the harness implements {', '.join(_HARNESS_DTYPES)})")
@@ -85,7 +93,7 @@ def parse_variant_info(text: str, path: Path) -> VariantInfo:
                 raise ValueError(f"{path}: archs {bad} are not nvcc targets like sm_90 or sm_90a")
             fields[key] = values
         else:
-            raise ValueError(f"{path}: unknown '// opbench:' key {key!r} (known: dtypes, f32_math, archs)")
+            raise ValueError(f"{path}: unknown '// opbench:' key {key!r} (known: op, dtypes, f32_math, archs)")
     return VariantInfo(**fields)  # type: ignore[arg-type]
 
 
@@ -145,9 +153,11 @@ def run_nvcc(cmd: list[str], out: Path) -> None:
         print(f"no SASS summary: cuobjdump/nvdisasm unavailable ({error})")
 
 
-def problem_flags(shape: Conv2dShape) -> list[str]:
+def problem_flags(shape: Conv2dShape | DepthwiseShape, op: str = "conv2d") -> list[str]:
+    """The harness's problem flags: --op and the sizes (a depthwise problem has K = C, which the harness implies)."""
     values = {
-        "n": shape.n, "h": shape.h, "w": shape.w, "c": shape.c, "k": shape.k, "r": shape.r, "s": shape.s,
+        "op": op, "n": shape.n, "h": shape.h, "w": shape.w, "c": shape.c,
+        **({"k": shape.k} if op == "conv2d" else {}), "r": shape.r, "s": shape.s,
         "stride-h": shape.stride[0], "stride-w": shape.stride[1], "pad-h": shape.pad[0], "pad-w": shape.pad[1],
         "dil-h": shape.dilation[0], "dil-w": shape.dilation[1],
     }  # fmt: skip
@@ -166,8 +176,9 @@ def random_problem_args(shape: Conv2dShape, folder: Path, seed: int = 1) -> list
 
 SETTINGS_SCHEMA = yaml.safe_load("""
 description: >
-  Our hand-written CUDA conv2d kernels (f32, NHWC input, KRSC filter = layout nhwc_fhwc). A variant's name
-  is a file cuda/variants/<name>.cu; its list holds extra nvcc flags (e.g. -D tile sizes).
+  Our hand-written CUDA kernels: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc) and depthwise_conv2d
+  (NHWC input, RSC filter = nhwc_hwc), each variant for one op and the dtypes its file declares. A variant's
+  name is a file cuda/variants/<name>.cu; its list holds extra nvcc flags (e.g. -D tile sizes).
 type: object
 additionalProperties: false
 required: [variants]
@@ -188,7 +199,6 @@ properties:
     propertyNames: {$ref: "#/$defs/name"}
     additionalProperties: {$ref: "#/$defs/flags"}
 """)
-LAYOUT = "nhwc_fhwc"  # the harness reads NHWC input and KRSC filters
 
 
 @register_backend
@@ -206,11 +216,13 @@ class CudaKernels(Backend):
         return f"cuda/variants/{variant}.cu"
 
     def unsupported(self, problem: Problem, variant: str) -> str | None:
-        if problem.op != "conv2d":
-            return f"the harness runs conv2d only, not {problem.op}"
-        if problem.layout != LAYOUT:
-            return f"the harness takes layout {LAYOUT} (NHWC input, KRSC filter), not {problem.layout}"
-        dtypes = self.info(variant).dtypes
+        info = self.info(variant)
+        if problem.op != info.op:
+            return f"{self.source_name(variant)} computes {info.op}, not {problem.op}"
+        layout = HARNESS_LAYOUTS[info.op]
+        if problem.layout != layout:
+            return f"the harness takes {info.op} in layout {layout}, not {problem.layout}"
+        dtypes = info.dtypes
         if problem.dtype.name not in dtypes:
             return f"{self.source_name(variant)} implements {', '.join(dtypes)}, not {problem.dtype.name}"
         return None
@@ -258,7 +270,8 @@ class CudaKernels(Backend):
                 np.save(paths[name], np.ascontiguousarray(array, dtype=np.float32))
             args = [
                 "--mode", mode, "--dtype", job.dtype.name,
-                "--input", str(paths["input"]), "--filter", str(paths["filter"]), *problem_flags(job.shape), *extra,
+                "--input", str(paths["input"]), "--filter", str(paths["filter"]), *problem_flags(job.shape, job.op),
+                *extra,
                 *(["--output", str(paths["output"])] if mode == "run" else []),
             ]  # fmt: skip
             stdout, stderr = call_harness(job.artifact, args)

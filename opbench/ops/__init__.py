@@ -39,6 +39,9 @@ class Op(ABC):
     input_names: ClassVar[tuple[str, ...]]
     shape_pattern: ClassVar[str]  # regex of the shape ids (the workflow's `shape` wildcard constraint)
     form_pattern: ClassVar[str] = "plain"  # regex of the names of its MLIR program forms
+    # Bound by memory, not arithmetic (e.g. depthwise convolution: 2*R*S FLOPs per output): its tables and plots show
+    # GB/s of the shape's minimum traffic and the fraction of the card's copy bandwidth, not FLOP/s.
+    memory_bound: ClassVar[bool] = False
     # The modules of the op's folder that decide each kind of job (beside the folder's __init__.py): editing one
     # reruns those jobs only. Keys: "inputs", "reference", "mlir".
     stage_modules: ClassVar[dict[str, tuple[str, ...]]]
@@ -64,6 +67,13 @@ class Op(ABC):
         """What rounding can do to each output element: sqrt(sum of (a*b)^2 over the products summed into it), in
         the output's layout, and how many products each sums (the reduction length). The element-wise verdict
         (opbench.verify) scales its bound by these."""
+
+    def rounded_intermediate_scale(self, inputs: dict[str, np.ndarray], shape: Any, layout: str) -> np.ndarray | None:
+        """For an op that rounds values to its element type mid-computation (separable_conv2d's depthwise result,
+        before its pointwise stage): per output element, in the output's layout, sqrt(sum of (v * w)^2) over the
+        rounded values v that reach it and the weights w that carry each into it. The element-wise verdict
+        (opbench.verify) adds what their rounding can do. None (the default): nothing is rounded mid-way."""
+        return None
 
     @abstractmethod
     def mlir(self, shape: Any, dtype: DType, layout: str, form: str = "plain") -> str:

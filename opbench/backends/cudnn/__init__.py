@@ -5,6 +5,11 @@
   `cudnn-frontend` extra): every engine configuration cuDNN's heuristics offer (all modes) built, verified and timed;
   the fastest verified one is kept and recorded (`chosen`). Without the frontend installed these rows are SKIP,
   "nvidia-cudnn-frontend is not installed".
+- `native_fp32`, `native_fp16`, `native_bf16` (depthwise_conv2d only): PyTorch's own depthwise kernel, cuDNN switched
+  off (pytorch.py).
+
+Ops: conv2d, and depthwise_conv2d as a grouped convolution (groups = C). Every family is a candidate for the same
+baseline: the fastest PASS row of the math mode in the run.
 
 Both are timed like our kernels: CUDA events around a CUDA-graph replay of many convolutions (one launch between two
 events would time the host's launch gap on short layers), rotating through copies of the input, filter and output
@@ -19,19 +24,30 @@ import numpy as np
 
 from opbench.backends.base import Backend, BenchSettings, Job, Problem, register_backend
 from opbench.backends.cudnn import frontend, pytorch
-from opbench.backends.cudnn.common import FRONTEND_PREFIX, MATH_MODES, TO_LOGICAL, VARIANTS, is_frontend, math_mode
+from opbench.backends.cudnn.common import (
+    FRONTEND_PREFIX,
+    MATH_MODES,
+    NATIVE_OPS,
+    TO_LOGICAL,
+    VARIANTS,
+    is_frontend,
+    is_native,
+    math_mode,
+)
 from opbench.dtypes import DType
 
 __all__ = ["FRONTEND_PREFIX", "MATH_MODES", "VARIANTS", "Cudnn", "frontend_missing", "math_mode", "torch_missing"]
 
 frontend_missing = frontend.frontend_missing
+OPS = ("conv2d", "depthwise_conv2d")  # depthwise as PyTorch's grouped convolution (groups = C)
 
 SETTINGS_SCHEMA: dict[str, Any] = {
     "description": (
         "cuDNN (the reference). Variants are math modes: fp32 (TF32 off) and tf32 for f32 inputs, fp16, bf16; each "
         "applies to its dtype only. The bare names are PyTorch's pick (cudnn.benchmark); frontend_<mode> runs NVIDIA's "
         "cuDNN frontend (the cudnn-frontend extra), timing every engine configuration its heuristics offer and "
-        "keeping the fastest verified one."
+        "keeping the fastest verified one; native_<mode> runs PyTorch's own kernel with cuDNN off (depthwise_conv2d "
+        "only)."
     ),
     "type": "object",
     "additionalProperties": False,
@@ -62,8 +78,10 @@ class Cudnn(Backend):
     settings_schema: ClassVar[dict[str, Any]] = SETTINGS_SCHEMA
 
     def unsupported(self, problem: Problem, variant: str) -> str | None:
-        if problem.op != "conv2d":
-            return f"runs conv2d only, not {problem.op}"
+        if problem.op not in OPS:
+            return f"runs {' and '.join(OPS)}, not {problem.op}"
+        if is_native(variant) and problem.op not in NATIVE_OPS:
+            return f"PyTorch's own kernels are a baseline for {', '.join(NATIVE_OPS)} only, not {problem.op}"
         if problem.layout not in TO_LOGICAL:
             return f"takes layouts {', '.join(TO_LOGICAL)}, not {problem.layout}"
         mode = math_mode(variant)

@@ -55,6 +55,7 @@ import numpy as np
 
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.cudnn.common import (
+    TorchConv,
     device_operands,
     math_mode,
     memory_format,
@@ -229,10 +230,10 @@ class Session:
             _HANDLES[device] = self.cudnn.create_handle()
         self.handle = _HANDLES[device]
         x, w = device_operands(torch, job)
-        shape = job.shape
+        shape, self.conv = job.shape, TorchConv.of(job)
         y = torch.empty(
-            (shape.n, shape.k, shape.p, shape.q), dtype=torch_dtype(torch, job.dtype.name), device="cuda",
-            memory_format=memory_format(torch, job.layout),
+            (shape.n, self.conv.out_channels, shape.p, shape.q), dtype=torch_dtype(torch, job.dtype.name),
+            device="cuda", memory_format=memory_format(torch, job.layout),
         )  # fmt: skip
         self.props = torch.cuda.get_device_properties(device)
         footprint = (x.numel() + w.numel() + y.numel()) * x.element_size()
@@ -322,14 +323,16 @@ class Session:
         x0, w0 = self.xs[0].double().contiguous(), self.ws[0].double().contiguous()
 
         def conv(x: Any, w: Any) -> Any:
-            return torch.nn.functional.conv2d(x, w, stride=shape.stride, padding=shape.pad, dilation=shape.dilation)
+            return torch.nn.functional.conv2d(
+                x, w, stride=shape.stride, padding=shape.pad, dilation=shape.dilation, groups=self.conv.groups
+            )
 
         # The float64 reference and, per element, sqrt(sum of its products' squares) (the op's product_scale).
         reference, scale = conv(x0, w0), conv(x0 * x0, w0 * w0).sqrt_()
         del x0, w0
         precision = "tf32" if self.mode == "tf32" else dtype.tolerance_key
         model = ErrorModel.of(dtype, precision)
-        bound = rounding_bound(torch, reference, scale, shape.c * shape.r * shape.s, model)
+        bound = rounding_bound(torch, reference, scale, self.conv.terms, model)
         del scale
         ref_norm = float(reference.norm())
         tolerance = CANDIDATE_TOLERANCE[self.mode]

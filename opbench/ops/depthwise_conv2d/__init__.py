@@ -27,6 +27,7 @@ class DepthwiseConv2d(Op):
     layouts: ClassVar[tuple[str, ...]] = tuple(INPUT_PERM)
     input_names: ClassVar[tuple[str, ...]] = ("input", "filter")
     shape_pattern: ClassVar[str] = SHAPE_PATTERN
+    memory_bound: ClassVar[bool] = True
     stage_modules: ClassVar[dict[str, tuple[str, ...]]] = {
         "inputs": ("layouts", "shape"),
         "reference": ("layouts", "reference"),

@@ -94,7 +94,9 @@ def test_unsupported_keeps_its_rules_for_every_family(variant: str) -> None:
         for layout in ("nhwc_fhwc", "nchw_fchw"):
             reason = CUDNN.unsupported(problem(dtype, layout), variant)
             if native:
-                assert reason == "PyTorch's own kernels are a baseline for depthwise_conv2d only, not conv2d"
+                assert reason == (
+                    "PyTorch's own kernels are a baseline for depthwise_conv2d, separable_conv2d only, not conv2d"
+                )
             elif dtype == MODE_DTYPE[mode]:
                 assert reason is None
             else:
@@ -104,8 +106,14 @@ def test_unsupported_keeps_its_rules_for_every_family(variant: str) -> None:
             assert reason is None if dtype == MODE_DTYPE[mode] else reason.startswith(f"math mode {mode}")
     assert "nhwc_hwcf" in CUDNN.unsupported(depthwise_problem(MODE_DTYPE[mode], "nhwc_hwcf"), variant)
     assert CUDNN.unsupported(problem(MODE_DTYPE[mode], op="vector_add"), variant) == (
-        "runs conv2d and depthwise_conv2d, not vector_add"
+        "runs conv2d, depthwise_conv2d, separable_conv2d, not vector_add"
     )
+    separable = Problem(
+        op="separable_conv2d", shape=get_op("separable_conv2d").shape_from_name("n2_h9_w7_c6_k8_r3_s3_st1_p1"),
+        dtype=get_dtype(MODE_DTYPE[mode]), layout="nhwc_hwc_kc",
+    )  # fmt: skip
+    expected = "the cuDNN frontend variants build one convolution, not separable_conv2d"
+    assert CUDNN.unsupported(separable, variant) == (expected if variant.startswith("frontend_") else None)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -301,7 +309,7 @@ def test_device_operands_permute_the_layout_to_logical_nchw() -> None:
     assert common.memory_format(fake_torch, "nhwc_hwc") == "cl"
     # A depthwise filter [R, S, C] (nhwc_hwc) becomes [C, R, S] before its groups axis is inserted.
     rsc = np.arange(3 * 5 * 4).reshape(3, 5, 4)
-    crs = rsc.transpose(common.FILTER_TO_LOGICAL["nhwc_hwc"])
+    crs = rsc.transpose(common.FILTER_TO_LOGICAL["nhwc_hwc"]["filter"])
     assert crs.shape == (4, 3, 5) and crs[2, 1, 3] == rsc[1, 3, 2]
 
 

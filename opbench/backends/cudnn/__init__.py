@@ -5,13 +5,14 @@
   `cudnn-frontend` extra): every engine configuration cuDNN's heuristics offer (all modes) built, verified and timed;
   the fastest verified one is kept and recorded (`chosen`). Without the frontend installed these rows are SKIP,
   "nvidia-cudnn-frontend is not installed".
-- `native_fp32`, `native_fp16`, `native_bf16` (depthwise_conv2d only): PyTorch's own depthwise kernel, cuDNN switched
-  off (pytorch.py).
+- `native_fp32`, `native_fp16`, `native_bf16` (depthwise and separable convolution only): PyTorch's own kernels, cuDNN
+  switched off (pytorch.py).
 
-Ops: conv2d, and depthwise_conv2d as a grouped convolution (groups = C). Every family is a candidate for the same
-baseline: the fastest PASS row of the math mode in the run.
+Ops: conv2d; depthwise_conv2d as a grouped convolution (groups = C); separable_conv2d as the two-op sequence,
+depthwise then 1x1, the intermediate stored in the dtype (PyTorch's pick and its own kernels; not the frontend).
+Every family is a candidate for the same baseline: the fastest PASS row of the math mode in the run.
 
-Both are timed like our kernels: CUDA events around a CUDA-graph replay of many convolutions (one launch between two
+All are timed like our kernels: CUDA events around a CUDA-graph replay of many convolutions (one launch between two
 events would time the host's launch gap on short layers), rotating through copies of the input, filter and output
 larger than L2; the timed outputs must equal a fresh eager run on each buffer set (`bench_output_consistent`).
 """
@@ -39,7 +40,9 @@ from opbench.dtypes import DType
 __all__ = ["FRONTEND_PREFIX", "MATH_MODES", "VARIANTS", "Cudnn", "frontend_missing", "math_mode", "torch_missing"]
 
 frontend_missing = frontend.frontend_missing
-OPS = ("conv2d", "depthwise_conv2d")  # depthwise as PyTorch's grouped convolution (groups = C)
+# depthwise as PyTorch's grouped convolution (groups = C); separable as the two-op sequence (PyTorch's calls only)
+OPS = ("conv2d", "depthwise_conv2d", "separable_conv2d")
+FRONTEND_OPS = ("conv2d", "depthwise_conv2d")  # one convolution node
 
 SETTINGS_SCHEMA: dict[str, Any] = {
     "description": (
@@ -79,7 +82,9 @@ class Cudnn(Backend):
 
     def unsupported(self, problem: Problem, variant: str) -> str | None:
         if problem.op not in OPS:
-            return f"runs {' and '.join(OPS)}, not {problem.op}"
+            return f"runs {', '.join(OPS)}, not {problem.op}"
+        if is_frontend(variant) and problem.op not in FRONTEND_OPS:
+            return f"the cuDNN frontend variants build one convolution, not {problem.op}"
         if is_native(variant) and problem.op not in NATIVE_OPS:
             return f"PyTorch's own kernels are a baseline for {', '.join(NATIVE_OPS)} only, not {problem.op}"
         if problem.layout not in TO_LOGICAL:

@@ -20,10 +20,10 @@ MATH_MODES: dict[str, tuple[str, bool]] = {
     "bf16": ("bf16", False),
 }
 FRONTEND_PREFIX = "frontend_"
-# PyTorch's own kernels with cuDNN switched off: a baseline for depthwise convolution only, where PyTorch has a
-# depthwise kernel of its own (for conv2d it would fall back to im2col + GEMM, no baseline anyone uses).
+# PyTorch's own kernels with cuDNN switched off: a baseline for depthwise (and separable) convolution only, where
+# PyTorch has a depthwise kernel of its own (for conv2d it would fall back to im2col + GEMM, no baseline anyone uses).
 NATIVE_PREFIX = "native_"
-NATIVE_OPS = ("depthwise_conv2d",)
+NATIVE_OPS = ("depthwise_conv2d", "separable_conv2d")
 # PyTorch's pick keeps the bare math-mode names (published results use them); the frontend's and PyTorch's own
 # kernels' are prefixed (no native tf32: PyTorch's depthwise kernel computes in the input type's accumulator).
 VARIANTS: tuple[str, ...] = (
@@ -31,14 +31,23 @@ VARIANTS: tuple[str, ...] = (
     *(FRONTEND_PREFIX + mode for mode in MATH_MODES),
     *(NATIVE_PREFIX + mode for mode in MATH_MODES if mode != "tf32"),
 )
-# Where the layout's input (and output) axes sit relative to PyTorch's logical NCHW order, for conv2d's layouts and
-# depthwise_conv2d's.
+# Where the layout's input (and output) axes sit relative to PyTorch's logical NCHW order, for the layouts of conv2d,
+# depthwise_conv2d and separable_conv2d.
 NHWC, NCHW = (0, 3, 1, 2), (0, 1, 2, 3)
-TO_LOGICAL = {"nhwc_fhwc": NHWC, "nchw_fchw": NCHW, "nhwc_hwc": NHWC, "nchw_chw": NCHW}
+TO_LOGICAL = {
+    "nhwc_fhwc": NHWC, "nchw_fchw": NCHW, "nhwc_hwc": NHWC, "nchw_chw": NCHW, "nhwc_hwc_kc": NHWC, "nchw_chw_kc": NCHW,
+}  # fmt: skip
 FROM_LOGICAL = {layout: tuple(perm.index(axis) for axis in range(4)) for layout, perm in TO_LOGICAL.items()}
-# The filter's axes relative to PyTorch's logical [K, C/groups, R, S]; a depthwise filter (C, R and S axes only)
-# gains its extent-1 second axis after the permutation.
-FILTER_TO_LOGICAL = {"nhwc_fhwc": NHWC, "nchw_fchw": NCHW, "nhwc_hwc": (2, 0, 1), "nchw_chw": (0, 1, 2)}
+# Each filter's axes relative to PyTorch's logical [K, C/groups, R, S] weight: a depthwise filter (C, R and S axes)
+# gains its extent-1 second axis after the permutation, a pointwise [K, C] filter its two extent-1 spatial axes.
+FILTER_TO_LOGICAL = {
+    "nhwc_fhwc": {"filter": NHWC},
+    "nchw_fchw": {"filter": NCHW},
+    "nhwc_hwc": {"filter": (2, 0, 1)},
+    "nchw_chw": {"filter": (0, 1, 2)},
+    "nhwc_hwc_kc": {"dw_filter": (2, 0, 1), "pw_filter": (0, 1)},
+    "nchw_chw_kc": {"dw_filter": (0, 1, 2), "pw_filter": (0, 1)},
+}
 
 
 def math_mode(variant: str) -> str:
@@ -85,19 +94,24 @@ def memory_format(torch: Any, layout: str) -> Any:
     return torch.channels_last if layout.startswith("nhwc") else torch.contiguous_format
 
 
-def device_operands(torch: Any, job: Job) -> tuple[Any, Any]:
-    """The job's input and filter on the GPU in the job's dtype, as logical NCHW / K(C/groups)RS views of the
-    layout's memory (strides as torch.empty gives them in that memory format, also on extent-1 axes)."""
+def device_operands(torch: Any, job: Job) -> list[Any]:
+    """The job's input and filters on the GPU in the job's dtype, in the op's input order, as logical NCHW /
+    [K, C/groups, R, S] views of the layout's memory (strides as torch.empty gives them in that memory format, also on
+    extent-1 axes)."""
     dtype, fmt = torch_dtype(torch, job.dtype.name), memory_format(torch, job.layout)
 
     def to_device(logical: Any) -> Any:
         return torch.empty(tuple(logical.shape), dtype=dtype, device="cuda", memory_format=fmt).copy_(logical)
 
-    x = torch.from_numpy(job.inputs["input"]).permute(TO_LOGICAL[job.layout])
-    w = torch.from_numpy(job.inputs["filter"]).permute(FILTER_TO_LOGICAL[job.layout])
-    if w.dim() == 3:  # a depthwise filter [C, R, S]: one input channel per group
-        w = w.unsqueeze(1)
-    return to_device(x), to_device(w)
+    operands = [torch.from_numpy(job.inputs["input"]).permute(TO_LOGICAL[job.layout])]
+    for name, perm in FILTER_TO_LOGICAL[job.layout].items():
+        weight = torch.from_numpy(job.inputs[name]).permute(perm)
+        if weight.dim() == 3:  # a depthwise filter [C, R, S]: one input channel per group
+            weight = weight.unsqueeze(1)
+        elif weight.dim() == 2:  # a pointwise filter [K, C]: a 1 x 1 convolution
+            weight = weight[:, :, None, None]
+        operands.append(weight)
+    return [to_device(operand) for operand in operands]
 
 
 def to_layout(y: Any, layout: str) -> np.ndarray:

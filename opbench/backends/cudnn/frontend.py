@@ -229,7 +229,7 @@ class Session:
         if device not in _HANDLES:
             _HANDLES[device] = self.cudnn.create_handle()
         self.handle = _HANDLES[device]
-        x, w = device_operands(torch, job)
+        x, w = device_operands(torch, job)  # conv2d and depthwise_conv2d: input and filter
         shape, self.conv = job.shape, TorchConv.of(job)
         y = torch.empty(
             (shape.n, self.conv.out_channels, shape.p, shape.q), dtype=torch_dtype(torch, job.dtype.name),

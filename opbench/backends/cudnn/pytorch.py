@@ -1,14 +1,17 @@
 """cuDNN through PyTorch: PyTorch's pick (the variants fp32, tf32, fp16, bf16), and PyTorch's own kernels with cuDNN
-switched off (native_fp32, native_fp16, native_bf16; depthwise convolution only).
+switched off (native_fp32, native_fp16, native_bf16; depthwise and separable convolution only).
 
 torch.backends.cudnn.benchmark picks the algorithm (time_graph's untimed first launch is where it searches); the
-math mode sets PyTorch's TF32 switches. Depthwise convolution is conv2d with groups = C. Timed with
-opbench.gpu_timing.time_graph: CUDA-graph replays rotating through copies of the input, filter and output; the timed
-outputs must equal a fresh eager convolution of each buffer set.
+math mode sets PyTorch's TF32 switches. Depthwise convolution is conv2d with groups = C; separable convolution the
+two-op sequence a framework runs, depthwise then the 1x1 convolution, its intermediate stored in the dtype (the
+baseline a fused kernel must beat). Timed with opbench.gpu_timing.time_graph: CUDA-graph replays rotating through
+copies of the inputs and output; the timed outputs must equal a fresh eager computation on each buffer set.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +19,6 @@ import numpy as np
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.cudnn.common import (
     MATH_MODES,
-    TorchConv,
     device_operands,
     is_native,
     math_mode,
@@ -24,9 +26,20 @@ from opbench.backends.cudnn.common import (
     verify_timed_outputs,
 )
 from opbench.gpu_timing import buffer_copies, time_graph
+from opbench.ops import get_op
 
 
-def _setup(job: Job) -> tuple[Any, Any, Any, dict[str, Any]]:
+def computation(torch: Any, job: Job) -> Callable[..., Any]:
+    """The job's op as PyTorch calls: a function of the device operands (device_operands' order)."""
+    conv2d, shape = torch.nn.functional.conv2d, job.shape
+    window = {"stride": shape.stride, "padding": shape.pad, "dilation": shape.dilation}
+    if job.op == "separable_conv2d":
+        return lambda x, dw, pw: conv2d(conv2d(x, dw, groups=shape.c, **window), pw)
+    groups = shape.c if job.op == "depthwise_conv2d" else 1
+    return lambda x, w: conv2d(x, w, groups=groups, **window)
+
+
+def _setup(job: Job) -> tuple[Any, list[Any], Callable[..., Any]]:
     import torch
 
     _, tf32 = MATH_MODES[math_mode(job.variant)]
@@ -34,37 +47,27 @@ def _setup(job: Job) -> tuple[Any, Any, Any, dict[str, Any]]:
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    x, w = device_operands(torch, job)
-    conv = {
-        "stride": job.shape.stride, "padding": job.shape.pad, "dilation": job.shape.dilation,
-        "groups": TorchConv.of(job).groups,
-    }  # fmt: skip
-    return torch, x, w, conv
+    return torch, device_operands(torch, job), computation(torch, job)
 
 
 def run(job: Job) -> np.ndarray:
-    torch, x, w, conv = _setup(job)
-    y = torch.nn.functional.conv2d(x, w, **conv)
+    torch, operands, compute = _setup(job)
+    y = compute(*operands)
     torch.cuda.synchronize()
     return to_layout(y, job.layout)
 
 
 def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
-    torch, x, w, conv = _setup(job)
-    conv2d = torch.nn.functional.conv2d
+    torch, operands, compute = _setup(job)
     props = torch.cuda.get_device_properties(0)
-    shape = job.shape
-    y_numel = shape.n * TorchConv.of(job).out_channels * shape.p * shape.q
-    footprint = (x.numel() + w.numel() + y_numel) * x.element_size()
+    y_numel = math.prod(get_op(job.op).output_shape(job.shape, job.layout))
+    footprint = (sum(t.numel() for t in operands) + y_numel) * operands[0].element_size()
     copies = buffer_copies(footprint, props.L2_cache_size, settings.flush_l2)
-    xs = [x] + [x.clone() for _ in range(copies - 1)]
-    ws = [w] + [w.clone() for _ in range(copies - 1)]
+    sets = [operands] + [[t.clone() for t in operands] for _ in range(copies - 1)]
     # time_graph's untimed first launch is where cudnn.benchmark picks its algorithm; each launch returns its output,
     # which time_graph keeps per buffer set (and poisons before the replays).
-    timing = time_graph(
-        lambda i: conv2d(xs[i], ws[i], **conv), copies, settings, noun="convolutions", poison_outputs=True
-    )
-    check = verify_timed_outputs(timing.outputs, lambda i: conv2d(xs[i], ws[i], **conv), job.dtype.name)
+    timing = time_graph(lambda i: compute(*sets[i]), copies, settings, noun="convolutions", poison_outputs=True)
+    check = verify_timed_outputs(timing.outputs, lambda i: compute(*sets[i]), job.dtype.name)
     return {
         "samples_ms": timing.samples_ms,
         "inner": timing.inner,

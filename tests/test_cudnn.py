@@ -252,7 +252,7 @@ def test_fastest_is_the_quickest_valid_candidate() -> None:
     assert chosen is not None and chosen.name == "quick"
     assert frontend.fastest([cands[1], cands[4]]) is None
     assert cands[2].to_dict() == {"name": "quick", "modes": ["A"], "ms": 1.0, "trial_ms": None, "valid": True,
-                                  "reason": ""}  # fmt: skip
+                                  "reason": "", "search_s": None}  # fmt: skip
     # the finalists timed again: the valid ones with the lowest trial times, fastest first
     assert [c.name for c in frontend.finalists(cands, 2)] == ["quick", "tie"]
     assert [c.name for c in frontend.finalists(cands)] == ["quick", "tie", "slow"]
@@ -323,3 +323,11 @@ def test_torch_conv_is_grouped_for_depthwise() -> None:
     )  # fmt: skip
     conv = common.TorchConv.of(the_job)
     assert (conv.groups, conv.out_channels, conv.terms) == (6, 6, 25)
+
+
+def test_the_search_stops_at_its_budget_only_once_a_candidate_is_valid() -> None:
+    tried = [frontend.Candidate(name="slow", modes=["A"], reason="did not build: x")]
+    over = frontend.SEARCH_BUDGET_S + 1
+    assert not frontend.over_budget(over, tried)  # nothing valid yet: keep searching
+    tried.append(frontend.Candidate(name="ok", modes=["A"], ms=0.1, valid=True))
+    assert frontend.over_budget(over, tried) and not frontend.over_budget(frontend.SEARCH_BUDGET_S - 1, tried)

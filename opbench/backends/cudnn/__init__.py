@@ -98,7 +98,7 @@ class Cudnn(Backend):
         return "tf32" if math_mode(variant) == "tf32" else dtype.tolerance_key
 
     def baseline_class(self, variant: str) -> str | None:
-        """Both families are candidates for the same baseline: cuDNN in the variant's math mode."""
+        """Every family is a candidate for the same baseline: cuDNN in the variant's math mode."""
         return f"cuDNN {math_mode(variant)}"
 
     def requirement_missing(self) -> str | None:

@@ -22,7 +22,8 @@ create_execution_plans([mode]); the plans, deduplicated by name across modes, ar
 build is listed as invalid), run once into a NaN-poisoned output, checked against PyTorch's conv2d in float64 on the
 same inputs (finite, relative-norm error within the math mode's tolerance, every element within what rounding
 explains: the verification's own tests, opbench.verify, computed on the GPU; else invalid), and
-timed briefly with opbench.gpu_timing.time_graph (TRIAL). The fastest valid one is chosen: run() returns its output;
+timed briefly with opbench.gpu_timing.time_graph (TRIAL); once SEARCH_BUDGET_S have passed with a valid one found, the
+rest are listed as not tried, and each tried one records its search time (`search_s`). The fastest valid one is chosen: run() returns its output;
 benchmark() times it with the job's settings and returns, besides what PyTorch's variants return, `chosen` (the
 plan's engine name) and `candidates` (name, the modes that offered it, ms, valid, reason). run() and benchmark()
 choose independently (separate jobs); whichever plan benchmark() times passed the same check against float64.
@@ -47,6 +48,7 @@ import importlib.util
 import math
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,10 @@ TRIAL = BenchSettings(warmup_ms=1.0, repetitions=3, min_sample_ms=0.5, flush_l2=
 # before one is chosen. Run 1 of config/gpu-cudnn.yaml (H100, 59ffe12), which chose on the trial alone, was slower
 # than PyTorch's pick on 14 of 23 layers, by up to 6%: trial noise, not a missing engine.
 FINALISTS = 4
+# Wall seconds the candidate search may take once one candidate is valid; the rest are listed as not tried. On an H100
+# (commit 569c188) the search took 139 s and 149 s on one depthwise layer (28x28, 192 channels, stride 2, f16 and
+# bf16: 25 configurations, several at 4 ms a launch), where it takes 0.5-4 s on the others.
+SEARCH_BUDGET_S = 20.0
 FINAL = BenchSettings(warmup_ms=5.0, repetitions=5, min_sample_ms=2.0, flush_l2=True)
 SKIPPED_MODES = frozenset({"OPENSOURCE"})
 # A candidate's output against float64: the relative-norm error within the math mode's tolerance (config.yaml's
@@ -146,10 +152,17 @@ class Candidate:
     tensors: tuple[Any, Any, Any] | None = field(default=None, repr=False)  # the graph's X, W, Y
     index: int = -1  # in its graph's plan list
     workspace_bytes: int = 0
+    search_s: float | None = None  # wall seconds of its build, check and trial
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "modes": self.modes, "ms": self.ms, "trial_ms": self.trial_ms, "valid": self.valid,
-                "reason": self.reason}  # fmt: skip
+                "reason": self.reason, "search_s": self.search_s}  # fmt: skip
+
+
+def over_budget(elapsed_s: float, candidates: list[Candidate]) -> bool:
+    """Whether the search stops trying candidates: SEARCH_BUDGET_S spent and one of those tried is valid (without a
+    valid one it goes on, so that a row is only FAIL where no configuration works)."""
+    return elapsed_s > SEARCH_BUDGET_S and any(c.valid for c in candidates)
 
 
 def fastest(candidates: list[Candidate]) -> Candidate | None:
@@ -317,6 +330,43 @@ class Session:
         return self.torch.empty(nbytes, dtype=self.torch.uint8, device="cuda") if nbytes else None
 
     # ---- choosing
+    def trial(self, cand: Candidate, reference: Any, bound: Any, ref_norm: float, tolerance: float) -> None:
+        """Build one candidate, check its output against float64 and time it briefly (TRIAL); on any failure its
+        `reason` says which step failed."""
+        torch = self.torch
+        try:
+            cand.graph.build_plan_at_index(cand.index)
+            cand.workspace_bytes = int(cand.graph.get_workspace_size())
+        except Exception as error:
+            cand.reason = f"did not build: {_first_line(error)}"
+            return
+        try:
+            workspace = self.workspace(cand.workspace_bytes)
+            out = self.fresh(cand, 0, workspace)
+        except Exception as error:
+            cand.reason = f"did not run: {_first_line(error)}"
+            return
+        error = (out.double() - reference).abs_()
+        ratio = torch.where(error == 0, torch.zeros_like(error), error / bound)
+        problem = candidate_problem(
+            nonfinite=int((~torch.isfinite(out)).sum()), size=out.numel(),
+            relerr=float(error.norm()) / ref_norm if ref_norm > 0 else float(error.norm()),
+            tolerance=tolerance, elem_ratio=float(ratio.max()),
+        )  # fmt: skip
+        del error, ratio, out
+        if problem:
+            cand.reason = f"wrong output: {problem}"
+            return
+        try:
+            timing = time_graph(lambda i: self.launch(cand, i, workspace), self.copies, TRIAL, eager_fallback=True)
+        except Exception as error:
+            cand.reason = f"failed while timed: {_first_line(error)}"
+            return
+        cand.ms = float(np.median(timing.samples_ms))
+        cand.valid = math.isfinite(cand.ms) and cand.ms > 0
+        if not cand.valid:
+            cand.reason = f"timed at {cand.ms} ms"
+
     def select(self) -> Candidate:
         """Build, verify and time every candidate; the fastest valid one (RuntimeError where none is)."""
         torch, shape, dtype = self.torch, self.job.shape, self.job.dtype
@@ -336,43 +386,14 @@ class Session:
         del scale
         ref_norm = float(reference.norm())
         tolerance = CANDIDATE_TOLERANCE[self.mode]
+        started = time.monotonic()
         for cand in self.plan():
-            try:
-                cand.graph.build_plan_at_index(cand.index)
-                cand.workspace_bytes = int(cand.graph.get_workspace_size())
-            except Exception as error:
-                cand.reason = f"did not build: {_first_line(error)}"
+            if over_budget(time.monotonic() - started, self.candidates):
+                cand.reason = f"not tried: the search's budget of {SEARCH_BUDGET_S:.0f} s was spent"
                 continue
-            try:
-                workspace = self.workspace(cand.workspace_bytes)
-                out = self.fresh(cand, 0, workspace)
-            except Exception as error:
-                cand.reason = f"did not run: {_first_line(error)}"
-                continue
-            error = (out.double() - reference).abs_()
-            ratio = torch.where(error == 0, torch.zeros_like(error), error / bound)
-            problem = candidate_problem(
-                nonfinite=int((~torch.isfinite(out)).sum()), size=out.numel(),
-                relerr=float(error.norm()) / ref_norm if ref_norm > 0 else float(error.norm()),
-                tolerance=tolerance, elem_ratio=float(ratio.max()),
-            )  # fmt: skip
-            del error, ratio, out
-            if problem:
-                cand.reason = f"wrong output: {problem}"
-                continue
-            try:
-                timing = time_graph(
-                    lambda i, cand=cand, workspace=workspace: self.launch(cand, i, workspace),
-                    self.copies, TRIAL, eager_fallback=True,
-                )  # fmt: skip
-            except Exception as error:
-                cand.reason = f"failed while timed: {_first_line(error)}"
-                continue
-            cand.ms = float(np.median(timing.samples_ms))
-            cand.valid = math.isfinite(cand.ms) and cand.ms > 0
-            if not cand.valid:
-                cand.reason = f"timed at {cand.ms} ms"
-            del workspace
+            tried = time.monotonic()
+            self.trial(cand, reference, bound, ref_norm, tolerance)
+            cand.search_s = round(time.monotonic() - tried, 3)
         for cand in finalists(self.candidates):
             workspace = self.workspace(cand.workspace_bytes)
             timing = time_graph(

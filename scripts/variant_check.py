@@ -113,6 +113,10 @@ def main() -> int:
     tolerances = yaml.safe_load((REPO / "config.yaml").read_text())["tolerances"]
     settings = BenchSettings(warmup_ms=50, repetitions=args.reps, min_sample_ms=5, flush_l2=True)
     variants = [v for v in args.variants.split(",") if v]
+    for variant in variants:
+        if variant_info(variant).op != "conv2d":
+            parser.error(f"{variant} computes {variant_info(variant).op}; this script checks conv2d variants on "
+                         "ResNet-50 (depthwise: the workflow with config/depthwise.yaml)")  # fmt: skip
     dtypes = [d for d in args.dtypes.split(",") if d]
     batches = [int(b) for b in args.batches.split(",")]
     wanted = {name for name in args.layers.split(",") if name}

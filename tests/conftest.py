@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from opbench.backends import harness_process
+from opbench.backends import Job, get_backend, harness_process
 from opbench.backends.cuda import build, build_sources, known_variants, variant_archs, variant_info
+from opbench.dtypes import DType
 from opbench.iree_tools import tool
+from opbench.ops import Op
 from opbench.paths import VARIANT_ARTIFACT
 
 REPO = Path(__file__).resolve().parent.parent
+LLVM_CPU_FLAGS = [
+    "--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
+    "--iree-llvmcpu-target-cpu=host",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +54,29 @@ def iree_compile() -> str:
     if not path or not Path(path).exists():
         pytest.skip("iree-compile not found")
     return path
+
+
+IreeCpuRun = Callable[..., tuple[dict[str, np.ndarray], np.ndarray]]
+
+
+@pytest.fixture
+def iree_cpu_run(iree_compile: str, tmp_path: Path) -> IreeCpuRun:
+    """`run(op, shape, dtype, layout, seed=5)`: the op's plain MLIR built by the iree-llvm-cpu backend's build job call
+    and run by its run job call on seeded inputs; returns (inputs, output)."""
+    backend = get_backend("iree-llvm-cpu")
+
+    def run(op: Op, shape: Any, dtype: DType, layout: str, seed: int = 5) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        folder = tmp_path / f"{op.name}-{layout}-{dtype.name}-{shape.name}"
+        folder.mkdir()
+        source, module = folder / "p.mlir", folder / "m"
+        source.write_text(op.mlir(shape, dtype, layout))
+        backend.build({"flags": LLVM_CPU_FLAGS, "iree_compile": "test"}, [source], module)
+        inputs = op.make_inputs(shape, dtype, layout, seed=seed)
+        job = Job(op=op.name, shape=shape, dtype=dtype, layout=layout, variant="default", inputs=inputs,
+                  artifact=module, options={"driver": "local-task"})  # fmt: skip
+        return inputs, backend.run(job)
+
+    return run
 
 
 @pytest.fixture(scope="session")

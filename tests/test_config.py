@@ -50,7 +50,8 @@ def test_shipped_config_validates_with_defaults_filled(raw: dict, shipped: dict)
             assert validated["benchmark"][key] == sub["default"]
     for suite in validated["suites"].values():
         for layer in suite["layers"]:
-            for key in ("stride", "pad", "dilation", "count"):
+            windowed = ("stride", "pad", "dilation") if "r" in layer else ("causal",)  # convolutions; attention
+            for key in (*windowed, "count"):
                 assert key in layer, (layer["name"], key)
     # A layer that gave no dilation gets the default 1, one that gave stride keeps it.
     tiny = {layer["name"]: layer for layer in validated["suites"]["tiny"]["layers"]}
@@ -293,7 +294,8 @@ def test_expand_points_describe_their_layers(shipped: dict) -> None:
         op = get_op(point.op)
         shape = op.shape_from_name(point.shape)
         assert shape == op.shape_from_layer(layer, point.batch)
-        assert shape.n == point.batch
+        # the batch is the convolutions' N; an attention layer's own batch (b) is multiplied by it
+        assert (shape.b == layer["b"] * point.batch) if point.op == "attention" else (shape.n == point.batch)
         assert point.count == layer["count"]
         assert point.problem_dir == f"{point.op}/{point.layout}/{point.dtype}/{point.shape}"
         assert point.run_dir == f"{point.backend}/{point.variant}/{point.problem_dir}"

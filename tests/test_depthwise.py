@@ -4,12 +4,12 @@ dtype, stride 2, 5x5, dilation, odd sizes and channel counts that are not multip
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
-from opbench.backends import Job, get_backend
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
 from opbench.ops.conv2d.shape import Conv2dShape
@@ -26,10 +26,6 @@ SHAPES = {
     "asym": "n1_h10_w9_c3_r3_s1_st2x1_p1x0",
 }
 TOLERANCES = {"f32": 1e-4, "f16": 5e-3, "bf16": 3e-2}
-LLVM_CPU_FLAGS = [
-    "--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
-    "--iree-llvmcpu-target-cpu=host",
-]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES.values()))
@@ -74,16 +70,9 @@ def test_both_layouts_hold_the_same_values_and_results() -> None:
 @pytest.mark.parametrize("dtype", sorted(TOLERANCES))
 @pytest.mark.parametrize("layout", ["nhwc_hwc", "nchw_chw"])
 @pytest.mark.parametrize("key", sorted(SHAPES))
-def test_iree_llvm_cpu_output_verifies(iree_compile: str, tmp_path: Path, key: str, layout: str, dtype: str) -> None:
+def test_iree_llvm_cpu_output_verifies(iree_cpu_run: Callable[..., Any], key: str, layout: str, dtype: str) -> None:
     shape, dt = OP.shape_from_name(SHAPES[key]), get_dtype(dtype)
-    source, module = tmp_path / "p.mlir", tmp_path / "m"
-    source.write_text(OP.mlir(shape, dt, layout))
-    backend = get_backend("iree-llvm-cpu")
-    backend.build({"flags": LLVM_CPU_FLAGS, "iree_compile": "test"}, [source], module)
-    inputs = OP.make_inputs(shape, dt, layout, seed=5)
-    job = Job(op=OP.name, shape=shape, dtype=dt, layout=layout, variant="default", inputs=inputs, artifact=module,
-              options={"driver": "local-task"})  # fmt: skip
-    output = backend.run(job)
+    inputs, output = iree_cpu_run(OP, shape, dt, layout)
     assert output.shape == OP.output_shape(shape, layout)
     reference = OP.reference(inputs, shape, layout)
     scale, terms = OP.product_scale(inputs, shape, layout)

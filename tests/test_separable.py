@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from opbench import jobs
-from opbench.backends import Job, get_backend
 from opbench.config import load
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
@@ -36,10 +37,6 @@ SHAPES = {
 # Two of MobileNetV2's layers at batch 1 (config/separable.yaml): the widest spatially and the longest reduction.
 LAYERS = {"sep01": "n1_h112_w112_c32_k16_r3_s3_st1_p1", "sep12": "n1_h7_w7_c960_k320_r3_s3_st1_p1"}
 TOLERANCES = {"f32": 1e-4, "f16": 5e-3, "bf16": 3e-2}
-LLVM_CPU_FLAGS = [
-    "--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
-    "--iree-llvmcpu-target-cpu=host",
-]  # fmt: skip
 
 
 def canonical(inputs: dict[str, np.ndarray], layout: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -349,18 +346,11 @@ def test_program_truncates_the_intermediate_where_the_accumulator_is_wider(dtype
 @pytest.mark.parametrize("dtype", sorted(TOLERANCES))
 @pytest.mark.parametrize("layout", ["nhwc_hwc_kc", "nchw_chw_kc"])
 @pytest.mark.parametrize("key", sorted(SHAPES))
-def test_iree_llvm_cpu_output_verifies(iree_compile: str, tmp_path: Path, key: str, layout: str, dtype: str) -> None:
+def test_iree_llvm_cpu_output_verifies(iree_cpu_run: Callable[..., Any], key: str, layout: str, dtype: str) -> None:
     """IREE's output PASSes (norm-wise and element-wise) and, in f16 and bf16, is the emulation's (the intermediate
     rounded to the element type) rather than the exact intermediate's."""
     shape, dt = OP.shape_from_name(SHAPES[key]), get_dtype(dtype)
-    source, module = tmp_path / "p.mlir", tmp_path / "m"
-    source.write_text(OP.mlir(shape, dt, layout))
-    backend = get_backend("iree-llvm-cpu")
-    backend.build({"flags": LLVM_CPU_FLAGS, "iree_compile": "test"}, [source], module)
-    inputs = OP.make_inputs(shape, dt, layout, seed=5)
-    job = Job(op=OP.name, shape=shape, dtype=dt, layout=layout, variant="default", inputs=inputs, artifact=module,
-              options={"driver": "local-task"})  # fmt: skip
-    output = backend.run(job)
+    inputs, output = iree_cpu_run(OP, shape, dt, layout)
     assert output.shape == OP.output_shape(shape, layout)
     reference, bound = bound_of(inputs, shape, layout, dtype)
     verdict = judge(output, reference, tolerance=TOLERANCES[dtype], bound=bound)

@@ -21,11 +21,12 @@ as it adds no enumerable plan, only an entry that delegates to whichever plan th
 create_execution_plans([mode]); the plans, deduplicated by name across modes, are each built (a plan that does not
 build is listed as invalid), run once into a NaN-poisoned output, checked against PyTorch's conv2d in float64 on the
 same inputs (finite, relative-norm error within the math mode's tolerance, every element within what rounding
-explains: the verification's own tests, opbench.verify, computed on the GPU; else invalid), and
-timed briefly with opbench.gpu_timing.time_graph (TRIAL); once SEARCH_BUDGET_S have passed with a valid one found, the
-rest are listed as not tried, and each tried one records its search time (`search_s`). The fastest valid one is chosen: run() returns its output;
-benchmark() times it with the job's settings and returns, besides what PyTorch's variants return, `chosen` (the
-plan's engine name) and `candidates` (name, the modes that offered it, ms, valid, reason). run() and benchmark()
+explains: the verification's own tests, opbench.verify, computed on the GPU; else invalid), and timed briefly with
+opbench.gpu_timing.time_graph (TRIAL); once SEARCH_BUDGET_S have passed with a valid one found, the rest are listed
+as not tried, and each tried one records its search time (`search_s`). The fastest valid one is chosen: run() returns
+its output; benchmark() times it with the job's settings and returns, besides what PyTorch's variants return,
+`chosen` (the plan's engine name) and `candidates` (name, the modes that offered it, ms, valid, reason, search_s).
+run() and benchmark()
 choose independently (separate jobs); whichever plan benchmark() times passed the same check against float64.
 
 Timing: each launch sets the handle's stream to torch's current stream (inside the CUDA-graph capture that is the

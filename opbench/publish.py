@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opbench.backends import BACKENDS
+from opbench.config import load as load_config
 from opbench.peaks import read_peaks
 from opbench.records import read_record, read_summary
 from opbench.report import GROUP_KEYS, baseline_class, run_key, write_summary
@@ -59,11 +60,22 @@ def publish(
     out = out_root / card
     earlier_rows = read_summary(out / "summary.csv")
     order = _summary_order(summary or results / "summary.csv")
-    # Without the run's own summary (a stopped run), layers keep the order in which the card's tables list them.
+    # Without the run's own summary (a stopped run), layers keep the order in which the card's tables list them, and
+    # layers new to the card the order of their suite in config.yaml.
     layer_rank = {key: i for i, key in enumerate(dict.fromkeys((r["suite"], r["layer"]) for r in earlier_rows))}
+    suite_rank = {
+        (suite, layer["name"]): i
+        for suite, body in load_config()["suites"].items()
+        for i, layer in enumerate(body["layers"])
+    }
 
-    def rank(row: dict) -> tuple[int, int]:
-        return order.get(_key(row), len(order)), layer_rank.get((row["suite"], row["layer"]), len(layer_rank))
+    def rank(row: dict) -> tuple[int, int, int]:
+        layer = (row["suite"], row["layer"])
+        return (
+            order.get(_key(row), len(order)),
+            layer_rank.get(layer, len(layer_rank)),
+            suite_rank.get(layer, len(suite_rank)),
+        )
 
     new_rows = sorted(records, key=rank)
     kept = {_key(row) for row in earlier_rows if row["status"] != "SKIP"}

@@ -141,3 +141,14 @@ def test_publish_keeps_a_series_with_the_baseline_of_its_run(tmp_path: Path) -> 
     assert result.unpaired == ["cuda:split_reduction resnet50/l1 batch 16 f32 nhwc_fhwc (run R1)"]
     rows = {(r["backend"], r["variant"]): r["run_id"] for r in read_summary(result.folder / "summary.csv")}
     assert rows == {("cuda", "split_reduction"): "R1", ("cuda", "mma"): "R3", ("cudnn", "tf32"): "R3"}
+
+
+def test_a_stopped_run_publishes_new_layers_in_their_suites_order(tmp_path: Path) -> None:
+    """Without the run's summary (stopped at its time budget) and without earlier rows of the card, the layers come
+    in the order config.yaml's suite lists them, not in the order the records were found."""
+    results = tmp_path / "run"
+    in_suite_order = ["conv1", "l1_3x3_64", "l2_3x3_128", "l3_3x3_256", "l4_3x3_512"]  # resnet50's, in config.yaml
+    for layer in reversed(in_suite_order):
+        write_record(_row(layer, "cuda", "split_reduction", 10.0, 1), results / "records" / f"{layer}.json")
+    out = publish(results=results, card="gpu", logs=tmp_path / "logs", out_root=tmp_path / "pub").folder
+    assert [r["layer"] for r in read_summary(out / "summary.csv")] == in_suite_order

@@ -103,10 +103,12 @@ def publish(
     run_json = (summary or results / "summary.csv").parent / "run.json"  # the run's statistics (opbench.run_stats)
     if run_json.exists():
         shutil.copy(run_json, out / "run.json")
-    # the build logs of one-per-variant artifacts (CUDA binaries: nvcc's resource report, the SASS summary), by variant
+    # the build logs of one-per-variant artifacts (CUDA binaries: nvcc's resource report, the SASS summary), of the
+    # variants the card's tables show
+    shown = {(row["backend"], row["variant"]) for row in earlier + new_rows}
     build_logs = sorted(
-        log for name, backend in BACKENDS.items() if backend.build_scope == "variant"
-        for log in (logs / "build" / name).glob("*/*.log")
+        log for name, variant in shown if name in BACKENDS and BACKENDS[name].build_scope == "variant"
+        for log in (logs / "build" / name / variant).glob("*.log")
     )  # fmt: skip
     if build_logs:
         (out / "build").mkdir(exist_ok=True)

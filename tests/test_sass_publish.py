@@ -65,12 +65,14 @@ def test_publish_renders_tables_roofline_and_copies_provenance(tmp_path: Path) -
     (logs / "build" / "cuda" / "register_tiled" / "conv2d.log").write_text(
         "0 bytes spill stores, 0 bytes spill loads\n"
     )
+    (logs / "build" / "cuda" / "naive").mkdir()  # a variant this run has no row of: its log is not the card's
+    (logs / "build" / "cuda" / "naive" / "conv2d.log").write_text("0 bytes spill stores, 0 bytes spill loads\n")
 
     out = publish(results=results, card="nvidia-h200", logs=logs, out_root=tmp_path / "published").folder
     md = (out / "summary.md").read_text()
     assert "cuda:register_tiled" in md and "TFLOP/s" in md and "30.0" in md
     assert json.loads((out / "device.json").read_text())["peaks"] == peaks
-    assert (out / "build" / "register_tiled.log").exists()
+    assert sorted(p.name for p in (out / "build").iterdir()) == ["register_tiled.log"]
     plots = sorted(p.name for p in (out / "plots").iterdir())
     assert plots == ["conv2d__resnet50__16__f32__nhwc_fhwc.png", "roofline__conv2d__resnet50__16__f32__nhwc_fhwc.png"]
     assert all((out / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in plots)

@@ -37,19 +37,37 @@ def zero_pad(
     return lines, "%padded", padded_t
 
 
-def truncate(value: str, value_t: str, out_t: str, accumulator: str, element: str, *, rank: int) -> list[str]:
-    """`%result = value` truncated elementwise from the accumulator to the element type (a parallel generic)."""
+def truncate(
+    value: str, value_t: str, out_t: str, accumulator: str, element: str, *, rank: int, result: str = "%result"
+) -> list[str]:
+    """`result = value` truncated elementwise from the accumulator to the element type (a parallel generic); its
+    empty output tensor is named after the result (`%out_empty` for the default `%result`)."""
     dims = ", ".join(f"d{i}" for i in range(rank))
     identity = f"affine_map<({dims}) -> ({dims})>"
     parallel = ", ".join(['"parallel"'] * rank)
+    empty = "%out_empty" if result == "%result" else f"{result}_empty"
     return [
-        f"  %out_empty = tensor.empty() : {out_t}",
-        f"  %result = linalg.generic {{indexing_maps = [{identity}, {identity}], iterator_types = [{parallel}]}}",
-        f"      ins({value} : {value_t}) outs(%out_empty : {out_t}) {{",
+        f"  {empty} = tensor.empty() : {out_t}",
+        f"  {result} = linalg.generic {{indexing_maps = [{identity}, {identity}], iterator_types = [{parallel}]}}",
+        f"      ins({value} : {value_t}) outs({empty} : {out_t}) {{",
         f"  ^bb0(%a: {accumulator}, %b: {element}):",
         f"    %t = arith.truncf %a : {accumulator} to {element}",
         f"    linalg.yield %t : {element}",
         f"  }} -> {out_t}",
+    ]
+
+
+def convolution_op(
+    result: str, op: str, operands: tuple[str, str], operand_types: tuple[str, str], init: str, acc_t: str,
+    *, stride: tuple[int, int], dilation: tuple[int, int],
+) -> list[str]:  # fmt: skip
+    """`result = op(operands)`: a named linalg convolution (e.g. linalg.conv_2d_nhwc_fhwc) accumulated into `init`."""
+    return [
+        f"  {result} = {op} {{"
+        f"dilations = dense<[{dilation[0]}, {dilation[1]}]> : tensor<2xi64>, "
+        f"strides = dense<[{stride[0]}, {stride[1]}]> : tensor<2xi64>}}",
+        f"      ins({operands[0]}, {operands[1]} : {operand_types[0]}, {operand_types[1]}) outs({init} : {acc_t})"
+        f" -> {acc_t}",
     ]
 
 
@@ -112,11 +130,9 @@ def named_convolution(
         f"  %acc_zero = {zero(accumulator)}",
         f"  %empty = tensor.empty() : {acc_t}",
         f"  %init = linalg.fill ins(%acc_zero : {accumulator}) outs(%empty : {acc_t}) -> {acc_t}",
-        f"  {conv_result} = {op} {{"
-        f"dilations = dense<[{dilation[0]}, {dilation[1]}]> : tensor<2xi64>, "
-        f"strides = dense<[{stride[0]}, {stride[1]}]> : tensor<2xi64>}}",
-        f"      ins({conv_input}, %filter : {conv_input_t}, {filter_t}) outs(%init : {acc_t}) -> {acc_t}",
-    ]
+        *convolution_op(conv_result, op, (conv_input, "%filter"), (conv_input_t, filter_t), "%init", acc_t,
+                        stride=stride, dilation=dilation),
+    ]  # fmt: skip
     if narrows:
         lines += truncate(conv_result, acc_t, out_t, accumulator, element, rank=len(output_shape))
     lines += [f"  return %result : {out_t}", "}"]

@@ -7,39 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opbench.mlirgen import tensor_type, truncate, zero, zero_pad
+from opbench.mlirgen import convolution_op, tensor_type, truncate, zero, zero_pad
 from opbench.ops.separable_conv2d.layouts import DEPTHWISE_OPS, POINTWISE_OPS, PW_FILTER_EXPANSION
-
-
-def _narrowed(value: str, value_t: str, narrow_t: str, accumulator: str, element: str, *, rank: int) -> list[str]:
-    """`%intermediate = value` truncated elementwise from the accumulator to the element type (a parallel generic; the
-    final truncation is opbench.mlirgen.truncate's, whose value names this one must not repeat)."""
-    dims = ", ".join(f"d{i}" for i in range(rank))
-    identity = f"affine_map<({dims}) -> ({dims})>"
-    parallel = ", ".join(['"parallel"'] * rank)
-    return [
-        f"  %intermediate_empty = tensor.empty() : {narrow_t}",
-        f"  %intermediate = linalg.generic {{indexing_maps = [{identity}, {identity}], iterator_types = [{parallel}]}}",
-        f"      ins({value} : {value_t}) outs(%intermediate_empty : {narrow_t}) {{",
-        f"  ^bb0(%a: {accumulator}, %b: {element}):",
-        f"    %t = arith.truncf %a : {accumulator} to {element}",
-        f"    linalg.yield %t : {element}",
-        f"  }} -> {narrow_t}",
-    ]
-
-
-def _convolution(
-    result: str, op: str, operands: tuple[str, str], operand_types: tuple[str, str], init: str, acc_t: str,
-    *, stride: tuple[int, int], dilation: tuple[int, int],
-) -> list[str]:  # fmt: skip
-    """`result = op(operands)`, a named linalg convolution accumulated into `init`."""
-    return [
-        f"  {result} = {op} {{"
-        f"dilations = dense<[{dilation[0]}, {dilation[1]}]> : tensor<2xi64>, "
-        f"strides = dense<[{stride[0]}, {stride[1]}]> : tensor<2xi64>}}",
-        f"      ins({operands[0]}, {operands[1]} : {operand_types[0]}, {operand_types[1]}) outs({init} : {acc_t})"
-        f" -> {acc_t}",
-    ]
 
 
 def separable_conv2d(
@@ -87,18 +56,20 @@ def separable_conv2d(
         f"  %acc_zero = {zero(accumulator)}",
         f"  %dw_empty = tensor.empty() : {dw_acc_t}",
         f"  %dw_init = linalg.fill ins(%acc_zero : {accumulator}) outs(%dw_empty : {dw_acc_t}) -> {dw_acc_t}",
-        *_convolution(depthwise_result, DEPTHWISE_OPS[layout], (dw_input, "%dw_filter"), (dw_input_t, dw_t),
-                      "%dw_init", dw_acc_t, stride=stride, dilation=dilation),
+        *convolution_op(depthwise_result, DEPTHWISE_OPS[layout], (dw_input, "%dw_filter"), (dw_input_t, dw_t),
+                        "%dw_init", dw_acc_t, stride=stride, dilation=dilation),
     ]  # fmt: skip
     if narrows:
-        lines += _narrowed(depthwise_result, dw_acc_t, intermediate_t, accumulator, element, rank=4)
+        lines += truncate(
+            depthwise_result, dw_acc_t, intermediate_t, accumulator, element, rank=4, result="%intermediate"
+        )
     lines += [
         f"  %pw_1x1 = tensor.expand_shape %pw_filter [{reassociation}]"
         f" output_shape [{', '.join(str(d) for d in pw_1x1_shape)}] : {pw_t} into {pw_1x1_t}",
         f"  %pw_empty = tensor.empty() : {acc_t}",
         f"  %pw_init = linalg.fill ins(%acc_zero : {accumulator}) outs(%pw_empty : {acc_t}) -> {acc_t}",
-        *_convolution(pointwise_result, POINTWISE_OPS[layout], ("%intermediate", "%pw_1x1"),
-                      (intermediate_t, pw_1x1_t), "%pw_init", acc_t, stride=(1, 1), dilation=(1, 1)),
+        *convolution_op(pointwise_result, POINTWISE_OPS[layout], ("%intermediate", "%pw_1x1"),
+                        (intermediate_t, pw_1x1_t), "%pw_init", acc_t, stride=(1, 1), dilation=(1, 1)),
     ]  # fmt: skip
     if narrows:
         lines += truncate(pointwise_result, acc_t, out_t, accumulator, element, rank=len(output_shape))

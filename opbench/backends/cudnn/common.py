@@ -71,7 +71,7 @@ def is_native(variant: str) -> bool:
 
 @dataclass(frozen=True)
 class TorchConv:
-    """A job's convolution as PyTorch's conv2d sees it."""
+    """A one-convolution job (conv2d, depthwise_conv2d) as PyTorch's conv2d sees it."""
 
     groups: int  # 1 for conv2d, C for depthwise_conv2d
     out_channels: int

@@ -19,6 +19,7 @@ import numpy as np
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.cudnn.common import (
     MATH_MODES,
+    TorchConv,
     device_operands,
     is_native,
     math_mode,
@@ -35,7 +36,7 @@ def computation(torch: Any, job: Job) -> Callable[..., Any]:
     window = {"stride": shape.stride, "padding": shape.pad, "dilation": shape.dilation}
     if job.op == "separable_conv2d":
         return lambda x, dw, pw: conv2d(conv2d(x, dw, groups=shape.c, **window), pw)
-    groups = shape.c if job.op == "depthwise_conv2d" else 1
+    groups = TorchConv.of(job).groups
     return lambda x, w: conv2d(x, w, groups=groups, **window)
 
 

@@ -124,11 +124,12 @@ def npy_files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("npy")
     files = {
         "x": d / "x.npy", "w": d / "w.npy", "x_bad_shape": d / "x_bad_shape.npy", "x_f64": d / "x_f64.npy",
-        "w_depthwise": d / "w_depthwise.npy",
+        "w_depthwise": d / "w_depthwise.npy", "w_pointwise": d / "w_pointwise.npy",
     }  # fmt: skip
     write_npy(files["x"], (2, 5, 5, 3))
     write_npy(files["w"], (4, 3, 3, 3))
     write_npy(files["w_depthwise"], (3, 3, 3))
+    write_npy(files["w_pointwise"], (4, 3))
     write_npy(files["x_bad_shape"], (2, 5, 6, 3))
     write_npy(files["x_f64"], (2, 5, 5, 3), "<f8")
     return files
@@ -210,11 +211,30 @@ def test_depthwise_problems_are_checked_before_cuda(builds, npy_files):
     proc = run_binary(binary, [*base, "--filter", str(npy_files["w_depthwise"]), *problem_args()])
     assert proc.returncode == USAGE_EXIT and "--k must equal --c for depthwise_conv2d" in proc.stderr, proc.stderr
     proc = run_binary(binary, [*base[:-1], "attention", "--filter", str(npy_files["w"]), *problem_args()])
-    assert proc.returncode == USAGE_EXIT and "--op must be conv2d or depthwise_conv2d" in proc.stderr, proc.stderr
+    assert proc.returncode == USAGE_EXIT and "--op must be conv2d, depthwise_conv2d or" in proc.stderr, proc.stderr
     for stem in ("naive", "depthwise_naive"):  # a valid depthwise problem gets past the checks to the first CUDA call
         proc = run_binary(builds[stem]["binary"], [*base, "--filter", str(npy_files["w_depthwise"]),
                                                    *problem_args(**{"--k": None})])  # fmt: skip
         assert "usage" not in proc.stderr and proc.returncode != USAGE_EXIT, proc.stderr
+
+
+def test_separable_problems_are_checked_before_cuda(builds, npy_files):
+    """--op separable_conv2d: --filter is the depthwise [R, S, C], --pw-filter the pointwise [K, C], required for
+    that op and refused for the others."""
+    binary = builds["depthwise_naive"]["binary"]
+    if builds["depthwise_naive"]["rc"] != 0:
+        pytest.fail("depthwise_naive did not build")
+    base = ["--mode", "bench", "--input", str(npy_files["x"]), "--filter", str(npy_files["w_depthwise"])]
+    separable = [*base, "--op", "separable_conv2d"]
+    proc = run_binary(binary, [*separable, *problem_args()])
+    assert proc.returncode == USAGE_EXIT and "missing required flag --pw-filter" in proc.stderr, proc.stderr
+    proc = run_binary(binary, [*separable, "--pw-filter", str(npy_files["w_depthwise"]), *problem_args()])
+    assert proc.returncode == USAGE_EXIT and re.search(r"expected \(4, 3\)", proc.stderr), proc.stderr
+    proc = run_binary(binary, [*base, "--op", "depthwise_conv2d", "--pw-filter", str(npy_files["w_pointwise"]),
+                               *problem_args(**{"--k": None})])  # fmt: skip
+    assert proc.returncode == USAGE_EXIT and "--pw-filter is for --op separable_conv2d only" in proc.stderr
+    proc = run_binary(binary, [*separable, "--pw-filter", str(npy_files["w_pointwise"]), *problem_args()])
+    assert "usage" not in proc.stderr and proc.returncode != USAGE_EXIT, proc.stderr  # valid: on to the first CUDA call
 
 
 # What each variant's machine code must contain (opbench.sass mnemonic groups): the claim in its header comment.

@@ -101,3 +101,6 @@ def test_harness_flags_name_the_op() -> None:
     conv = get_op("conv2d").shape_from_name("n1_h8_w8_c16_k24_r3_s3_st1_p1")
     flags = problem_flags(conv)
     assert flags[:2] == ["--op", "conv2d"] and flags[flags.index("--k") + 1] == "24"
+    separable = get_op("separable_conv2d").shape_from_name("n1_h8_w8_c16_k24_r3_s3_st1_p1")
+    flags = problem_flags(separable, "separable_conv2d")
+    assert flags[:2] == ["--op", "separable_conv2d"] and flags[flags.index("--k") + 1] == "24"

@@ -73,10 +73,17 @@ inline size_t elem_bytes(ElemType e) { return e == ElemType::f32 ? 4 : 2; }
 // ---------------------------------------------------------------------------------------------
 // The op a problem is an instance of (--op): its filter's shape and its work differ.
 // ---------------------------------------------------------------------------------------------
-enum class OpKind : int { conv2d, depthwise_conv2d };
+// separable_conv2d is a depthwise R x S convolution of the C channels then a pointwise 1x1 one from
+// C to K channels; its Wt is the two filters back to back: the depthwise [R,S,C], then [K,C].
+enum class OpKind : int { conv2d, depthwise_conv2d, separable_conv2d };
 
 inline const char* op_name(OpKind o) {
-  return o == OpKind::depthwise_conv2d ? "depthwise_conv2d" : "conv2d";
+  switch (o) {
+    case OpKind::depthwise_conv2d: return "depthwise_conv2d";
+    case OpKind::separable_conv2d: return "separable_conv2d";
+    case OpKind::conv2d: break;
+  }
+  return "conv2d";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -86,7 +93,8 @@ inline const char* op_name(OpKind o) {
 // ---------------------------------------------------------------------------------------------
 struct ConvProblem {
   int n = 0, h = 0, w = 0, c = 0;     // input  [N,H,W,C]
-  int k = 0, r = 0, s = 0;            // filter [K,R,S,C]; depthwise: [R,S,C] and k = c
+  int k = 0, r = 0, s = 0;            // filter [K,R,S,C]; depthwise: [R,S,C] and k = c;
+                                      // separable: [R,S,C] then [K,C]
   int stride_h = 1, stride_w = 1;
   int pad_h = 0, pad_w = 0;
   int dil_h = 1, dil_w = 1;
@@ -134,7 +142,7 @@ struct ConvProblem {
     const int64_t w_count = w_elems();
     const int64_t y_count = int64_t(n) * P * Q * k;
     if (x_count >= kLimit) return "input N*H*W*C = " + std::to_string(x_count) + " >= 2^31 elements (32-bit indexing limit)";
-    if (w_count >= kLimit) return "filter K*R*S*C = " + std::to_string(w_count) + " >= 2^31 elements (32-bit indexing limit)";
+    if (w_count >= kLimit) return "filter elements = " + std::to_string(w_count) + " >= 2^31 (32-bit indexing limit)";
     if (y_count >= kLimit) return "output N*P*Q*K = " + std::to_string(y_count) + " >= 2^31 elements (32-bit indexing limit)";
     // Padding larger than the input is legal (just zeros). Kernels form ih = p*stride_h -
     // pad_h + r*dil_h in int32, with r up to R + 16 when a cursor runs past the reduction's
@@ -151,7 +159,12 @@ struct ConvProblem {
 
   __host__ __device__ int64_t x_elems() const { return int64_t(n) * h * w * c; }
   __host__ __device__ int64_t w_elems() const {
-    return op == OpKind::depthwise_conv2d ? int64_t(r) * s * c : int64_t(k) * r * s * c;
+    switch (op) {
+      case OpKind::depthwise_conv2d: return int64_t(r) * s * c;
+      case OpKind::separable_conv2d: return int64_t(r) * s * c + int64_t(k) * c;
+      case OpKind::conv2d: break;
+    }
+    return int64_t(k) * r * s * c;
   }
   __host__ __device__ int64_t y_elems() const { return int64_t(n) * p * q * k; }
   size_t y_bytes() const { return size_t(y_elems()) * elem_bytes(elem); }

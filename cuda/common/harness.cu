@@ -234,11 +234,14 @@ namespace {
 
 const char* kUsage =
     "usage: conv2d_<variant> --mode run|bench --input X.npy --filter W.npy [--output Y.npy]\n"
-    "         [--op conv2d|depthwise_conv2d] --n N --h H --w W --c C --k K --r R --s S\n"
+    "         [--op conv2d|depthwise_conv2d|separable_conv2d] [--pw-filter PW.npy]\n"
+    "         --n N --h H --w W --c C --k K --r R --s S\n"
     "         --stride-h SH --stride-w SW --pad-h PH --pad-w PW [--dil-h 1] [--dil-w 1]\n"
     "         [--dtype f32|f16|bf16] [--warmup-ms 50] [--reps 30] [--min-sample-ms 1.0] [--flush-l2 1]\n"
     "  X: NHWC float32 [N,H,W,C]; W: KRSC float32 [K,R,S,C]; Y: NHWC float32 [N,P,Q,K].\n"
     "  --op depthwise_conv2d (one filter per channel): W is RSC [R,S,C]; --k is C (may be left out).\n"
+    "  --op separable_conv2d (depthwise R x S, then a 1x1 from C to K channels): W is the depthwise\n"
+    "  filter RSC [R,S,C], --pw-filter the pointwise [K,C]; the variant gets them back to back.\n"
     "  --dtype: the type X, W and Y are stored in on the GPU (X and W converted from the float32\n"
     "  files with round-to-nearest-even, exact for inputs already rounded to it; Y written to\n"
     "  the .npy file as float32); kernels accumulate in float32.\n"
@@ -251,7 +254,7 @@ const char* kUsage =
 }
 
 struct Options {
-  std::string mode, input, filter, output;
+  std::string mode, input, filter, pw_filter, output;
   ConvProblem prob;
   double warmup_ms = 50.0;
   int reps = 30;
@@ -279,7 +282,7 @@ double parse_double(const std::string& flag, const std::string& text) {
 
 Options parse_args(int argc, char** argv) {
   static const std::set<std::string> kKnown = {
-      "--mode", "--op", "--input", "--filter", "--output", "--n", "--h", "--w", "--c", "--k", "--r",
+      "--mode", "--op", "--input", "--filter", "--pw-filter", "--output", "--n", "--h", "--w", "--c", "--k", "--r",
       "--s", "--stride-h", "--stride-w", "--pad-h", "--pad-w", "--dil-h", "--dil-w", "--dtype",
       "--warmup-ms", "--reps", "--min-sample-ms", "--flush-l2"};
   std::map<std::string, std::string> kv;
@@ -330,7 +333,10 @@ Options parse_args(int argc, char** argv) {
   const std::string op = kv.count("--op") ? kv["--op"] : "conv2d";
   if (op == "conv2d") p.op = OpKind::conv2d;
   else if (op == "depthwise_conv2d") p.op = OpKind::depthwise_conv2d;
-  else usage_error("--op must be conv2d or depthwise_conv2d, got '" + op + "'");
+  else if (op == "separable_conv2d") p.op = OpKind::separable_conv2d;
+  else usage_error("--op must be conv2d, depthwise_conv2d or separable_conv2d, got '" + op + "'");
+  if (p.op == OpKind::separable_conv2d) o.pw_filter = required("--pw-filter");
+  else if (kv.count("--pw-filter")) usage_error("--pw-filter is for --op separable_conv2d only");
   p.n = req_int("--n");
   p.h = req_int("--h");
   p.w = req_int("--w");
@@ -459,9 +465,14 @@ std::string serve_request(const Options& opt) {
   std::string err;
   if (!read_npy_f32(opt.input, {prob.n, prob.h, prob.w, prob.c}, h_x, err)) usage_error(err);
   const std::vector<int64_t> w_shape =
-      prob.op == OpKind::depthwise_conv2d ? std::vector<int64_t>{prob.r, prob.s, prob.c}
-                                          : std::vector<int64_t>{prob.k, prob.r, prob.s, prob.c};
+      prob.op == OpKind::conv2d ? std::vector<int64_t>{prob.k, prob.r, prob.s, prob.c}
+                                : std::vector<int64_t>{prob.r, prob.s, prob.c};
   if (!read_npy_f32(opt.filter, w_shape, h_w, err)) usage_error(err);
+  if (prob.op == OpKind::separable_conv2d) {  // the pointwise filter after the depthwise one
+    std::vector<float> h_pw;
+    if (!read_npy_f32(opt.pw_filter, {prob.k, prob.c}, h_pw, err)) usage_error(err);
+    h_w.insert(h_w.end(), h_pw.begin(), h_pw.end());
+  }
   const std::vector<int64_t> y_shape = {prob.n, prob.p, prob.q, prob.k};
 
   // ---- 3: device, buffers, prepare ----------------------------------------------------------

@@ -1,5 +1,6 @@
 """Our hand-written CUDA kernels: one executable per variant (cuda/variants/<variant>.cu + the harness), each for one
-op: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc) or depthwise_conv2d (NHWC input, RSC filter = nhwc_hwc).
+op: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc), depthwise_conv2d (NHWC input, RSC filter = nhwc_hwc) or
+separable_conv2d (NHWC input, RSC depthwise and KC pointwise filters = nhwc_hwc_kc).
 
 The harness reads the input and filter .npy files, poisons the output, runs or times with CUDA events around
 CUDA-graph replays of many launches rotating through buffer copies larger than L2, and prints one JSON object.
@@ -27,6 +28,7 @@ from opbench.backends.harness_process import call_harness
 from opbench.dtypes import DType
 from opbench.ops.conv2d.shape import Conv2dShape
 from opbench.ops.depthwise_conv2d.shape import DepthwiseShape
+from opbench.ops.separable_conv2d.shape import SeparableShape
 from opbench.provenance import nvcc_version
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +46,7 @@ _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 class VariantInfo:
     """What a variant file declares on its `// opbench:` line (every key optional)."""
 
-    op: str = "conv2d"  # the op it computes (the harness's --op): conv2d or depthwise_conv2d
+    op: str = "conv2d"  # the op it computes (the harness's --op): a key of HARNESS_LAYOUTS
     dtypes: tuple[str, ...] = ("f32",)  # the harness --dtype values it implements
     f32_math: str = "fp32"  # how it computes f32 inputs: "fp32" or "tf32" (then judged by the tf32 tolerance)
     archs: tuple[str, ...] | None = None  # nvcc targets (e.g. sm_90a); None: the config's cuda.archs
@@ -53,7 +55,9 @@ class VariantInfo:
 _METADATA = re.compile(r"^//\s*opbench:(.*)$", re.MULTILINE)
 _HARNESS_DTYPES = ("f32", "f16", "bf16")
 # The ops the harness runs, with the one layout each takes (its input and filter orders).
-HARNESS_LAYOUTS = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc"}
+HARNESS_LAYOUTS = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc", "separable_conv2d": "nhwc_hwc_kc"}
+# The harness flag that names each op input's .npy file (the op's input_names).
+HARNESS_INPUT_FLAGS = {"input": "--input", "filter": "--filter", "dw_filter": "--filter", "pw_filter": "--pw-filter"}
 
 
 @cache
@@ -153,11 +157,11 @@ def run_nvcc(cmd: list[str], out: Path) -> None:
         print(f"no SASS summary: cuobjdump/nvdisasm unavailable ({error})")
 
 
-def problem_flags(shape: Conv2dShape | DepthwiseShape, op: str = "conv2d") -> list[str]:
+def problem_flags(shape: Conv2dShape | DepthwiseShape | SeparableShape, op: str = "conv2d") -> list[str]:
     """The harness's problem flags: --op and the sizes (a depthwise problem has K = C, which the harness implies)."""
     values = {
         "op": op, "n": shape.n, "h": shape.h, "w": shape.w, "c": shape.c,
-        **({"k": shape.k} if op == "conv2d" else {}), "r": shape.r, "s": shape.s,
+        **({} if op == "depthwise_conv2d" else {"k": shape.k}), "r": shape.r, "s": shape.s,
         "stride-h": shape.stride[0], "stride-w": shape.stride[1], "pad-h": shape.pad[0], "pad-w": shape.pad[1],
         "dil-h": shape.dilation[0], "dil-w": shape.dilation[1],
     }  # fmt: skip
@@ -176,8 +180,9 @@ def random_problem_args(shape: Conv2dShape, folder: Path, seed: int = 1) -> list
 
 SETTINGS_SCHEMA = yaml.safe_load("""
 description: >
-  Our hand-written CUDA kernels: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc) and depthwise_conv2d
-  (NHWC input, RSC filter = nhwc_hwc), each variant for one op and the dtypes its file declares. A variant's
+  Our hand-written CUDA kernels: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc), depthwise_conv2d
+  (NHWC input, RSC filter = nhwc_hwc) and separable_conv2d (NHWC input, RSC depthwise and KC pointwise filters =
+  nhwc_hwc_kc), each variant for one op and the dtypes its file declares. A variant's
   name is a file cuda/variants/<name>.cu; its list holds extra nvcc flags (e.g. -D tile sizes).
 type: object
 additionalProperties: false
@@ -268,9 +273,9 @@ class CudaKernels(Backend):
             paths = {name: Path(tmp) / f"{name}.npy" for name in (*job.inputs, "output")}
             for name, array in job.inputs.items():
                 np.save(paths[name], np.ascontiguousarray(array, dtype=np.float32))
+            files = [arg for name in job.inputs for arg in (HARNESS_INPUT_FLAGS[name], str(paths[name]))]
             args = [
-                "--mode", mode, "--dtype", job.dtype.name,
-                "--input", str(paths["input"]), "--filter", str(paths["filter"]), *problem_flags(job.shape, job.op),
+                "--mode", mode, "--dtype", job.dtype.name, *files, *problem_flags(job.shape, job.op),
                 *extra,
                 *(["--output", str(paths["output"])] if mode == "run" else []),
             ]  # fmt: skip

@@ -121,7 +121,7 @@ depthwise_smem_kernel(ConvProblem prob, int col_tiles, int tile_ih, int tile_iw,
   const int stride_w = kFixed ? kStride : prob.stride_w;
   const int dil_h = kFixed ? 1 : prob.dil_h, dil_w = kFixed ? 1 : prob.dil_w;
 
-  const int cvs = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;
+  const int cvs = blockDim.x, tx = threadIdx.x, ty = threadIdx.y;  // channel vector, output column
   const int n = blockIdx.z;
   const int p0 = (blockIdx.y / col_tiles) * kRows;
   const int q0 = (blockIdx.y % col_tiles) * blockDim.y;
@@ -129,22 +129,24 @@ depthwise_smem_kernel(ConvProblem prob, int col_tiles, int tile_ih, int tile_iw,
   const int ih0 = p0 * stride_h - prob.pad_h, iw0 = q0 * stride_w - prob.pad_w;
 
   // 1. The input tile: pixel (ih0 + row, iw0 + col), channels c_block + cv * kVec + [0, kVec);
-  //    zeros outside the image (the padding) and past C.
-  const int tid = ty * cvs + tx, nthreads = cvs * blockDim.y;
-  const int tile_vecs = tile_ih * tile_iw * cvs;
-  for (int i = tid; i < tile_vecs; i += nthreads) {
-    const int cv = i % cvs;
-    const int pix = i / cvs;
-    const int ih = ih0 + pix / tile_iw, iw = iw0 + pix % tile_iw;
-    const int c = c_block + cv * kVec;
-    V v;
-    if (ih >= 0 && ih < prob.h && iw >= 0 && iw < prob.w && c < prob.c) {
-      v = load_pack(reinterpret_cast<const V*>(x + ((n * prob.h + ih) * prob.w + iw) * prob.c + c));
-    } else {
+  //    zeros outside the image (the padding) and past C. Thread (cv, ty) loads channel vector cv of
+  //    columns ty, ty + blockDim.y, ... of every row: no division in the loop.
+  const int c_load = c_block + tx * kVec;
+  for (int row = 0; row < tile_ih; ++row) {
+    const int ih = ih0 + row;
+    const bool row_inside = ih >= 0 && ih < prob.h && c_load < prob.c;
+    const int row_offset = row_inside ? ((n * prob.h + ih) * prob.w) * prob.c + c_load : 0;
+    for (int col = ty; col < tile_iw; col += blockDim.y) {
+      const int iw = iw0 + col;
+      V v;
+      if (row_inside && iw >= 0 && iw < prob.w) {
+        v = load_pack(reinterpret_cast<const V*>(x + row_offset + iw * prob.c));
+      } else {
 #pragma unroll
-      for (int e = 0; e < kVec; ++e) v.v[e] = from_f32<T>(0.f);
+        for (int e = 0; e < kVec; ++e) v.v[e] = from_f32<T>(0.f);
+      }
+      store_pack(tile + (row * tile_iw + col) * cvs + tx, v);
     }
-    store_pack(tile + i, v);
   }
   __syncthreads();
 

@@ -214,9 +214,10 @@ CUDNN_MODE_DTYPE |= {f"frontend_{mode}": dtype for mode, dtype in CUDNN_MODE_DTY
 
 ALL_DTYPES = ("f16", "bf16", "f32")
 CUDA_VARIANT_DTYPES = {
-    variant: ALL_DTYPES for variant in ("mma_implicit_gemm", "hopper_wgmma", "depthwise_naive", "depthwise_smem")
+    variant: ALL_DTYPES
+    for variant in ("mma_implicit_gemm", "hopper_wgmma", "depthwise_naive", "depthwise_smem", "depthwise_async")
 }
-CUDA_VARIANT_OPS = {"depthwise_naive": "depthwise_conv2d", "depthwise_smem": "depthwise_conv2d"}
+CUDA_VARIANT_OPS = {variant: "depthwise_conv2d" for variant in ("depthwise_naive", "depthwise_smem", "depthwise_async")}
 HARNESS_LAYOUT = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc"}
 
 

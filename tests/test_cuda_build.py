@@ -245,6 +245,7 @@ EXPECTED_SASS = {
     "split_reduction": ("FFMA", "LDS.128"),
     # 16-byte accesses of 4 f32 channels: the tile's loads from global memory, the sliding window's from shared
     "depthwise_smem": ("FFMA", "LDS.128", "LDG.E.128"),
+    "depthwise_async": ("FFMA", "LDS.128", "LDGSTS (cp.async)"),  # the tile copied by cp.async
 }
 
 

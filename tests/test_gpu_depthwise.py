@@ -68,7 +68,7 @@ def verdict(backend: str, job: Job, output: np.ndarray) -> Verdict:
 
 
 def test_there_are_depthwise_variants() -> None:
-    assert {"depthwise_naive", "depthwise_smem"} <= set(DEPTHWISE_VARIANTS)
+    assert {"depthwise_naive", "depthwise_smem", "depthwise_async"} <= set(DEPTHWISE_VARIANTS)
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -91,11 +91,12 @@ def test_cuda_depthwise_benchmark_is_consistent(binaries: dict[str, Path], varia
     assert result["bench_output_consistent"] is True and result["problem"]["op"] == "depthwise_conv2d"
 
 
-def test_depthwise_smem_takes_the_constant_size_paths(binaries: dict[str, Path]) -> None:
+@pytest.mark.parametrize("variant", ["depthwise_smem", "depthwise_async"])
+def test_the_tiled_depthwise_variants_take_the_constant_size_paths(binaries: dict[str, Path], variant: str) -> None:
     """The shapes the comments above name take the paths they name (so the edge tests cover every path)."""
     paths = {}
     for layer in ("c96_3x3", "c36_3x3_s2_odd", "c64_5x5", "c20_5x5_s2", "c37_3x3_s2"):
-        job = make_job("depthwise_smem", layer, 1, binaries["depthwise_smem"], "f32")
+        job = make_job(variant, layer, 1, binaries[variant], "f32")
         paths[layer] = get_backend("cuda").benchmark(job, SETTINGS)["detail"]["path"]
     assert paths == {
         "c96_3x3": "3x3 stride 1", "c36_3x3_s2_odd": "3x3 stride 2", "c64_5x5": "5x5 stride 1",

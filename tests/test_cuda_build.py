@@ -246,6 +246,8 @@ EXPECTED_SASS = {
     # 16-byte accesses of 4 f32 channels: the tile's loads from global memory, the sliding window's from shared
     "depthwise_smem": ("FFMA", "LDS.128", "LDG.E.128"),
     "depthwise_async": ("FFMA", "LDS.128", "LDGSTS (cp.async)"),  # the tile copied by cp.async
+    # the depthwise stage in float32 FMAs on a cp.async-staged input tile, the 1x1 on the tensor cores via ldmatrix
+    "separable_fused": ("FFMA", "LDGSTS (cp.async)", "LDSM (ldmatrix)", "HMMA (mma.sync)"),
 }
 
 

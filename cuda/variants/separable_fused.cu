@@ -29,8 +29,7 @@
 // kCK = 64 (256 threads) when C > 32; kCK = 32 (128 threads) when C <= 32 and on the generic
 // path, so a C = 32 layer does not compute a half-empty chunk.
 //
-// Prediction (before any measurement) and the reasoning: in the report that came with it (to be
-// moved to docs/perf-log.md, "Fused separable: separable_fused", with the measured outcome).
+// Prediction and outcome: docs/perf-log.md, "Fused separable convolution".
 #include "depthwise.cuh"
 #include "mma_ptx.cuh"
 

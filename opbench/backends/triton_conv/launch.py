@@ -1,0 +1,307 @@
+"""The GPU side of the triton backend (imported when a job runs): operands on the device, one launch of the kernel
+with a tile configuration, the autotune variant's search, and run()/benchmark().
+
+Timing is opbench.gpu_timing.time_graph's, as for every PyTorch-side backend: CUDA events around a CUDA-graph replay
+of many launches rotating through input, filter and output copies larger than L2; the timed outputs must equal a
+fresh launch on each buffer set. The autotune variant times each candidate configuration the same way (with
+AUTOTUNE_SETTINGS, shorter) and keeps the fastest; its choice is stored under compiled/triton/autotune/ (keyed by the
+shape, dtype, candidates, card, Triton version and kernel source), so the run job (verified) and the benchmark job
+(timed) use the same configuration whichever runs first.
+
+Triton's compile cache is compiled/triton/triton-cache (TRITON_CACHE_DIR, set before the first compile): a kernel
+compiled for one job is loaded, not compiled again, by the next job with the same source, constants and tile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opbench.backends.base import BenchSettings, Job
+from opbench.backends.triton_conv import asm, gemm
+from opbench.gpu_timing import (
+    OUTPUT_UNIT_ROUNDOFF,
+    TIMED_OUTPUT_DIFFERS,
+    buffer_copies,
+    check_timed_outputs,
+    time_graph,
+)
+
+CACHE_DIR = "compiled/triton/triton-cache"  # Triton's compile cache (compiled/<backend>/..., as opbench.paths names)
+AUTOTUNE_DIR = "compiled/triton/autotune"  # the autotune variant's choices
+KERNEL_SOURCE = Path(__file__).with_name("kernel.py")
+# The autotune search's timing per candidate: short, the same in the run and the benchmark job.
+AUTOTUNE_SETTINGS = BenchSettings(warmup_ms=10, repetitions=5, min_sample_ms=2, flush_l2=True)
+
+
+def set_cache_dir() -> Path:
+    """Point Triton's compile cache at compiled/triton/triton-cache (under the job's working directory, the
+    workflow's root) before anything compiles; every job sets it (a GPU worker also serves other backends)."""
+    path = Path(CACHE_DIR).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TRITON_CACHE_DIR"] = str(path)
+    return path
+
+
+def parse_options(options: dict[str, str]) -> tuple[dict[str, gemm.TileConfig], bool]:
+    """Job.options (Triton.job_options) -> the candidate configurations by name and whether the variant autotunes."""
+    configs = {name: gemm.TileConfig.from_config(entry) for name, entry in json.loads(options["configs"]).items()}
+    return configs, options.get("autotune") == "1"
+
+
+@dataclass
+class Conv:
+    """One job's convolution on the device: the operands (rotating copies), the kernel and its launches."""
+
+    job: Job
+    torch: Any
+    triton: Any
+    sets: list[tuple[Any, Any]] = field(default_factory=list)  # (x NHWC, w KRSC) per buffer set
+    capability: tuple[int, int] = (0, 0)
+    has_descriptors: bool = False
+
+    @classmethod
+    def setup(cls, job: Job) -> Conv:
+        set_cache_dir()
+        import torch
+        import triton
+
+        dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[job.dtype.name]
+        x, w = (
+            torch.from_numpy(np.ascontiguousarray(job.inputs[name])).to(device="cuda", dtype=dtype)
+            for name in ("input", "filter")
+        )
+        try:
+            from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: F401
+
+            has_descriptors = True
+        except ImportError:
+            has_descriptors = False
+        return cls(
+            job=job, torch=torch, triton=triton, sets=[(x, w)],
+            capability=tuple(torch.cuda.get_device_capability()), has_descriptors=has_descriptors,
+        )  # fmt: skip
+
+    def rotate(self, copies: int) -> None:
+        """Buffer sets 1 .. copies-1: clones of set 0."""
+        x, w = self.sets[0]
+        self.sets = [(x, w)] + [(x.clone(), w.clone()) for _ in range(copies - 1)]
+
+    def tma(self, config: gemm.TileConfig) -> tuple[bool, str]:
+        return gemm.tma_decision(
+            config=config, dtype=self.job.dtype.name, shape=self.job.shape, triton_version=self.triton.__version__,
+            capability=self.capability, has_descriptors=self.has_descriptors,
+        )  # fmt: skip
+
+    def launcher(self, config: gemm.TileConfig) -> Launcher:
+        from opbench.backends.triton_conv.kernel import conv2d_nhwc_krsc
+
+        return Launcher(self, config, conv2d_nhwc_krsc, self.tma(config))
+
+
+class Launcher:
+    """Launches of one configuration: `launch(i)` computes the convolution on buffer set i into a new output tensor
+    and returns it (what time_graph keeps per set); `compiled` is the CompiledKernel of the first launch."""
+
+    def __init__(self, conv: Conv, config: gemm.TileConfig, kernel: Any, tma: tuple[bool, str]) -> None:
+        shape = conv.job.shape
+        self.conv, self.config, self.kernel = conv, config, kernel
+        self.use_tma, self.tma_reason = tma
+        self.walk = gemm.reduction_walk(shape.c, config.block_k)
+        m = shape.n * shape.p * shape.q
+        self.grid = (math.ceil(m / config.block_m) * math.ceil(shape.k / config.block_n),)
+        self.out_shape = (shape.n, shape.p, shape.q, shape.k)
+        self.descriptors: dict[int, Any] = {}
+        self.compiled: Any = None
+
+    def descriptor(self, i: int) -> Any:
+        """Set i's filter as a host-side TMA tensor descriptor over the [K, R*S*C] matrix (None without TMA)."""
+        if not self.use_tma:
+            return None
+        if i not in self.descriptors:
+            from triton.tools.tensor_descriptor import TensorDescriptor
+
+            w = self.conv.sets[i][1]
+            w2d = w.view(w.shape[0], -1)
+            self.descriptors[i] = TensorDescriptor.from_tensor(w2d, [self.config.block_n, self.config.block_k])
+        return self.descriptors[i]
+
+    def launch(self, i: int) -> Any:
+        shape, config = self.conv.job.shape, self.config
+        x, w = self.conv.sets[i]
+        y = self.conv.torch.empty(self.out_shape, dtype=x.dtype, device=x.device)
+        compiled = self.kernel[self.grid](
+            x, w, self.descriptor(i), y,
+            shape.n, shape.h, shape.w, shape.c, shape.k, shape.p, shape.q, shape.r, shape.s,
+            shape.stride[0], shape.stride[1], shape.pad[0], shape.pad[1], shape.dilation[0], shape.dilation[1],
+            BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,
+            TAP_WALK=self.walk == "tap", USE_TMA=self.use_tma,
+            INPUT_PRECISION="tf32" if self.conv.job.dtype.name == "f32" else None,
+            num_warps=config.num_warps, num_stages=config.num_stages,
+        )  # fmt: skip
+        if self.compiled is None:
+            self.compiled = compiled
+        return y
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_config(), "reduction_walk": self.walk, "tma": self.use_tma,
+            "tma_reason": self.tma_reason, "grid": list(self.grid),
+        }  # fmt: skip
+
+
+def out_of_resources(error: BaseException) -> bool:
+    """Triton's OutOfResources (a config needs more shared memory or registers than the card has)."""
+    return type(error).__name__ == "OutOfResources"
+
+
+# ---------------------------------------------------------------- the autotune variant
+
+
+def autotune_key(conv: Conv, configs: dict[str, gemm.TileConfig]) -> str:
+    """What decides a search's outcome: the problem, the candidates, the card, Triton and the kernel's source."""
+    torch, job = conv.torch, conv.job
+    blob = json.dumps(
+        {
+            "shape": job.shape.name, "dtype": job.dtype.name, "layout": job.layout,
+            "configs": {name: c.to_config() for name, c in sorted(configs.items())},
+            "device": torch.cuda.get_device_name(), "capability": list(conv.capability),
+            "triton": conv.triton.__version__, "torch": torch.__version__,
+            "kernel": hashlib.sha256(KERNEL_SOURCE.read_bytes()).hexdigest(),
+            "timing": AUTOTUNE_SETTINGS.__dict__,
+        },
+        sort_keys=True,
+    )  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def time_config(conv: Conv, launcher: Launcher, settings: BenchSettings) -> tuple[Any, float]:
+    """time_graph over the launcher's launches: (GraphTiming, median ms)."""
+    timing = time_graph(launcher.launch, len(conv.sets), settings, noun="convolutions", poison_outputs=True)
+    return timing, float(np.median(timing.samples_ms))
+
+
+def search(conv: Conv, configs: dict[str, gemm.TileConfig]) -> dict[str, Any]:
+    """Time every candidate that fits the dtype (AUTOTUNE_SETTINGS); the fastest is `chosen`. A candidate Triton
+    cannot compile for the card (OutOfResources) is kept with its reason, not timed."""
+    candidates: list[dict[str, Any]] = []
+    for name, config in configs.items():
+        entry: dict[str, Any] = {"name": name}
+        why = gemm.fits(config, conv.job.dtype.name)
+        if why:
+            candidates.append(entry | {"ms": None, "reason": why})
+            continue
+        launcher = conv.launcher(config)
+        try:
+            _, ms = time_config(conv, launcher, AUTOTUNE_SETTINGS)
+        except Exception as error:
+            if not out_of_resources(error):
+                raise
+            candidates.append(entry | {"ms": None, "reason": f"OutOfResources: {str(error).strip()[:200]}"})
+            continue
+        candidates.append(entry | {"ms": ms, "tma": launcher.use_tma, "reduction_walk": launcher.walk})
+    timed = [c for c in candidates if c["ms"] is not None]
+    if not timed:
+        raise RuntimeError(f"no autotune candidate runs this problem: {candidates}")
+    chosen = min(timed, key=lambda c: c["ms"])["name"]
+    return {"chosen": chosen, "candidates": candidates}
+
+
+def autotuned(conv: Conv, configs: dict[str, gemm.TileConfig]) -> dict[str, Any]:
+    """The autotune choice for this job: the stored one (compiled/triton/autotune/) where the same search was done
+    before (by the point's run or benchmark job), else a new search, stored."""
+    path = Path(AUTOTUNE_DIR) / conv.job.dtype.name / f"{conv.job.shape.name}-{autotune_key(conv, configs)}.json"
+    if path.is_file():
+        return json.loads(path.read_text()) | {"source": f"stored ({path})"}
+    result = search(conv, configs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(f".{os.getpid()}.tmp")
+    scratch.write_text(json.dumps(result, indent=1) + "\n")
+    scratch.replace(path)  # atomic: a concurrent job reads a whole file or none
+    return result | {"source": "searched"}
+
+
+# ---------------------------------------------------------------- run and benchmark
+
+
+def prepare(job: Job, flush_l2: bool) -> tuple[Conv, Launcher, dict[str, Any]]:
+    """The job's device operands (rotating copies larger than L2 where `flush_l2`), its configuration's launcher and
+    the autotune detail (empty for a one-configuration variant). An autotune search rotates through copies larger
+    than L2 whatever the job (AUTOTUNE_SETTINGS), so the run and the benchmark job search alike."""
+    conv = Conv.setup(job)
+    l2 = conv.torch.cuda.get_device_properties(0).L2_cache_size
+    configs, autotune = parse_options(job.options)
+    detail: dict[str, Any] = {}
+    if autotune:
+        conv.rotate(buffer_copies(footprint_bytes(job), l2, AUTOTUNE_SETTINGS.flush_l2))
+        detail["autotune"] = autotuned(conv, configs)
+        name = detail["autotune"]["chosen"]
+    else:
+        (name,) = configs
+        why = gemm.fits(configs[name], job.dtype.name)
+        if why:
+            raise RuntimeError(f"triton variant {job.variant}: {why}")
+    conv.rotate(buffer_copies(footprint_bytes(job), l2, flush_l2))
+    launcher = conv.launcher(configs[name])
+    detail["config_name"] = name
+    return conv, launcher, detail
+
+
+def to_host(y: Any) -> np.ndarray:
+    return y.detach().float().cpu().numpy()
+
+
+def run(job: Job) -> np.ndarray:
+    conv, launcher, _ = prepare(job, flush_l2=False)
+    y = launcher.launch(0)
+    conv.torch.cuda.synchronize()
+    return np.ascontiguousarray(to_host(y))  # NPQK: the nhwc_fhwc layout's output order
+
+
+def footprint_bytes(job: Job) -> int:
+    shape, itemsize = job.shape, gemm.ITEMSIZE[job.dtype.name]
+    elements = shape.n * shape.h * shape.w * shape.c + shape.k * shape.r * shape.s * shape.c
+    return (elements + shape.n * shape.p * shape.q * shape.k) * itemsize
+
+
+def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
+    conv, launcher, detail = prepare(job, settings.flush_l2)
+    torch = conv.torch
+    timing = time_graph(launcher.launch, len(conv.sets), settings, noun="convolutions", poison_outputs=True)
+    if not timing.outputs:
+        raise RuntimeError("the timed launches returned no output to check")
+    check = check_timed_outputs(timing.outputs, launcher.launch, OUTPUT_UNIT_ROUNDOFF[job.dtype.name], to_host)
+    if not check.consistent:
+        raise RuntimeError(
+            f"{TIMED_OUTPUT_DIFFERS} ({check.bitwise_mismatches} elements differ, max |diff| {check.max_abs_diff:g})"
+        )
+    facts = asm.kernel_facts(launcher.compiled)
+    name = detail["config_name"]
+    filter_path = "TMA filter" if launcher.use_tma else "filter by pointer loads"
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "samples_ms": timing.samples_ms,
+        "inner": timing.inner,
+        "buffer_copies": timing.copies,
+        "method": (
+            f"{timing.method}; Triton {conv.triton.__version__} kernel {name} ({launcher.walk} walk, {filter_path}; "
+            f"{asm.summary(facts)})"
+        ),
+        "device": props.name,
+        "torch": torch.__version__,
+        "triton": conv.triton.__version__,
+        "chosen": name,
+        "bench_output_consistent": True,
+        "bench_check": check.to_dict(),
+        "detail": detail | launcher.describe() | {
+            "kernel": facts, "capability": list(conv.capability), "triton": conv.triton.__version__,
+            "torch": torch.__version__, "cache_dir": os.environ.get("TRITON_CACHE_DIR"),
+        },
+    }  # fmt: skip

@@ -38,8 +38,10 @@ def _causal_mask(s: int) -> tuple[list[str], str]:
 
 def attention(*, function: str, layout: str, shape: Sequence[int], s: int, d: int, causal: bool, element: str) -> str:
     """One function `@{function}(q, k, v) -> o`, all four of `shape` (the layout's order). The scale 1/√D is an f32
-    operand (not rounded to the element type); where causal the mask is built in the function (IREE folds it into
-    the attention's dispatch)."""
+    operand (not rounded to the element type); where causal the mask is built in the function. IREE 3.13 does not fuse
+    that generic into the attention's dispatch (checked with --compile-to=flow for llvm-cpu and CUDA: two
+    dispatches): it builds the S x S i1 mask in a dispatch of its own (256 MiB at S = 16384) that the attention
+    dispatch then reads, so the causal rows pay for it, and no masked-out block is skipped."""
     qkv_t = tensor_type(shape, element)
     maps = [
         _operand_map(layout, "d2", "d3"),  # Q: query, k1

@@ -217,8 +217,10 @@ CUDA_VARIANT_DTYPES = {
     variant: ALL_DTYPES
     for variant in ("mma_implicit_gemm", "hopper_wgmma", "depthwise_naive", "depthwise_smem", "depthwise_async")
 }
+CUDA_VARIANT_DTYPES["attention_fa2"] = ("f16", "bf16")
 CUDA_VARIANT_OPS = {variant: "depthwise_conv2d" for variant in ("depthwise_naive", "depthwise_smem", "depthwise_async")}
-HARNESS_LAYOUT = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc"}
+CUDA_VARIANT_OPS["attention_fa2"] = "attention"
+HARNESS_LAYOUT = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc", "attention": "bhsd"}
 
 
 def _implemented(op: str, backend: str, variant: str, dtype: str, layout: str) -> bool:

@@ -210,8 +210,9 @@ def test_depthwise_problems_are_checked_before_cuda(builds, npy_files):
     assert proc.returncode == USAGE_EXIT and re.search(r"expected \(3, 3, 3\)", proc.stderr), proc.stderr
     proc = run_binary(binary, [*base, "--filter", str(npy_files["w_depthwise"]), *problem_args()])
     assert proc.returncode == USAGE_EXIT and "--k must equal --c for depthwise_conv2d" in proc.stderr, proc.stderr
-    proc = run_binary(binary, [*base[:-1], "attention", "--filter", str(npy_files["w"]), *problem_args()])
-    assert proc.returncode == USAGE_EXIT and "--op must be conv2d, depthwise_conv2d or" in proc.stderr, proc.stderr
+    proc = run_binary(binary, [*base[:-1], "matmul", "--filter", str(npy_files["w"]), *problem_args()])
+    assert proc.returncode == USAGE_EXIT, proc.stderr
+    assert "--op must be conv2d, depthwise_conv2d, separable_conv2d or attention, got 'matmul'" in proc.stderr
     for stem in ("naive", "depthwise_naive"):  # a valid depthwise problem gets past the checks to the first CUDA call
         proc = run_binary(builds[stem]["binary"], [*base, "--filter", str(npy_files["w_depthwise"]),
                                                    *problem_args(**{"--k": None})])  # fmt: skip
@@ -237,6 +238,63 @@ def test_separable_problems_are_checked_before_cuda(builds, npy_files):
     assert "usage" not in proc.stderr and proc.returncode != USAGE_EXIT, proc.stderr  # valid: on to the first CUDA call
 
 
+ATTENTION = {"--b": 2, "--heads": 3, "--s": 5, "--d": 64}  # Q, K, V, O [2,3,5,64]
+
+
+def attention_args(**overrides) -> list[str]:
+    flags = {**ATTENTION, **overrides}
+    return [str(a) for kv in flags.items() if kv[1] is not None for a in kv]
+
+
+def test_attention_problems_are_checked_before_cuda(builds, tmp_path):
+    """--op attention: --q --k --v files [B,H,S,D] (--k and --s are the key file and the sequence length there),
+    --b --heads --s --d >= 1, --causal 0|1, each tensor under 2^31 elements; the convolutions' flags are refused for
+    it and its own for them. Which D a kernel takes is the variant's rule, not the harness's."""
+    if builds["attention_fa2"]["rc"] != 0 or builds["naive"]["rc"] != 0:
+        pytest.fail("attention_fa2 or naive did not build")
+    binary = builds["attention_fa2"]["binary"]
+    files = {name: tmp_path / f"{name}.npy" for name in ("q", "k", "v", "bad")}
+    for name in ("q", "k", "v"):
+        write_npy(files[name], (2, 3, 5, 64))
+    write_npy(files["bad"], (2, 5, 3, 64))  # bshd
+    inputs = ["--q", str(files["q"]), "--k", str(files["k"]), "--v", str(files["v"])]
+    base = ["--mode", "bench", "--op", "attention"]
+
+    def usage(args: list[str], message: str) -> None:
+        proc = run_binary(binary, args)
+        assert proc.returncode == USAGE_EXIT and message in proc.stderr, (message, proc.returncode, proc.stderr)
+        assert proc.stdout == "" and "CUDA error" not in proc.stderr
+
+    for missing in ("--b", "--heads", "--s", "--d"):
+        usage([*base, *inputs, *attention_args(**{missing: None})], f"missing required flag {missing}")
+    usage([*base, *inputs[:-2], *attention_args()], "missing required flag --v")
+    usage(["--mode", "run", "--op", "attention", *inputs, *attention_args()], "missing required flag --output")
+    usage([*base, *inputs, *attention_args(**{"--d": 0})], "--d must be >= 1 (got 0)")
+    usage([*base, *inputs, *attention_args(**{"--heads": -1})], "--heads must be >= 1 (got -1)")
+    usage([*base, *inputs, *attention_args(), "--causal", "2"], "--causal must be 0 or 1 (got 2)")
+    usage([*base, *inputs, *attention_args(), "--dtype", "fp8"], "--dtype must be f32, f16 or bf16, got 'fp8'")
+    usage([*base, *inputs, *attention_args(**{"--b": 65536, "--heads": 64, "--s": 8})], ">= 2^31 elements each")
+    usage([*base, *inputs, *attention_args(), "--input", str(files["q"])], "--input is not a flag of --op attention")
+    usage([*base, *inputs, *attention_args(), "--pad-h", "1"], "--pad-h is not a flag of --op attention")
+    bad_q = ["--q", str(files["bad"]), *inputs[2:]]
+    usage([*base, *bad_q, *attention_args()], f"{files['bad']}: ")
+    usage([*base, *bad_q, *attention_args()], "expected (2, 3, 5, 64)")
+    bad_v = [*inputs[:4], "--v", str(files["bad"])]
+    usage([*base, *bad_v, *attention_args(**{"--causal": 1})], str(files["bad"]))
+    # a convolution refuses attention's own flags
+    conv = ["--mode", "bench", "--input", str(files["q"]), "--filter", str(files["k"]), *problem_args()]
+    proc = run_binary(binary, [*conv, "--heads", "2"])
+    assert proc.returncode == USAGE_EXIT and "--heads is for --op attention only" in proc.stderr, proc.stderr
+    # valid problems (any D, causal or not) get past the checks to the first CUDA call, in any variant's binary
+    for stem, extra in (("attention_fa2", []), ("attention_fa2", ["--causal", "1"]), ("naive", [])):
+        proc = run_binary(builds[stem]["binary"], [*base, *inputs, *attention_args(), *extra])
+        assert "usage" not in proc.stderr and proc.returncode != USAGE_EXIT, proc.stderr
+    for name in ("q", "k", "v"):
+        write_npy(files[name], (1, 1, 3, 80))
+    proc = run_binary(binary, [*base, *inputs, "--b", "1", "--heads", "1", "--s", "3", "--d", "80"])
+    assert "usage" not in proc.stderr and proc.returncode != USAGE_EXIT, proc.stderr
+
+
 # What each variant's machine code must contain (opbench.sass mnemonic groups): the claim in its header comment.
 EXPECTED_SASS = {
     "mma_implicit_gemm": ("HMMA (mma.sync)", "LDSM (ldmatrix)", "LDGSTS (cp.async)"),
@@ -248,6 +306,8 @@ EXPECTED_SASS = {
     "depthwise_async": ("FFMA", "LDS.128", "LDGSTS (cp.async)"),  # the tile copied by cp.async
     # the depthwise stage in float32 FMAs on a cp.async-staged input tile, the 1x1 on the tensor cores via ldmatrix
     "separable_fused": ("FFMA", "LDGSTS (cp.async)", "LDSM (ldmatrix)", "HMMA (mma.sync)"),
+    # Q·Kᵀ and P·V on mma.sync, K/V tiles by cp.async, Q, K and V fragments by ldmatrix (V's .trans)
+    "attention_fa2": ("HMMA (mma.sync)", "LDGSTS (cp.async)", "LDSM (ldmatrix)"),
 }
 
 

@@ -37,7 +37,7 @@ def test_full_metadata_line() -> None:
         ("// opbench: f32_math=fp16", "f32_math must be fp32 or tf32, got 'fp16'"),
         ("// opbench: archs=hopper", r"archs \['hopper'\] are not nvcc targets"),
         ("// opbench: stages=4", "unknown '// opbench:' key 'stages'"),
-        ("// opbench: op=attention", "op 'attention' unknown"),
+        ("// opbench: op=matmul", "op 'matmul' unknown"),
         ("// opbench: dtypes", "item 'dtypes' is not key=value"),
         ("// opbench: dtypes=f16\n// opbench: archs=sm_90", "more than one '// opbench:' line"),
     ],
@@ -104,3 +104,48 @@ def test_harness_flags_name_the_op() -> None:
     separable = get_op("separable_conv2d").shape_from_name("n1_h8_w8_c16_k24_r3_s3_st1_p1")
     flags = problem_flags(separable, "separable_conv2d")
     assert flags[:2] == ["--op", "separable_conv2d"] and flags[flags.index("--k") + 1] == "24"
+
+
+def test_the_attention_variant_runs_bhsd_f16_and_bf16() -> None:
+    """attention_fa2 declares op=attention; the harness takes attention in bhsd only (bshd points SKIP, saying so)."""
+    assert variant_info("attention_fa2") == VariantInfo(op="attention", dtypes=("f16", "bf16"))
+    backend = get_backend("cuda")
+
+    def attention(dtype: str, layout: str) -> Problem:
+        return make_problem(op="attention", shape="b2_h3_s100_d64_causal", dtype=dtype, layout=layout)
+
+    assert backend.unsupported(attention("f16", "bhsd"), "attention_fa2") is None
+    assert backend.unsupported(attention("bf16", "bhsd"), "attention_fa2") is None
+    assert backend.unsupported(attention("f16", "bshd"), "attention_fa2") == (
+        "the harness takes attention in layout bhsd, not bshd"
+    )
+    assert backend.unsupported(attention("f32", "bhsd"), "attention_fa2") == (
+        "cuda/variants/attention_fa2.cu implements f16, bf16, not f32"
+    )
+    assert backend.unsupported(attention("f16", "bhsd"), "mma_implicit_gemm") == (
+        "cuda/variants/mma_implicit_gemm.cu computes conv2d, not attention"
+    )
+    assert backend.unsupported(problem("f16", "nhwc_fhwc"), "attention_fa2") == (
+        "cuda/variants/attention_fa2.cu computes attention, not conv2d"
+    )
+
+
+def test_attention_harness_flags() -> None:
+    from opbench.backends.cuda import problem_flags
+    from opbench.ops import get_op
+
+    causal = get_op("attention").shape_from_name("b2_h3_s257_d128_causal")
+    assert problem_flags(causal, "attention") == [
+        "--op", "attention", "--b", "2", "--heads", "3", "--s", "257", "--d", "128", "--causal", "1",
+    ]  # fmt: skip
+    full = get_op("attention").shape_from_name("b1_h1_s1_d64")
+    assert problem_flags(full, "attention")[-2:] == ["--causal", "0"]
+
+
+def test_every_harness_op_names_a_flag_for_each_input() -> None:
+    from opbench.backends.cuda import HARNESS_INPUT_FLAGS, HARNESS_LAYOUTS
+    from opbench.ops import get_op
+
+    for op in HARNESS_LAYOUTS:
+        assert set(get_op(op).input_names) <= set(HARNESS_INPUT_FLAGS), op
+    assert [HARNESS_INPUT_FLAGS[name] for name in get_op("attention").input_names] == ["--q", "--k", "--v"]

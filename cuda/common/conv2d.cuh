@@ -7,8 +7,10 @@
 //     variants that tune in variant_prepare(), and the "candidates" list of their "detail".
 //   * The variant interface: five functions that exactly one variant file defines.
 //
-// Two ops (ConvProblem::op, the harness's --op): conv2d, and depthwise_conv2d (one R x S filter
-// per channel, K = C). Layouts (fixed by the contract): X is NHWC [N,H,W,C], Wt is KRSC
+// Ops (ConvProblem::op, the harness's --op): conv2d, depthwise_conv2d (one R x S filter
+// per channel, K = C), separable_conv2d, and attention (ConvProblem::attn: the one non-convolution
+// op; its sizes and buffers are described in the attention section below, the rest of this comment
+// is about the convolutions). Layouts (fixed by the contract): X is NHWC [N,H,W,C], Wt is KRSC
 // [K,R,S,C] (depthwise: RSC [R,S,C]), Y is NHWC [N,P,Q,K]; cross-correlation with zero padding,
 // like torch conv2d (groups = C for depthwise). X, Wt and Y are stored as
 // ConvProblem::elem (float32, float16 or bfloat16, chosen by the harness's --dtype): 16-bit
@@ -75,16 +77,30 @@ inline size_t elem_bytes(ElemType e) { return e == ElemType::f32 ? 4 : 2; }
 // ---------------------------------------------------------------------------------------------
 // separable_conv2d is a depthwise R x S convolution of the C channels then a pointwise 1x1 one from
 // C to K channels; its Wt is the two filters back to back: the depthwise [R,S,C], then [K,C].
-enum class OpKind : int { conv2d, depthwise_conv2d, separable_conv2d };
+// attention: softmax(Q·Kᵀ/√D)·V per (batch, head); see AttentionSizes.
+enum class OpKind : int { conv2d, depthwise_conv2d, separable_conv2d, attention };
 
 inline const char* op_name(OpKind o) {
   switch (o) {
     case OpKind::depthwise_conv2d: return "depthwise_conv2d";
     case OpKind::separable_conv2d: return "separable_conv2d";
+    case OpKind::attention: return "attention";
     case OpKind::conv2d: break;
   }
   return "conv2d";
 }
+
+// ---------------------------------------------------------------------------------------------
+// attention's sizes (--op attention): Q, K, V and O all [B,H,S,D] (layout bhsd), S queries attend
+// to S keys; `causal`: query i sees keys 0..i only. The harness hands a variant Q as `x`, K and V
+// back to back in `w` (K first, V at w + B*H*S*D elements) and O as `y`, all ConvProblem::elem.
+// ---------------------------------------------------------------------------------------------
+struct AttentionSizes {
+  int b = 0, heads = 0, s = 0, d = 0;  // --b --heads --s --d
+  int causal = 0;                       // --causal 0|1
+
+  __host__ __device__ int64_t elems() const { return int64_t(b) * heads * s * d; }  // one of Q/K/V/O
+};
 
 // ---------------------------------------------------------------------------------------------
 // The problem. Plain ints so it can be passed by value to kernels. The harness guarantees,
@@ -101,6 +117,7 @@ struct ConvProblem {
   int p = 0, q = 0;                   // derived output size, set by finalize()
   ElemType elem = ElemType::f32;      // storage type of X and Wt (--dtype)
   OpKind op = OpKind::conv2d;         // --op
+  AttentionSizes attn;                // op == attention only (the convolution fields stay 0)
 
   // Output extent along one axis; may be <= 0 for an invalid problem (never divides a
   // negative numerator, which would round toward zero and yield a bogus 1).
@@ -112,6 +129,7 @@ struct ConvProblem {
 
   // Validates every field and sets p, q. Returns "" or an error message that names the flag.
   std::string finalize() {
+    if (op == OpKind::attention) return finalize_attention();
     struct Field { const char* flag; int value; int min; };
     const Field fields[] = {
         {"--n", n, 1},           {"--h", h, 1},           {"--w", w, 1},
@@ -157,22 +175,47 @@ struct ConvProblem {
     return "";
   }
 
-  __host__ __device__ int64_t x_elems() const { return int64_t(n) * h * w * c; }
+  // attention: every size >= 1 and each of Q, K, V, O under 2^31 elements (int32 offsets). Which
+  // head dims a kernel takes is the variant's business (it stops in variant_prepare), not a usage rule.
+  std::string finalize_attention() {
+    struct Field { const char* flag; int value; };
+    const Field fields[] = {{"--b", attn.b}, {"--heads", attn.heads}, {"--s", attn.s}, {"--d", attn.d}};
+    for (const Field& f : fields) {
+      if (f.value < 1)
+        return std::string(f.flag) + " must be >= 1 (got " + std::to_string(f.value) + ")";
+    }
+    if (attn.causal != 0 && attn.causal != 1)
+      return "--causal must be 0 or 1 (got " + std::to_string(attn.causal) + ")";
+    if (attn.elems() >= (int64_t(1) << 31))
+      return "Q, K, V and O B*H*S*D = " + std::to_string(attn.elems()) +
+             " >= 2^31 elements each (32-bit indexing limit)";
+    return "";
+  }
+
+  __host__ __device__ int64_t x_elems() const {
+    return op == OpKind::attention ? attn.elems() : int64_t(n) * h * w * c;
+  }
   __host__ __device__ int64_t w_elems() const {
     switch (op) {
+      case OpKind::attention: return 2 * attn.elems();  // K then V
       case OpKind::depthwise_conv2d: return int64_t(r) * s * c;
       case OpKind::separable_conv2d: return int64_t(r) * s * c + int64_t(k) * c;
       case OpKind::conv2d: break;
     }
     return int64_t(k) * r * s * c;
   }
-  __host__ __device__ int64_t y_elems() const { return int64_t(n) * p * q * k; }
+  __host__ __device__ int64_t y_elems() const {
+    return op == OpKind::attention ? attn.elems() : int64_t(n) * p * q * k;
+  }
   size_t y_bytes() const { return size_t(y_elems()) * elem_bytes(elem); }
   // Implicit-GEMM sizes: M rows (output pixels), N columns (output channels), KG reduction.
   __host__ __device__ int gemm_m() const { return n * p * q; }
   __host__ __device__ int gemm_n() const { return k; }
   __host__ __device__ int gemm_k() const { return r * s * c; }
   double flops() const {
+    if (op == OpKind::attention)  // Q·Kᵀ and P·V, 2·S·S·D each; half where causal (opbench's count)
+      return 4.0 * double(attn.b) * attn.heads * double(attn.s) * attn.s * attn.d *
+             (attn.causal ? 0.5 : 1.0);
     if (op == OpKind::depthwise_conv2d) return 2.0 * double(gemm_m()) * double(c) * double(r * s);
     return 2.0 * double(gemm_m()) * double(gemm_n()) * double(gemm_k());
   }

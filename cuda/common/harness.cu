@@ -1,4 +1,4 @@
-// harness.cu: the driver shared by every conv2d variant. Linked with exactly one file from
+// harness.cu: the driver shared by every variant (convolutions and attention). Linked with one file from
 // cuda/variants/, which supplies the variant interface declared in conv2d.cuh.
 //
 // Order of work (so that argument and file errors never need a GPU):
@@ -246,7 +246,11 @@ const char* kUsage =
     "  files with round-to-nearest-even, exact for inputs already rounded to it; Y written to\n"
     "  the .npy file as float32); kernels accumulate in float32.\n"
     "  --output is required with --mode run (optional with bench: writes the run-mode result).\n"
-    "  Prints one JSON object on stdout.\n";
+    "  Prints one JSON object on stdout.\n"
+    "attention: conv2d_<variant> --op attention --mode run|bench --q Q.npy --k K.npy --v V.npy\n"
+    "         [--output O.npy] --b B --heads H --s S --d D [--causal 0|1] [--dtype ...] [timing flags]\n"
+    "  Q, K, V and O: float32 [B,H,S,D] files (bhsd), stored on the GPU as --dtype; --causal 1: query i\n"
+    "  sees keys 0..i. (--k and --s name the key file and the sequence length here.)\n";
 
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr, "error: %s\n%s", msg.c_str(), kUsage);
@@ -255,6 +259,7 @@ const char* kUsage =
 
 struct Options {
   std::string mode, input, filter, pw_filter, output;
+  std::string q, k, v;  // --op attention: the Q, K and V files (input, filter, pw_filter stay empty)
   ConvProblem prob;
   double warmup_ms = 50.0;
   int reps = 30;
@@ -280,11 +285,20 @@ double parse_double(const std::string& flag, const std::string& text) {
   return v;
 }
 
+Options parse_common(Options o, std::map<std::string, std::string>& kv);
+
 Options parse_args(int argc, char** argv) {
   static const std::set<std::string> kKnown = {
       "--mode", "--op", "--input", "--filter", "--pw-filter", "--output", "--n", "--h", "--w", "--c", "--k", "--r",
       "--s", "--stride-h", "--stride-w", "--pad-h", "--pad-w", "--dil-h", "--dil-w", "--dtype",
-      "--warmup-ms", "--reps", "--min-sample-ms", "--flush-l2"};
+      "--warmup-ms", "--reps", "--min-sample-ms", "--flush-l2",
+      "--q", "--v", "--b", "--heads", "--d", "--causal"};  // the last six: --op attention only
+  // The flags of one kind of op only (--k and --s belong to both: K channels / filter width for
+  // the convolutions, the key file / sequence length for attention).
+  static const char* const kAttentionOnly[] = {"--q", "--v", "--b", "--heads", "--d", "--causal"};
+  static const char* const kConvOnly[] = {
+      "--input", "--filter", "--pw-filter", "--n", "--h", "--w", "--c", "--r",
+      "--stride-h", "--stride-w", "--pad-h", "--pad-w", "--dil-h", "--dil-w"};
   std::map<std::string, std::string> kv;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -316,25 +330,39 @@ Options parse_args(int argc, char** argv) {
     auto it = kv.find(flag);
     return it == kv.end() ? dflt : int(parse_int(flag, it->second));
   };
-  auto opt_double = [&](const char* flag, double dflt) {
-    auto it = kv.find(flag);
-    return it == kv.end() ? dflt : parse_double(flag, it->second);
-  };
 
   Options o;
   o.mode = required("--mode");
   if (o.mode != "run" && o.mode != "bench")
     usage_error("--mode must be 'run' or 'bench', got '" + o.mode + "'");
+  ConvProblem& p = o.prob;
+  if (kv.count("--op") && kv["--op"] == "attention") {
+    for (const char* flag : kConvOnly)
+      if (kv.count(flag)) usage_error(std::string(flag) + " is not a flag of --op attention");
+    o.q = required("--q");
+    o.k = required("--k");
+    o.v = required("--v");
+    if (kv.count("--output")) o.output = kv["--output"];
+    if (o.mode == "run" && o.output.empty()) usage_error("missing required flag --output (--mode run)");
+    p.op = OpKind::attention;
+    p.attn.b = req_int("--b");
+    p.attn.heads = req_int("--heads");
+    p.attn.s = req_int("--s");
+    p.attn.d = req_int("--d");
+    p.attn.causal = opt_int("--causal", 0);
+    return parse_common(o, kv);
+  }
   o.input = required("--input");
   o.filter = required("--filter");
   if (kv.count("--output")) o.output = kv["--output"];
   if (o.mode == "run" && o.output.empty()) usage_error("missing required flag --output (--mode run)");
-  ConvProblem& p = o.prob;
   const std::string op = kv.count("--op") ? kv["--op"] : "conv2d";
   if (op == "conv2d") p.op = OpKind::conv2d;
   else if (op == "depthwise_conv2d") p.op = OpKind::depthwise_conv2d;
   else if (op == "separable_conv2d") p.op = OpKind::separable_conv2d;
-  else usage_error("--op must be conv2d, depthwise_conv2d or separable_conv2d, got '" + op + "'");
+  else usage_error("--op must be conv2d, depthwise_conv2d, separable_conv2d or attention, got '" + op + "'");
+  for (const char* flag : kAttentionOnly)
+    if (kv.count(flag)) usage_error(std::string(flag) + " is for --op attention only");
   if (p.op == OpKind::separable_conv2d) o.pw_filter = required("--pw-filter");
   else if (kv.count("--pw-filter")) usage_error("--pw-filter is for --op separable_conv2d only");
   p.n = req_int("--n");
@@ -350,6 +378,20 @@ Options parse_args(int argc, char** argv) {
   p.pad_w = req_int("--pad-w");
   p.dil_h = opt_int("--dil-h", 1);
   p.dil_w = opt_int("--dil-w", 1);
+  return parse_common(o, kv);
+}
+
+// The flags every op shares (--dtype and the timing flags), then the problem's own checks.
+Options parse_common(Options o, std::map<std::string, std::string>& kv) {
+  auto opt_int = [&](const char* flag, int dflt) {
+    auto it = kv.find(flag);
+    return it == kv.end() ? dflt : int(parse_int(flag, it->second));
+  };
+  auto opt_double = [&](const char* flag, double dflt) {
+    auto it = kv.find(flag);
+    return it == kv.end() ? dflt : parse_double(flag, it->second);
+  };
+  ConvProblem& p = o.prob;
   const std::string dtype = kv.count("--dtype") ? kv["--dtype"] : "f32";
   if (dtype == "f32") p.elem = ElemType::f32;
   else if (dtype == "f16") p.elem = ElemType::f16;
@@ -445,6 +487,12 @@ std::vector<unsigned char> to_device_bytes(const std::vector<float>& values, Ele
 std::string problem_json(const ConvProblem& p) {
   Json j;
   j.add_str("op", op_name(p.op));
+  if (p.op == OpKind::attention) {
+    j.add_int("b", p.attn.b).add_int("heads", p.attn.heads).add_int("s", p.attn.s);
+    j.add_int("d", p.attn.d).add_bool("causal", p.attn.causal != 0);
+    j.add_str("dtype", elem_name(p.elem));
+    return j.str();
+  }
   j.add_int("n", p.n).add_int("h", p.h).add_int("w", p.w).add_int("c", p.c).add_int("k", p.k);
   j.add_int("r", p.r).add_int("s", p.s).add_int("stride_h", p.stride_h);
   j.add_int("stride_w", p.stride_w).add_int("pad_h", p.pad_h).add_int("pad_w", p.pad_w);
@@ -459,10 +507,22 @@ std::string problem_json(const ConvProblem& p) {
 // main
 // =============================================================================================
 // One request: read the inputs, run or time, return the JSON record (steps 2 to 5 above).
-std::string serve_request(const Options& opt) {
+// The op's input files as the variant's two input buffers: X, and Wt (a separable problem's two
+// filters, or attention's K and V, back to back). Returns the output's shape.
+std::vector<int64_t> read_inputs(const Options& opt, std::vector<float>& h_x,
+                                 std::vector<float>& h_w) {
   const ConvProblem& prob = opt.prob;
-  std::vector<float> h_x, h_w;
   std::string err;
+  if (prob.op == OpKind::attention) {  // Q as X; K then V as Wt; O [B,H,S,D]
+    const AttentionSizes& a = prob.attn;
+    const std::vector<int64_t> bhsd = {a.b, a.heads, a.s, a.d};
+    std::vector<float> h_v;
+    if (!read_npy_f32(opt.q, bhsd, h_x, err)) usage_error(err);
+    if (!read_npy_f32(opt.k, bhsd, h_w, err)) usage_error(err);
+    if (!read_npy_f32(opt.v, bhsd, h_v, err)) usage_error(err);
+    h_w.insert(h_w.end(), h_v.begin(), h_v.end());
+    return bhsd;
+  }
   if (!read_npy_f32(opt.input, {prob.n, prob.h, prob.w, prob.c}, h_x, err)) usage_error(err);
   const std::vector<int64_t> w_shape =
       prob.op == OpKind::conv2d ? std::vector<int64_t>{prob.k, prob.r, prob.s, prob.c}
@@ -473,7 +533,14 @@ std::string serve_request(const Options& opt) {
     if (!read_npy_f32(opt.pw_filter, {prob.k, prob.c}, h_pw, err)) usage_error(err);
     h_w.insert(h_w.end(), h_pw.begin(), h_pw.end());
   }
-  const std::vector<int64_t> y_shape = {prob.n, prob.p, prob.q, prob.k};
+  return {prob.n, prob.p, prob.q, prob.k};
+}
+
+std::string serve_request(const Options& opt) {
+  const ConvProblem& prob = opt.prob;
+  std::vector<float> h_x, h_w;
+  std::string err;
+  const std::vector<int64_t> y_shape = read_inputs(opt, h_x, h_w);
 
   // ---- 3: device, buffers, prepare ----------------------------------------------------------
   int dev = 0;

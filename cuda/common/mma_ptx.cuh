@@ -1,7 +1,8 @@
 // mma_ptx.cuh: thin wrappers over the Ampere-style (sm_80+) PTX that mma_implicit_gemm.cu uses:
 //   * cp.async 16-byte global -> shared copies with zero fill (.cg, or .ca through L1), commit /
 //     wait_group (also used by hopper_wgmma's gather producer);
-//   * ldmatrix.x4 (four 8x8 b16 matrices = four 8-row x 16-byte blocks) shared -> registers;
+//   * ldmatrix.x4 (four 8x8 b16 matrices = four 8-row x 16-byte blocks) shared -> registers, and
+//     its .trans form (attention_fa2's V operand);
 //   * mma.sync m16n8k16 (f16 / bf16 inputs) and m16n8k8 (tf32 inputs), f32 accumulate;
 //   * cvt.rna.tf32.f32 (round a float to tf32 for the tf32 MMA).
 // Elem<T> gives, per storage type, the elements in one 16-byte chunk and the MMA's name. Both
@@ -62,6 +63,15 @@ __device__ __forceinline__ void cp_async_wait() {
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// The same with .trans: each 8x8 matrix transposed on the way (a thread gets two elements of one
+// column instead of one row): the B operand of an MMA from a k-major (row-major [k][n]) tile, e.g.
+// attention's V [key][d] in P·V (attention_fa2).
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
 }

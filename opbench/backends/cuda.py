@@ -1,6 +1,7 @@
 """Our hand-written CUDA kernels: one executable per variant (cuda/variants/<variant>.cu + the harness), each for one
-op: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc), depthwise_conv2d (NHWC input, RSC filter = nhwc_hwc) or
-separable_conv2d (NHWC input, RSC depthwise and KC pointwise filters = nhwc_hwc_kc).
+op: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc), depthwise_conv2d (NHWC input, RSC filter = nhwc_hwc),
+separable_conv2d (NHWC input, RSC depthwise and KC pointwise filters = nhwc_hwc_kc) or attention (Q, K, V and O
+[B,H,S,D] = bhsd; bshd points are SKIP).
 
 The harness reads the input and filter .npy files, poisons the output, runs or times with CUDA events around
 CUDA-graph replays of many launches rotating through buffer copies larger than L2, and prints one JSON object.
@@ -26,6 +27,7 @@ import yaml
 from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend
 from opbench.backends.harness_process import call_harness
 from opbench.dtypes import DType
+from opbench.ops.attention.shape import AttentionShape
 from opbench.ops.conv2d.shape import Conv2dShape
 from opbench.ops.depthwise_conv2d.shape import DepthwiseShape
 from opbench.ops.separable_conv2d.shape import SeparableShape
@@ -55,9 +57,15 @@ class VariantInfo:
 _METADATA = re.compile(r"^//\s*opbench:(.*)$", re.MULTILINE)
 _HARNESS_DTYPES = ("f32", "f16", "bf16")
 # The ops the harness runs, with the one layout each takes (its input and filter orders).
-HARNESS_LAYOUTS = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc", "separable_conv2d": "nhwc_hwc_kc"}
-# The harness flag that names each op input's .npy file (the op's input_names).
-HARNESS_INPUT_FLAGS = {"input": "--input", "filter": "--filter", "dw_filter": "--filter", "pw_filter": "--pw-filter"}
+HARNESS_LAYOUTS = {
+    "conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc", "separable_conv2d": "nhwc_hwc_kc", "attention": "bhsd",
+}  # fmt: skip
+# The harness flag that names each op input's .npy file (the op's input_names; attention's --k is the key file, its
+# --s the sequence length: the harness reads both by --op).
+HARNESS_INPUT_FLAGS = {
+    "input": "--input", "filter": "--filter", "dw_filter": "--filter", "pw_filter": "--pw-filter",
+    "q": "--q", "k": "--k", "v": "--v",
+}  # fmt: skip
 
 
 @cache
@@ -157,8 +165,18 @@ def run_nvcc(cmd: list[str], out: Path) -> None:
         print(f"no SASS summary: cuobjdump/nvdisasm unavailable ({error})")
 
 
-def problem_flags(shape: Conv2dShape | DepthwiseShape | SeparableShape, op: str = "conv2d") -> list[str]:
-    """The harness's problem flags: --op and the sizes (a depthwise problem has K = C, which the harness implies)."""
+def problem_flags(
+    shape: Conv2dShape | DepthwiseShape | SeparableShape | AttentionShape, op: str = "conv2d"
+) -> list[str]:
+    """The harness's problem flags: --op and the sizes (a depthwise problem has K = C, which the harness implies;
+    attention: B, heads, S, D and causal 0|1)."""
+    if op == "attention":
+        assert isinstance(shape, AttentionShape), shape
+        values: dict[str, object] = {
+            "op": op, "b": shape.b, "heads": shape.h, "s": shape.s, "d": shape.d, "causal": int(shape.causal),
+        }  # fmt: skip
+        return [arg for key, value in values.items() for arg in (f"--{key}", str(value))]
+    assert not isinstance(shape, AttentionShape), shape
     values = {
         "op": op, "n": shape.n, "h": shape.h, "w": shape.w, "c": shape.c,
         **({} if op == "depthwise_conv2d" else {"k": shape.k}), "r": shape.r, "s": shape.s,
@@ -181,8 +199,9 @@ def random_problem_args(shape: Conv2dShape, folder: Path, seed: int = 1) -> list
 SETTINGS_SCHEMA = yaml.safe_load("""
 description: >
   Our hand-written CUDA kernels: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc), depthwise_conv2d
-  (NHWC input, RSC filter = nhwc_hwc) and separable_conv2d (NHWC input, RSC depthwise and KC pointwise filters =
-  nhwc_hwc_kc), each variant for one op and the dtypes its file declares. A variant's
+  (NHWC input, RSC filter = nhwc_hwc), separable_conv2d (NHWC input, RSC depthwise and KC pointwise filters =
+  nhwc_hwc_kc) and attention (Q, K, V, O [B,H,S,D] = bhsd), each variant for one op and the dtypes its file
+  declares. A variant's
   name is a file cuda/variants/<name>.cu; its list holds extra nvcc flags (e.g. -D tile sizes).
 type: object
 additionalProperties: false

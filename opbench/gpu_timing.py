@@ -211,3 +211,26 @@ def check_timed_outputs(
 
 
 TIMED_OUTPUT_DIFFERS = "the timed launches produced a different output than the verified run"
+
+
+def verified_timing(
+    timing: GraphTiming, fresh: Callable[[int], Any], dtype_name: str, to_host: Callable[[Any], np.ndarray]
+) -> dict[str, Any]:
+    """A benchmark result's timing fields, once each buffer set's timed output (time_graph(poison_outputs=True)
+    keeps them) equals `fresh(i)`, the op computed eagerly again on set i: samples_ms, inner, buffer_copies, method,
+    bench_output_consistent and bench_check. Raises RuntimeError where no output was kept or one differs."""
+    if not timing.outputs:
+        raise RuntimeError("the timed launches returned no output to check")
+    check = check_timed_outputs(timing.outputs, fresh, OUTPUT_UNIT_ROUNDOFF[dtype_name], to_host)
+    if not check.consistent:
+        raise RuntimeError(
+            f"{TIMED_OUTPUT_DIFFERS} ({check.bitwise_mismatches} elements differ, max |diff| {check.max_abs_diff:g})"
+        )
+    return {
+        "samples_ms": timing.samples_ms,
+        "inner": timing.inner,
+        "buffer_copies": timing.copies,
+        "method": timing.method,
+        "bench_output_consistent": True,
+        "bench_check": check.to_dict(),
+    }

@@ -38,13 +38,7 @@ import numpy as np
 
 from opbench.backends.base import Backend, BenchSettings, Job, Problem, register_backend
 from opbench.dtypes import DType
-from opbench.gpu_timing import (
-    OUTPUT_UNIT_ROUNDOFF,
-    TIMED_OUTPUT_DIFFERS,
-    buffer_copies,
-    check_timed_outputs,
-    time_graph,
-)
+from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
 
 OP = "conv2d"
 LAYOUT = "nhwc_fhwc"
@@ -156,23 +150,13 @@ class Inductor(Backend):
         copies = buffer_copies(footprint, props.L2_cache_size, settings.flush_l2)
         compiled.rotate(copies)
         sets, fn = compiled.sets, compiled.fn
-        timing = time_graph(lambda i: fn(*sets[i]), copies, settings, noun="convolutions", poison_outputs=True)
-        if not timing.outputs:
-            raise RuntimeError("the timed launches returned no output to check")
-        check = check_timed_outputs(
-            timing.outputs, lambda i: fn(*sets[i]), OUTPUT_UNIT_ROUNDOFF[job.dtype.name], to_host
-        )
-        if not check.consistent:
-            raise RuntimeError(
-                f"{TIMED_OUTPUT_DIFFERS} ({check.bitwise_mismatches} elements differ, max |diff| "
-                f"{check.max_abs_diff:g})"
-            )
+        launch = lambda i: fn(*sets[i])  # noqa: E731
+        timing = time_graph(launch, copies, settings, noun="convolutions", poison_outputs=True)
+        timed = verified_timing(timing, launch, job.dtype.name, to_host)
         choice = compiled.choice
         triton_version = compiled.triton_version()
         return {
-            "samples_ms": timing.samples_ms,
-            "inner": timing.inner,
-            "buffer_copies": timing.copies,
+            **timed,
             "method": (
                 f"{timing.method}; torch.compile {MODE} ({job.variant}, PyTorch {torch.__version__}, Triton "
                 f"{triton_version}) chose {choice['chosen']}"
@@ -182,8 +166,6 @@ class Inductor(Backend):
             "cudnn": str(torch.backends.cudnn.version()),
             "triton": triton_version,
             "chosen": choice["chosen"],
-            "bench_output_consistent": True,
-            "bench_check": check.to_dict(),
             "detail": {
                 **choice, "mode": MODE, "config_patch": VARIANTS[job.variant], "code_file": compiled.code_file,
                 "torch": torch.__version__, "triton": triton_version,

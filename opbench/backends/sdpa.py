@@ -33,13 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from opbench.backends.base import Backend, BenchSettings, Job, Problem, register_backend
-from opbench.gpu_timing import (
-    OUTPUT_UNIT_ROUNDOFF,
-    TIMED_OUTPUT_DIFFERS,
-    buffer_copies,
-    check_timed_outputs,
-    time_graph,
-)
+from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
 from opbench.ops.attention.layouts import INPUT_PERM
 from opbench.shapes import inverse
 
@@ -166,31 +160,14 @@ class Sdpa(Backend):
         footprint = 4 * math.prod(job.shape.qkv_shape_bhsd()) * operands[0].element_size()  # Q, K, V and O
         copies = buffer_copies(footprint, props.L2_cache_size, settings.flush_l2)
         sets = [operands] + [clone_operands(operands, job.layout) for _ in range(copies - 1)]
-        timing = time_graph(
-            lambda i: compute(*sets[i]), copies, settings, noun="attention calls", poison_outputs=True,
-            eager_fallback=True,
-        )  # fmt: skip
-        if not timing.outputs:
-            raise RuntimeError("the timed launches returned no output to check")
-        check = check_timed_outputs(
-            timing.outputs, lambda i: compute(*sets[i]), OUTPUT_UNIT_ROUNDOFF[job.dtype.name], to_host
-        )
-        if not check.consistent:
-            raise RuntimeError(
-                f"{TIMED_OUTPUT_DIFFERS} ({check.bitwise_mismatches} elements differ, max |diff| "
-                f"{check.max_abs_diff:g})"
-            )
+        launch = lambda i: compute(*sets[i])  # noqa: E731
+        timing = time_graph(launch, copies, settings, noun="attention calls", poison_outputs=True, eager_fallback=True)
         return {
-            "samples_ms": timing.samples_ms,
-            "inner": timing.inner,
-            "buffer_copies": timing.copies,
-            "method": timing.method,
+            **verified_timing(timing, launch, job.dtype.name, to_host),
             "device": props.name,
             "torch": torch.__version__,
             "cudnn": str(torch.backends.cudnn.version()),
             "sdpa_backend": f"SDPBackend.{variant_of(job.variant).backend}",
-            "bench_output_consistent": True,
-            "bench_check": check.to_dict(),
         }
 
 

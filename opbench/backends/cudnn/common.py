@@ -3,14 +3,12 @@ check of the timed outputs. Imports no GPU library at module level."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from opbench.backends.base import Job
-from opbench.gpu_timing import OUTPUT_UNIT_ROUNDOFF, TIMED_OUTPUT_DIFFERS, OutputComparison, check_timed_outputs
 
 # math mode -> (the dtype it applies to, TF32 allowed)
 MATH_MODES: dict[str, tuple[str, bool]] = {
@@ -121,17 +119,3 @@ def to_layout(y: Any, layout: str) -> np.ndarray:
 
 def to_host(y: Any) -> np.ndarray:
     return y.detach().float().cpu().numpy()
-
-
-def verify_timed_outputs(timed: list[Any] | None, fresh: Callable[[int], Any], dtype_name: str) -> OutputComparison:
-    """Compare each buffer set's timed output with a fresh eager computation on that set; raise where they differ
-    (gpu_timing.compare_outputs: bitwise, or within 1e-6 relative + 2 units of the output type's roundoff)."""
-    if not timed:
-        raise RuntimeError("the timed launches returned no output to check")
-    comparison = check_timed_outputs(timed, fresh, OUTPUT_UNIT_ROUNDOFF[dtype_name], to_host)
-    if not comparison.consistent:
-        raise RuntimeError(
-            f"{TIMED_OUTPUT_DIFFERS} ({comparison.bitwise_mismatches} elements differ, max |diff| "
-            f"{comparison.max_abs_diff:g})"
-        )
-    return comparison

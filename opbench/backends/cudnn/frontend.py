@@ -62,11 +62,11 @@ from opbench.backends.cudnn.common import (
     device_operands,
     math_mode,
     memory_format,
+    to_host,
     to_layout,
     torch_dtype,
-    verify_timed_outputs,
 )
-from opbench.gpu_timing import buffer_copies, time_graph
+from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
 from opbench.verify import INPUT_FACTOR, ErrorModel
 
 FRONTEND_MISSING = "nvidia-cudnn-frontend is not installed: pip install 'opbench[cudnn-frontend]'"
@@ -435,18 +435,12 @@ def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
         lambda i: session.launch(chosen, i, workspace), session.copies, settings, noun="convolutions",
         poison_outputs=True, eager_fallback=True,
     )  # fmt: skip
-    check = verify_timed_outputs(timing.outputs, lambda i: session.fresh(chosen, i, workspace), job.dtype.name)
     return {
-        "samples_ms": timing.samples_ms,
-        "inner": timing.inner,
-        "buffer_copies": timing.copies,
-        "method": timing.method,
+        **verified_timing(timing, lambda i: session.fresh(chosen, i, workspace), job.dtype.name, to_host),
         "device": session.props.name,
         **session.versions(),
         "chosen": chosen.name,
         "candidates": [c.to_dict() for c in session.candidates],
         "heuristic_modes": session.modes,
         "workspace_bytes": chosen.workspace_bytes,
-        "bench_output_consistent": True,
-        "bench_check": check.to_dict(),
     }

@@ -26,13 +26,7 @@ import numpy as np
 
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.triton_conv import asm, gemm
-from opbench.gpu_timing import (
-    OUTPUT_UNIT_ROUNDOFF,
-    TIMED_OUTPUT_DIFFERS,
-    buffer_copies,
-    check_timed_outputs,
-    time_graph,
-)
+from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
 
 CACHE_DIR = "compiled/triton/triton-cache"  # Triton's compile cache (compiled/<backend>/..., as opbench.paths names)
 AUTOTUNE_DIR = "compiled/triton/autotune"  # the autotune variant's choices
@@ -275,21 +269,13 @@ def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
     conv, launcher, detail = prepare(job, settings.flush_l2)
     torch = conv.torch
     timing = time_graph(launcher.launch, len(conv.sets), settings, noun="convolutions", poison_outputs=True)
-    if not timing.outputs:
-        raise RuntimeError("the timed launches returned no output to check")
-    check = check_timed_outputs(timing.outputs, launcher.launch, OUTPUT_UNIT_ROUNDOFF[job.dtype.name], to_host)
-    if not check.consistent:
-        raise RuntimeError(
-            f"{TIMED_OUTPUT_DIFFERS} ({check.bitwise_mismatches} elements differ, max |diff| {check.max_abs_diff:g})"
-        )
+    timed = verified_timing(timing, launcher.launch, job.dtype.name, to_host)
     facts = asm.kernel_facts(launcher.compiled)
     name = detail["config_name"]
     filter_path = "TMA filter" if launcher.use_tma else "filter by pointer loads"
     props = torch.cuda.get_device_properties(0)
     return {
-        "samples_ms": timing.samples_ms,
-        "inner": timing.inner,
-        "buffer_copies": timing.copies,
+        **timed,
         "method": (
             f"{timing.method}; Triton {conv.triton.__version__} kernel {name} ({launcher.walk} walk, {filter_path}; "
             f"{asm.summary(facts)})"
@@ -298,8 +284,6 @@ def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
         "torch": torch.__version__,
         "triton": conv.triton.__version__,
         "chosen": name,
-        "bench_output_consistent": True,
-        "bench_check": check.to_dict(),
         "detail": detail | launcher.describe() | {
             "kernel": facts, "capability": list(conv.capability), "triton": conv.triton.__version__,
             "torch": torch.__version__, "cache_dir": os.environ.get("TRITON_CACHE_DIR"),

@@ -6,7 +6,9 @@ fields it adds to a record. The workflow's rules name no backend; they ask these
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -170,3 +172,28 @@ def availability(backend: Backend, devices: set[str]) -> Availability:
             runs=False, compiles=True, reason=f"compile-only: no {backend.device} device on this machine"
         )
     return Availability(runs=False, compiles=False, reason=f"no {backend.device} device on this machine")
+
+
+def named_variants_schema(description: str, names: Iterable[str]) -> dict[str, Any]:
+    """The settings schema of a backend whose variants are a fixed set of names that take no flags."""
+    return {
+        "description": description,
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["variants"],
+        "properties": {
+            "variants": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"enum": list(names)},
+                "additionalProperties": {"type": "array", "maxItems": 0},
+            }
+        },
+    }
+
+
+def torch_missing() -> str | None:
+    """Why a PyTorch-side backend cannot run here (PyTorch not installed), or None; without importing it."""
+    if importlib.util.find_spec("torch") is None:
+        return "PyTorch is not installed (pip install torch, a CUDA build)"
+    return None

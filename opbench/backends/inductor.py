@@ -27,7 +27,6 @@ job runs, so machines without it import the package (the rows are SKIP: requirem
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 from collections.abc import Callable
@@ -36,7 +35,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from opbench.backends.base import Backend, BenchSettings, Job, Problem, register_backend
+from opbench.backends.base import (
+    Backend,
+    BenchSettings,
+    Job,
+    Problem,
+    named_variants_schema,
+    register_backend,
+    torch_missing,
+)
 from opbench.dtypes import DType
 from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
 
@@ -53,30 +60,14 @@ INDUCTOR_CACHE = "compiled/inductor/inductor-cache"
 TRITON_CACHE = "compiled/inductor/triton-cache"
 CODE_DIR = "compiled/inductor/code"
 
-SETTINGS_SCHEMA: dict[str, Any] = {
-    "description": (
+SETTINGS_SCHEMA = named_variants_schema(
+    (
         "torch.compile(conv2d, mode='max-autotune-no-cudagraphs') in channels_last (layout nhwc_fhwc), f16, bf16 and "
         "f32 as TF32. Variants: max_autotune (ATen/cuDNN and Inductor's Triton template compete) and triton_template "
         "(max_autotune_conv_backends=TRITON). Variants take no flags."
     ),
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["variants"],
-    "properties": {
-        "variants": {
-            "type": "object",
-            "minProperties": 1,
-            "propertyNames": {"enum": list(VARIANTS)},
-            "additionalProperties": {"type": "array", "maxItems": 0},
-        }
-    },
-}
-
-
-def torch_missing() -> str | None:
-    if importlib.util.find_spec("torch") is None:
-        return "PyTorch is not installed (pip install torch, a CUDA build)"
-    return None
+    VARIANTS,
+)
 
 
 def unsupported_reason(problem: Problem) -> str | None:

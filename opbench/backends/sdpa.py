@@ -32,7 +32,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from opbench.backends.base import Backend, BenchSettings, Job, Problem, register_backend
+from opbench.backends.base import (
+    Backend,
+    BenchSettings,
+    Job,
+    Problem,
+    named_variants_schema,
+    register_backend,
+    torch_missing,
+)
 from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
 from opbench.ops.attention.layouts import INPUT_PERM
 from opbench.shapes import inverse
@@ -59,36 +67,18 @@ FROM_BHSD: dict[str, tuple[int, ...]] = dict(INPUT_PERM)
 # PyTorch builds that ship cuDNN attention behind this switch (read once, at the first SDPA call) refuse it without.
 CUDNN_SDPA_ENV = "TORCH_CUDNN_SDPA_ENABLED"
 
-SETTINGS_SCHEMA: dict[str, Any] = {
-    "description": (
+SETTINGS_SCHEMA = named_variants_schema(
+    (
         "PyTorch's scaled_dot_product_attention with one SDPA backend forced per variant (sdpa_kernel): flash "
         "(FLASH_ATTENTION), cudnn (CUDNN_ATTENTION), efficient (EFFICIENT_ATTENTION). Variants take no flags."
     ),
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["variants"],
-    "properties": {
-        "variants": {
-            "type": "object",
-            "minProperties": 1,
-            "propertyNames": {"enum": list(VARIANTS)},
-            "additionalProperties": {"type": "array", "maxItems": 0},
-        }
-    },
-}
+    VARIANTS,
+)
 
 
 class SdpaKernelUnavailable(RuntimeError):
     """The forced SDPA backend refused the point at run time (PyTorch: "No available kernel"): the message names the
     variant, the point and PyTorch's reasons (the warnings it gave)."""
-
-
-def torch_missing() -> str | None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "PyTorch is not installed (pip install torch, a CUDA build)"
-    return None
 
 
 def variant_of(name: str) -> SdpaVariant:

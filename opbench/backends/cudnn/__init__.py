@@ -23,7 +23,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from opbench.backends.base import Backend, BenchSettings, Job, Problem, register_backend
+from opbench.backends.base import (
+    Backend,
+    BenchSettings,
+    Job,
+    Problem,
+    named_variants_schema,
+    register_backend,
+    torch_missing,
+)
 from opbench.backends.cudnn import frontend, pytorch
 from opbench.backends.cudnn.common import (
     FRONTEND_PREFIX,
@@ -44,34 +52,16 @@ frontend_missing = frontend.frontend_missing
 OPS = ("conv2d", "depthwise_conv2d", "separable_conv2d")
 FRONTEND_OPS = ("conv2d", "depthwise_conv2d")  # one convolution node
 
-SETTINGS_SCHEMA: dict[str, Any] = {
-    "description": (
+SETTINGS_SCHEMA = named_variants_schema(
+    (
         "cuDNN (the reference). Variants are math modes: fp32 (TF32 off) and tf32 for f32 inputs, fp16, bf16; each "
         "applies to its dtype only. The bare names are PyTorch's pick (cudnn.benchmark); frontend_<mode> runs NVIDIA's "
         "cuDNN frontend (the cudnn-frontend extra), timing every engine configuration its heuristics offer and "
         "keeping the fastest verified one; native_<mode> runs PyTorch's own kernel with cuDNN off (depthwise_conv2d "
         "only)."
     ),
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["variants"],
-    "properties": {
-        "variants": {
-            "type": "object",
-            "minProperties": 1,
-            "propertyNames": {"enum": list(VARIANTS)},
-            "additionalProperties": {"type": "array", "maxItems": 0},
-        }
-    },
-}
-
-
-def torch_missing() -> str | None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "PyTorch is not installed (pip install torch, a CUDA build)"
-    return None
+    VARIANTS,
+)
 
 
 @register_backend

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
-from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend
+from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend, torch_missing
 from opbench.backends.triton_conv.gemm import (
     ITEMSIZE,
     MAX_ELEMENTS,
@@ -124,12 +124,10 @@ def check_variants(settings: dict[str, Any]) -> None:
 
 def triton_missing() -> str | None:
     """Why the backend's rows cannot run here: PyTorch or Triton missing (a CUDA build of PyTorch brings Triton)."""
-    for module, name, hint in (
-        ("torch", "PyTorch", "pip install torch, a CUDA build"),
-        ("triton", "Triton", "pip install triton"),
-    ):
-        if importlib.util.find_spec(module) is None:
-            return f"{name} is not installed ({hint})"
+    if torch_missing():
+        return torch_missing()
+    if importlib.util.find_spec("triton") is None:
+        return "Triton is not installed (pip install triton)"
     return None
 
 

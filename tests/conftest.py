@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from opbench.backends import Job, get_backend, harness_process
-from opbench.backends.cuda import build, build_sources, known_variants, variant_archs, variant_info
+from opbench.backends.cuda import build, build_sources, variant_archs, variant_info
 from opbench.dtypes import DType
 from opbench.iree_tools import tool
 from opbench.ops import Op
@@ -79,19 +79,29 @@ def iree_cpu_run(iree_compile: str, tmp_path: Path) -> IreeCpuRun:
     return run
 
 
-@pytest.fixture(scope="session")
-def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every variant built for its archs (sm_90 + sm_80 unless it declares others), or reused from compiled/."""
-    if not shutil.which("nvcc"):
-        pytest.skip("nvcc not on PATH")
-    out = tmp_path_factory.mktemp("cuda")
-    paths = {}
-    for variant in known_variants():
+class VariantBinaries(dict):
+    """Variant -> its binary, built on first use for its archs (sm_90 + sm_80 unless it declares others) into
+    `out`, or reused from compiled/ where that one is newer than its sources: a test file builds only the variants
+    its tests use (building all of them takes minutes)."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__()
+        self.out = out
+
+    def __missing__(self, variant: str) -> Path:
         built = REPO / VARIANT_ARTIFACT.format(backend="cuda", variant=variant, op=variant_info(variant).op)
         if built.exists() and all(built.stat().st_mtime > s.stat().st_mtime for s in build_sources(variant)):
-            paths[variant] = built
+            path = built
         else:
-            paths[variant] = out / f"conv2d_{variant}"
-            archs = variant_archs(variant, ["sm_90", "sm_80"])
-            build(variant=variant, archs=archs, flags=["-O3"], out=paths[variant])
-    return paths
+            path = self.out / f"conv2d_{variant}"
+            build(variant=variant, archs=variant_archs(variant, ["sm_90", "sm_80"]), flags=["-O3"], out=path)
+        self[variant] = path
+        return path
+
+
+@pytest.fixture(scope="session")
+def binaries(tmp_path_factory: pytest.TempPathFactory) -> VariantBinaries:
+    """The CUDA variants' binaries, each built when a test first asks for it."""
+    if not shutil.which("nvcc"):
+        pytest.skip("nvcc not on PATH")
+    return VariantBinaries(tmp_path_factory.mktemp("cuda"))

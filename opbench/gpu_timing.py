@@ -25,6 +25,16 @@ MAX_COPIES = 64
 OUTPUT_UNIT_ROUNDOFF = {"f32": 2.0**-24, "f16": 2.0**-11, "bf16": 2.0**-8}
 
 
+def torch_dtype(torch: Any, dtype_name: str) -> Any:
+    """The torch dtype an element type (opbench.dtypes name) is stored in on the GPU."""
+    return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+
+
+def to_host(y: Any) -> np.ndarray:
+    """A (GPU) tensor as a float32 NumPy array, in its own logical order."""
+    return y.detach().float().cpu().numpy()
+
+
 def buffer_copies(footprint_bytes: int, l2_bytes: int, flush_l2: bool) -> int:
     """How many rotating copies of an op's buffers make their total at least twice L2 (1 without flush_l2)."""
     if not flush_l2:
@@ -213,9 +223,7 @@ def check_timed_outputs(
 TIMED_OUTPUT_DIFFERS = "the timed launches produced a different output than the verified run"
 
 
-def verified_timing(
-    timing: GraphTiming, fresh: Callable[[int], Any], dtype_name: str, to_host: Callable[[Any], np.ndarray]
-) -> dict[str, Any]:
+def verified_timing(timing: GraphTiming, fresh: Callable[[int], Any], dtype_name: str) -> dict[str, Any]:
     """A benchmark result's timing fields, once each buffer set's timed output (time_graph(poison_outputs=True)
     keeps them) equals `fresh(i)`, the op computed eagerly again on set i: samples_ms, inner, buffer_copies, method,
     bench_output_consistent and bench_check. Raises RuntimeError where no output was kept or one differs."""

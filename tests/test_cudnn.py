@@ -262,7 +262,7 @@ def test_fastest_is_the_quickest_valid_candidate() -> None:
 
 
 class HostTensor:
-    """A stand-in for a CUDA tensor: what common.to_host calls."""
+    """A stand-in for a CUDA tensor: what gpu_timing.to_host calls."""
 
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
@@ -282,25 +282,25 @@ class HostTensor:
 
 def test_verified_timing_passes_equal_sets_and_raises_on_a_difference() -> None:
     """The timing fields every PyTorch-side backend returns (gpu_timing.verified_timing), with the cudnn backend's
-    to_host: equal outputs pass, one unwritten element or no kept output raises."""
+    tensors brought to the host by gpu_timing.to_host: equal outputs pass, one unwritten element or no kept output
+    raises."""
     rng = np.random.default_rng(1)
     sets = [rng.standard_normal((2, 3)).astype(np.float16) for _ in range(2)]
 
     def timing(outputs: list[HostTensor] | None) -> GraphTiming:
         return GraphTiming(samples_ms=[1.0, 1.1], inner=4, copies=2, method="m", outputs=outputs)
 
-    fields = verified_timing(timing([HostTensor(s.copy()) for s in sets]), lambda i: HostTensor(sets[i]), "f16",
-                             common.to_host)  # fmt: skip
+    fields = verified_timing(timing([HostTensor(s.copy()) for s in sets]), lambda i: HostTensor(sets[i]), "f16")
     assert fields["bench_output_consistent"] is True and fields["bench_check"]["bitwise_mismatches"] == 0
     assert (fields["samples_ms"], fields["inner"], fields["buffer_copies"], fields["method"]) == ([1.0, 1.1], 4, 2, "m")
     timed = [HostTensor(sets[0].copy()), HostTensor(sets[1].copy())]
     timed[1].array[0, 1] = np.nan  # set 1's timed launches left an element unwritten
     with pytest.raises(RuntimeError) as info:
-        verified_timing(timing(timed), lambda i: HostTensor(sets[i]), "f16", common.to_host)
+        verified_timing(timing(timed), lambda i: HostTensor(sets[i]), "f16")
     assert str(info.value).startswith(TIMED_OUTPUT_DIFFERS)
     assert TIMED_OUTPUT_DIFFERS == "the timed launches produced a different output than the verified run"
     with pytest.raises(RuntimeError, match="no output"):
-        verified_timing(timing(None), lambda i: HostTensor(sets[i]), "f16", common.to_host)
+        verified_timing(timing(None), lambda i: HostTensor(sets[i]), "f16")
 
 
 def test_device_operands_permute_the_layout_to_logical_nchw() -> None:

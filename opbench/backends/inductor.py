@@ -45,7 +45,7 @@ from opbench.backends.base import (
     torch_missing,
 )
 from opbench.dtypes import DType
-from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
+from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 
 OP = "conv2d"
 LAYOUT = "nhwc_fhwc"
@@ -143,7 +143,7 @@ class Inductor(Backend):
         sets, fn = compiled.sets, compiled.fn
         launch = lambda i: fn(*sets[i])  # noqa: E731
         timing = time_graph(launch, copies, settings, noun="convolutions", poison_outputs=True)
-        timed = verified_timing(timing, launch, job.dtype.name, to_host)
+        timed = verified_timing(timing, launch, job.dtype.name)
         choice = compiled.choice
         triton_version = compiled.triton_version()
         return {
@@ -165,10 +165,6 @@ class Inductor(Backend):
 
 
 # ---------------------------------------------------------------- the PyTorch side (imported when a job runs)
-
-
-def to_host(y: Any) -> np.ndarray:
-    return y.detach().float().cpu().numpy()
 
 
 def to_layout(y: Any) -> np.ndarray:
@@ -204,7 +200,7 @@ class Compiled:
         torch.backends.cudnn.enabled = True  # set by every job: a worker serves many
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[job.dtype.name]
+        dtype = torch_dtype(torch, job.dtype.name)
         x = torch.from_numpy(job.inputs["input"]).permute(0, 3, 1, 2)  # NHWC memory as logical NCHW
         w = torch.from_numpy(job.inputs["filter"]).permute(0, 3, 1, 2)  # KRSC memory as logical KCRS
 

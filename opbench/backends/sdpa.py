@@ -41,7 +41,7 @@ from opbench.backends.base import (
     register_backend,
     torch_missing,
 )
-from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
+from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 from opbench.ops.attention.layouts import INPUT_PERM
 from opbench.shapes import inverse
 
@@ -153,7 +153,7 @@ class Sdpa(Backend):
         launch = lambda i: compute(*sets[i])  # noqa: E731
         timing = time_graph(launch, copies, settings, noun="attention calls", poison_outputs=True, eager_fallback=True)
         return {
-            **verified_timing(timing, launch, job.dtype.name, to_host),
+            **verified_timing(timing, launch, job.dtype.name),
             "device": props.name,
             "torch": torch.__version__,
             "cudnn": str(torch.backends.cudnn.version()),
@@ -162,10 +162,6 @@ class Sdpa(Backend):
 
 
 # ---------------------------------------------------------------- the PyTorch side (imported when a job runs)
-
-
-def torch_dtype(torch: Any, dtype_name: str) -> Any:
-    return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
 
 
 def device_operands(torch: Any, job: Job) -> list[Any]:
@@ -219,10 +215,6 @@ def checked_call(compute: Callable[..., Any], operands: list[Any], job: Job) -> 
                 raise
             reasons = [str(w.message) for w in caught]
             raise SdpaKernelUnavailable(unavailable_message(job.variant, point_name(job), error, reasons)) from error
-
-
-def to_host(y: Any) -> np.ndarray:
-    return y.detach().float().cpu().numpy()
 
 
 def to_layout(y: Any, layout: str) -> np.ndarray:

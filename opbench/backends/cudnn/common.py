@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from opbench.backends.base import Job
+from opbench.gpu_timing import torch_dtype
 
 # math mode -> (the dtype it applies to, TF32 allowed)
 MATH_MODES: dict[str, tuple[str, bool]] = {
@@ -83,10 +84,6 @@ class TorchConv:
         return cls(groups=1, out_channels=shape.k, terms=shape.c * shape.r * shape.s)
 
 
-def torch_dtype(torch: Any, dtype_name: str) -> Any:
-    return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
-
-
 def memory_format(torch: Any, layout: str) -> Any:
     """channels_last for NHWC (PyTorch's logical NCHW view of NHWC memory), else the contiguous NCHW format."""
     return torch.channels_last if layout.startswith("nhwc") else torch.contiguous_format
@@ -115,7 +112,3 @@ def device_operands(torch: Any, job: Job) -> list[Any]:
 def to_layout(y: Any, layout: str) -> np.ndarray:
     """A logical NKPQ output as the layout's array (float32, as the verification reads it)."""
     return y.permute(FROM_LOGICAL[layout]).float().cpu().numpy()
-
-
-def to_host(y: Any) -> np.ndarray:
-    return y.detach().float().cpu().numpy()

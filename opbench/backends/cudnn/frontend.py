@@ -62,11 +62,9 @@ from opbench.backends.cudnn.common import (
     device_operands,
     math_mode,
     memory_format,
-    to_host,
     to_layout,
-    torch_dtype,
 )
-from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
+from opbench.gpu_timing import buffer_copies, time_graph, torch_dtype, verified_timing
 from opbench.verify import INPUT_FACTOR, ErrorModel
 
 FRONTEND_MISSING = "nvidia-cudnn-frontend is not installed: pip install 'opbench[cudnn-frontend]'"
@@ -436,7 +434,7 @@ def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
         poison_outputs=True, eager_fallback=True,
     )  # fmt: skip
     return {
-        **verified_timing(timing, lambda i: session.fresh(chosen, i, workspace), job.dtype.name, to_host),
+        **verified_timing(timing, lambda i: session.fresh(chosen, i, workspace), job.dtype.name),
         "device": session.props.name,
         **session.versions(),
         "chosen": chosen.name,

@@ -23,7 +23,6 @@ from opbench.backends.cudnn.common import (
     device_operands,
     is_native,
     math_mode,
-    to_host,
     to_layout,
 )
 from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
@@ -70,7 +69,7 @@ def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
     launch = lambda i: compute(*sets[i])  # noqa: E731
     timing = time_graph(launch, copies, settings, noun="convolutions", poison_outputs=True)
     return {
-        **verified_timing(timing, launch, job.dtype.name, to_host),
+        **verified_timing(timing, launch, job.dtype.name),
         "device": props.name,
         "torch": torch.__version__,
         "cudnn": str(torch.backends.cudnn.version()),

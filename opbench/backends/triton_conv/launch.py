@@ -26,7 +26,7 @@ import numpy as np
 
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.triton_conv import asm, gemm
-from opbench.gpu_timing import buffer_copies, time_graph, verified_timing
+from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 
 CACHE_DIR = "compiled/triton/triton-cache"  # Triton's compile cache (compiled/<backend>/..., as opbench.paths names)
 AUTOTUNE_DIR = "compiled/triton/autotune"  # the autotune variant's choices
@@ -67,7 +67,7 @@ class Conv:
         import torch
         import triton
 
-        dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[job.dtype.name]
+        dtype = torch_dtype(torch, job.dtype.name)
         x, w = (
             torch.from_numpy(np.ascontiguousarray(job.inputs[name])).to(device="cuda", dtype=dtype)
             for name in ("input", "filter")
@@ -248,10 +248,6 @@ def prepare(job: Job, flush_l2: bool) -> tuple[Conv, Launcher, dict[str, Any]]:
     return conv, launcher, detail
 
 
-def to_host(y: Any) -> np.ndarray:
-    return y.detach().float().cpu().numpy()
-
-
 def run(job: Job) -> np.ndarray:
     conv, launcher, _ = prepare(job, flush_l2=False)
     y = launcher.launch(0)
@@ -269,7 +265,7 @@ def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
     conv, launcher, detail = prepare(job, settings.flush_l2)
     torch = conv.torch
     timing = time_graph(launcher.launch, len(conv.sets), settings, noun="convolutions", poison_outputs=True)
-    timed = verified_timing(timing, launcher.launch, job.dtype.name, to_host)
+    timed = verified_timing(timing, launcher.launch, job.dtype.name)
     facts = asm.kernel_facts(launcher.compiled)
     name = detail["config_name"]
     filter_path = "TMA filter" if launcher.use_tma else "filter by pointer loads"

@@ -16,7 +16,7 @@ from opbench.peaks import read_peaks
 from opbench.plan import RecordPlan
 from opbench.records import make_record, write_record
 from opbench.timing import gbps, summarize, tflops
-from opbench.verify import ErrorModel, judge
+from opbench.verify import ErrorModel, Verdict, judge
 
 
 def generate_mlir(*, op: str, shape: str, dtype: str, layout: str, out: Path, form: str = "plain") -> None:
@@ -40,14 +40,23 @@ def load_inputs(path: Path, op: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in get_op(op).input_names}
 
 
+def reference_and_scales(
+    op: str, inputs: dict[str, np.ndarray], shape: Any, layout: str
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+    """The float64 reference, its elements' product scale and product count, and (for an op that rounds an
+    intermediate) that intermediate's scale: what the element-wise bound is made of (opbench.verify)."""
+    the_op = get_op(op)
+    reference = the_op.reference(inputs, shape, layout)
+    scale, terms = the_op.product_scale(inputs, shape, layout)
+    return reference, scale, terms, the_op.rounded_intermediate_scale(inputs, shape, layout)
+
+
 def compute_reference(*, op: str, shape: str, layout: str, inputs: Path, out: Path, scale_out: Path) -> None:
     """The float64 reference, and beside it the scale of each element's products and their count (the element-wise
     verdict's bound, opbench.verify) and, for an op that rounds an intermediate, that intermediate's scale."""
-    the_op = get_op(op)
-    arrays, the_shape = load_inputs(inputs, op), the_op.shape_from_name(shape)
-    reference = the_op.reference(arrays, the_shape, layout)
-    scale, terms = the_op.product_scale(arrays, the_shape, layout)
-    intermediate = the_op.rounded_intermediate_scale(arrays, the_shape, layout)
+    reference, scale, terms, intermediate = reference_and_scales(
+        op, load_inputs(inputs, op), get_op(op).shape_from_name(shape), layout
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, reference)
     products = {"scale": scale, "terms": terms}
@@ -92,6 +101,15 @@ def verify(
     verdict = judge(np.load(output), ref, tolerance, bound)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(verdict.to_dict(), indent=1) + "\n")
+
+
+def judge_job(job: Job, output: np.ndarray, tolerance: float, precision: str) -> Verdict:
+    """compute_reference and verify in one process, for a job's output in hand (tests, scripts/variant_check.py):
+    the float64 reference, the element-wise bound from the products' (and any rounded intermediate's) scale, and
+    the verdict at `tolerance`, the `precision`'s."""
+    reference, scale, terms, intermediate = reference_and_scales(job.op, job.inputs, job.shape, job.layout)
+    bound = ErrorModel.of(job.dtype, precision).bound(reference, scale, terms, intermediate)
+    return judge(output, reference, tolerance, bound)
 
 
 def benchmark(*, backend: str, settings: BenchSettings, out: Path, **job: Any) -> None:

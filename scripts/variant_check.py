@@ -33,9 +33,9 @@ from opbench.backends import BenchSettings, Job, get_backend  # noqa: E402
 from opbench.backends.cuda import HARNESS_LAYOUTS, build, variant_archs, variant_info  # noqa: E402
 from opbench.config import load  # noqa: E402
 from opbench.dtypes import get_dtype  # noqa: E402
+from opbench.jobs import judge_job  # noqa: E402
 from opbench.ops import get_op  # noqa: E402
 from opbench.timing import summarize, tflops  # noqa: E402
-from opbench.verify import ErrorModel, Verdict, judge  # noqa: E402
 
 CUDNN_MODE = {("f32", "tf32"): "tf32", ("f32", "fp32"): "fp32", ("f16", None): "fp16", ("bf16", None): "bf16"}
 # Per op: the config file holding its default suite, that suite, and the baseline backend.
@@ -72,16 +72,6 @@ def baseline(op: str, dtype: str, f32_math: str) -> tuple[str, str]:
     return "cudnn", CUDNN_MODE[(dtype, f32_math if dtype == "f32" else None)]
 
 
-def verdict(job: Job, output: Any, tolerance: float, precision: str) -> Verdict:
-    """The workflow's verdict (opbench.jobs.verify): the norm-wise tolerance and every element within its bound."""
-    op = get_op(job.op)
-    reference = op.reference(job.inputs, job.shape, job.layout)
-    scale, terms = op.product_scale(job.inputs, job.shape, job.layout)
-    intermediate = op.rounded_intermediate_scale(job.inputs, job.shape, job.layout)
-    bound = ErrorModel.of(job.dtype, precision).bound(reference, scale, terms, intermediate)
-    return judge(output, reference, tolerance, bound)
-
-
 def check_one(
     backend: str, variant: str, artifact: Path | None, op_name: str, layer: dict[str, Any], batch: int, dtype: str,
     settings: BenchSettings, tolerances: dict[str, float], time_it: bool,
@@ -101,7 +91,7 @@ def check_one(
         the_backend = get_backend(backend)
         precision = the_backend.tolerance_key(the_dtype, variant)
         output = the_backend.run(job)
-        result_verdict = verdict(job, output, tolerances[precision], precision)
+        result_verdict = judge_job(job, output, tolerances[precision], precision)
         row |= {"status": result_verdict.status, "relerr": result_verdict.relerr, "reason": result_verdict.reason}
         if result_verdict.status == "PASS" and time_it:
             result = the_backend.benchmark(job, settings)

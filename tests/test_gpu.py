@@ -17,8 +17,9 @@ from opbench.backends import BenchSettings, Job, get_backend
 from opbench.backends.cuda import known_variants, variant_info
 from opbench.backends.cudnn import frontend_missing, torch_missing
 from opbench.dtypes import get_dtype
+from opbench.jobs import judge_job
 from opbench.ops import get_op
-from opbench.verify import ErrorModel, judge
+from opbench.verify import judge
 
 pytestmark = [
     pytest.mark.gpu,
@@ -121,12 +122,8 @@ def test_cudnn_frontend_verifies_on_edge_shapes(variant: str, dtype: str, layer:
     included: an fp32 row that ran on TF32 tensor cores would fail it."""
     job = _job("cudnn", variant, EDGE_LAYERS[layer], 3, None, seed=23, dtype_name=dtype, layout=layout)
     output = get_backend("cudnn").run(job)
-    op = get_op("conv2d")
-    reference = op.reference(job.inputs, job.shape, job.layout)
     key = get_backend("cudnn").tolerance_key(job.dtype, variant)
-    scale, terms = op.product_scale(job.inputs, job.shape, job.layout)
-    bound = ErrorModel.of(job.dtype, key).bound(reference, scale, terms)
-    verdict = judge(output, reference, TOLERANCES[key], bound)
+    verdict = judge_job(job, output, TOLERANCES[key], key)
     assert verdict.status == "PASS", verdict.reason
 
 

@@ -20,8 +20,9 @@ from opbench import hardware
 from opbench.backends import BenchSettings, Job, Problem, get_backend
 from opbench.backends.sdpa import VARIANTS, SdpaKernelUnavailable, torch_missing
 from opbench.dtypes import get_dtype
+from opbench.jobs import judge_job
 from opbench.ops import get_op
-from opbench.verify import ErrorModel, Verdict, judge
+from opbench.verify import Verdict
 
 pytestmark = [
     pytest.mark.gpu,
@@ -47,12 +48,8 @@ def make_job(variant: str, shape: str, dtype: str, layout: str, *, causal: bool)
 
 
 def verdict(job: Job, output: np.ndarray) -> Verdict:
-    reference = OP.reference(job.inputs, job.shape, job.layout)
     key = SDPA.tolerance_key(job.dtype, job.variant)
-    scale, terms = OP.product_scale(job.inputs, job.shape, job.layout)
-    rounded = OP.rounded_intermediate_scale(job.inputs, job.shape, job.layout)
-    bound = ErrorModel.of(job.dtype, key).bound(reference, scale, terms, rounded)
-    return judge(output, reference, TOLERANCES[key], bound)
+    return judge_job(job, output, TOLERANCES[key], key)
 
 
 def run(job: Job) -> np.ndarray:

@@ -27,8 +27,9 @@ from opbench.backends import BenchSettings, Job, get_backend
 from opbench.backends.cuda import build, variant_archs
 from opbench.backends.harness_process import HarnessError
 from opbench.dtypes import get_dtype
+from opbench.jobs import judge_job
 from opbench.ops import get_op
-from opbench.verify import ErrorModel, Verdict, judge
+from opbench.verify import Verdict
 
 pytestmark = [
     pytest.mark.gpu,
@@ -70,12 +71,8 @@ def make_job(shape: str, dtype: str, artifact: Path, *, causal: bool) -> Job:
 
 def verdict(job: Job, output: np.ndarray) -> Verdict:
     """The workflow's verdict (as tests/test_gpu_attention.py computes it for the SDPA rows)."""
-    reference = OP.reference(job.inputs, job.shape, job.layout)
     key = CUDA.tolerance_key(job.dtype, job.variant)
-    scale, terms = OP.product_scale(job.inputs, job.shape, job.layout)
-    rounded = OP.rounded_intermediate_scale(job.inputs, job.shape, job.layout)
-    bound = ErrorModel.of(job.dtype, key).bound(reference, scale, terms, rounded)
-    return judge(output, reference, TOLERANCES[key], bound)
+    return judge_job(job, output, TOLERANCES[key], key)
 
 
 def edge_shape(s: int, d: int) -> str:

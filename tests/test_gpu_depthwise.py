@@ -18,8 +18,9 @@ from opbench.backends import BenchSettings, Job, get_backend
 from opbench.backends.cuda import known_variants, variant_info
 from opbench.backends.cudnn import frontend_missing, torch_missing
 from opbench.dtypes import get_dtype
+from opbench.jobs import judge_job
 from opbench.ops import get_op
-from opbench.verify import ErrorModel, Verdict, judge
+from opbench.verify import Verdict
 
 pytestmark = [
     pytest.mark.gpu,
@@ -60,11 +61,8 @@ def make_job(variant: str, layer: str, batch: int, artifact: Path | None, dtype:
 
 def verdict(backend: str, job: Job, output: np.ndarray) -> Verdict:
     """The workflow's verdict: the norm-wise tolerance and every element within its rounding bound."""
-    reference = OP.reference(job.inputs, job.shape, job.layout)
     key = get_backend(backend).tolerance_key(job.dtype, job.variant)
-    scale, terms = OP.product_scale(job.inputs, job.shape, job.layout)
-    bound = ErrorModel.of(job.dtype, key).bound(reference, scale, terms)
-    return judge(output, reference, TOLERANCES[key], bound)
+    return judge_job(job, output, TOLERANCES[key], key)
 
 
 def test_there_are_depthwise_variants() -> None:

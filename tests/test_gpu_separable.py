@@ -20,8 +20,9 @@ from opbench.backends import BenchSettings, Job, get_backend
 from opbench.backends.cuda import variant_info
 from opbench.backends.cudnn import torch_missing
 from opbench.dtypes import get_dtype
+from opbench.jobs import judge_job
 from opbench.ops import get_op
-from opbench.verify import ErrorModel, Verdict, judge
+from opbench.verify import Verdict
 
 pytestmark = [
     pytest.mark.gpu,
@@ -77,12 +78,8 @@ def make_job(variant: str, layer: str, dtype: str, layout: str, batch: int = 3, 
 
 
 def verdict(job: Job, output: np.ndarray, backend: str = "cudnn") -> Verdict:
-    reference = OP.reference(job.inputs, job.shape, job.layout)
     key = get_backend(backend).tolerance_key(job.dtype, job.variant)
-    scale, terms = OP.product_scale(job.inputs, job.shape, job.layout)
-    rounded = OP.rounded_intermediate_scale(job.inputs, job.shape, job.layout)
-    bound = ErrorModel.of(job.dtype, key).bound(reference, scale, terms, rounded)
-    return judge(output, reference, TOLERANCES[key], bound)
+    return judge_job(job, output, TOLERANCES[key], key)
 
 
 @needs_torch

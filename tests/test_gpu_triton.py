@@ -28,9 +28,10 @@ from opbench.backends.inductor import torch_missing
 from opbench.backends.triton_conv import gemm, triton_missing
 from opbench.config import load
 from opbench.dtypes import get_dtype
+from opbench.jobs import judge_job
 from opbench.matrix import make_problem
 from opbench.ops import get_op
-from opbench.verify import ErrorModel, Verdict, judge
+from opbench.verify import Verdict
 
 pytestmark = [
     pytest.mark.gpu,
@@ -75,11 +76,8 @@ def make_job(backend: str, variant: str, layer: str, dtype: str, batch: int = BA
 
 def verdict(backend: str, job: Job, output: np.ndarray) -> Verdict:
     """The workflow's verdict: the norm-wise tolerance and every element within its rounding bound."""
-    reference = OP.reference(job.inputs, job.shape, job.layout)
     key = get_backend(backend).tolerance_key(job.dtype, job.variant)
-    scale, terms = OP.product_scale(job.inputs, job.shape, job.layout)
-    bound = ErrorModel.of(job.dtype, key).bound(reference, scale, terms)
-    return judge(output, reference, TOLERANCES[key], bound)
+    return judge_job(job, output, TOLERANCES[key], key)
 
 
 @pytest.fixture(autouse=True)

@@ -36,11 +36,11 @@ from opbench.backends.sdpa import (
 from opbench.config import ConfigError, load, validate
 from opbench.dtypes import DTYPES, get_dtype
 from opbench.gpu_timing import TIMED_OUTPUT_DIFFERS, GraphTiming
+from opbench.jobs import judge_job
 from opbench.matrix import expand, skip_reasons
 from opbench.ops import get_op
 from opbench.ops.attention.layouts import INPUT_PERM
 from opbench.shapes import inverse
-from opbench.verify import ErrorModel, judge
 
 REPO = Path(__file__).resolve().parent.parent
 SDPA = get_backend("sdpa")
@@ -270,12 +270,8 @@ def fake_torch(monkeypatch: pytest.MonkeyPatch) -> FakeTorch:
 
 
 def verdict(job: Job, output: np.ndarray) -> Any:
-    reference = OP.reference(job.inputs, job.shape, job.layout)
-    scale, terms = OP.product_scale(job.inputs, job.shape, job.layout)
-    rounded = OP.rounded_intermediate_scale(job.inputs, job.shape, job.layout)
     key = SDPA.tolerance_key(job.dtype, job.variant)
-    bound = ErrorModel.of(job.dtype, key).bound(reference, scale, terms, rounded)
-    return judge(output, reference, TOLERANCES[key], bound)
+    return judge_job(job, output, TOLERANCES[key], key)
 
 
 @pytest.mark.parametrize("shape", ["b2_h3_s37_d16", "b2_h3_s37_d16_causal"])

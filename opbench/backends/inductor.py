@@ -135,9 +135,7 @@ class Inductor(Backend):
         compiled = Compiled.setup(job)
         torch = compiled.torch
         props = torch.cuda.get_device_properties(0)
-        shape = job.shape
-        elements = shape.n * shape.h * shape.w * shape.c + shape.k * shape.r * shape.s * shape.c
-        footprint = (elements + shape.n * shape.p * shape.q * shape.k) * compiled.sets[0][0].element_size()
+        footprint = job.shape.min_bytes(job.dtype.itemsize, job.dtype.output_itemsize)  # X, W and Y once
         copies = buffer_copies(footprint, props.L2_cache_size, settings.flush_l2)
         compiled.rotate(copies)
         sets, fn = compiled.sets, compiled.fn

@@ -23,7 +23,6 @@ import the package (the rows are SKIP: requirement_missing).
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Callable
@@ -147,7 +146,7 @@ class Sdpa(Backend):
         torch, operands, compute = _setup(job)
         checked_call(compute, operands, job)  # a refusal is reported as such, not as a capture failure
         props = torch.cuda.get_device_properties(0)
-        footprint = 4 * math.prod(job.shape.qkv_shape_bhsd()) * operands[0].element_size()  # Q, K, V and O
+        footprint = job.shape.min_bytes(job.dtype.itemsize, job.dtype.output_itemsize)  # Q, K, V and O once
         copies = buffer_copies(footprint, props.L2_cache_size, settings.flush_l2)
         sets = [operands] + [clone_operands(operands, job.layout) for _ in range(copies - 1)]
         launch = lambda i: compute(*sets[i])  # noqa: E731

@@ -124,11 +124,10 @@ def check_variants(settings: dict[str, Any]) -> None:
 
 def triton_missing() -> str | None:
     """Why the backend's rows cannot run here: PyTorch or Triton missing (a CUDA build of PyTorch brings Triton)."""
-    if torch_missing():
-        return torch_missing()
-    if importlib.util.find_spec("triton") is None:
-        return "Triton is not installed (pip install triton)"
-    return None
+    missing = torch_missing()
+    if missing is None and importlib.util.find_spec("triton") is None:
+        missing = "Triton is not installed (pip install triton)"
+    return missing
 
 
 def unsupported_reason(problem: Problem) -> str | None:

@@ -256,9 +256,8 @@ def run(job: Job) -> np.ndarray:
 
 
 def footprint_bytes(job: Job) -> int:
-    shape, itemsize = job.shape, gemm.ITEMSIZE[job.dtype.name]
-    elements = shape.n * shape.h * shape.w * shape.c + shape.k * shape.r * shape.s * shape.c
-    return (elements + shape.n * shape.p * shape.q * shape.k) * itemsize
+    """One buffer set's bytes: X, W and Y, each once (the shape's minimum traffic)."""
+    return job.shape.min_bytes(job.dtype.itemsize, job.dtype.output_itemsize)
 
 
 def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "depthwise.cuh"
+#include "mma_ptx.cuh"  // cp.async
 
 namespace depthwise_tile {
 
@@ -113,17 +114,6 @@ inline Tile make_tile(const ConvProblem& prob) {
   return t;
 }
 
-// Copies the V at `src` (global) to `dst` (shared), or zeros when !inside, with cp.async (4, 8
-// or 16 bytes: .ca, which takes every size; src-size 0 writes zeros and reads nothing, but `src`
-// must still be a valid address).
-template <class V>
-__device__ __forceinline__ void cp_async_pack(V* dst, const V* src, bool inside) {
-  static_assert(sizeof(V) == 4 || sizeof(V) == 8 || sizeof(V) == 16, "cp.async copies 4, 8 or 16 bytes");
-  const unsigned dst_addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst_addr), "l"(src),
-               "n"(int(sizeof(V))), "r"(inside ? int(sizeof(V)) : 0));
-}
-
 // kR, kS, kStride: the filter size and stride as constants (0: the problem's, at run time, with
 // its dilation; then kVec is 1). Block (cv, tq) threads; blockIdx = (channel tile, row tile *
 // column tiles + column tile, image). kLoad: how the input tile gets into shared memory (a vector
@@ -163,8 +153,8 @@ depthwise_tile_kernel(ConvProblem prob, int col_tiles, int tile_ih, int tile_iw,
       const bool inside = row_inside && iw >= 0 && iw < prob.w;
       V* dst = tile + (row * tile_iw + col) * cvs + tx;
       if constexpr (kAsync) {
-        cp_async_pack(dst, reinterpret_cast<const V*>(x + (inside ? row_offset + iw * prob.c : 0)),
-                      inside);
+        mma::cp_async_ca<sizeof(V)>(mma::smem_addr(dst), x + (inside ? row_offset + iw * prob.c : 0),
+                                    inside);
       } else {
         V v;
         if (inside) {
@@ -177,7 +167,10 @@ depthwise_tile_kernel(ConvProblem prob, int col_tiles, int tile_ih, int tile_iw,
       }
     }
   }
-  if constexpr (kAsync) asm volatile("cp.async.wait_all;\n" ::: "memory");
+  if constexpr (kAsync) {
+    mma::cp_async_commit();
+    mma::cp_async_wait<0>();
+  }
   __syncthreads();
 
   const int c = c_block + tx * kVec;

@@ -1,6 +1,6 @@
 // mma_ptx.cuh: thin wrappers over the Ampere-style (sm_80+) PTX that mma_implicit_gemm.cu uses:
-//   * cp.async 16-byte global -> shared copies with zero fill (.cg, or .ca through L1), commit /
-//     wait_group (also used by hopper_wgmma's gather producer);
+//   * cp.async global -> shared copies with zero fill (16 bytes .cg, or 4, 8 or 16 bytes .ca through
+//     L1), commit / wait_group (also used by hopper_wgmma's gather producer and the depthwise tile);
 //   * ldmatrix.x4 (four 8x8 b16 matrices = four 8-row x 16-byte blocks) shared -> registers, and
 //     its .trans form (attention_fa2's V operand);
 //   * mma.sync m16n8k16 (f16 / bf16 inputs) and m16n8k8 (tf32 inputs), f32 accumulate;
@@ -42,18 +42,25 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// Copies 16 bytes from global `src` to shared `dst`, or writes 16 zero bytes when !valid (src-size
-// 0: nothing is read, but `src` must still be a valid address, so callers pass the tensor base).
-// kL1: keep the line in L1 (.ca: inputs that neighbouring rows read again), else L2 only (.cg).
+// Copies kBytes (4, 8 or 16: the sizes .ca takes) from global `src` to shared `dst` through L1, or
+// writes kBytes zeros when !valid (src-size 0: nothing is read, but `src` must still be a valid
+// address, so callers pass the tensor base).
+template <int kBytes>
+__device__ __forceinline__ void cp_async_ca(uint32_t dst, const void* src, bool valid) {
+  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async.ca copies 4, 8 or 16 bytes");
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src), "n"(kBytes),
+               "r"(valid ? kBytes : 0));
+}
+
+// 16 bytes, the same contract. kL1: keep the line in L1 (.ca: inputs that neighbouring rows read
+// again), else L2 only (.cg, which takes 16 bytes only).
 template <bool kL1 = false>
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-  const int src_bytes = valid ? kChunkBytes : 0;
   if constexpr (kL1)
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes));
+    cp_async_ca<kChunkBytes>(dst, src, valid);
   else
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes));
+                 "r"(valid ? kChunkBytes : 0));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int kPending>

@@ -170,19 +170,18 @@ def problem_flags(
 ) -> list[str]:
     """The harness's problem flags: --op and the sizes (a depthwise problem has K = C, which the harness implies;
     attention: B, heads, S, D and causal 0|1)."""
+    values: dict[str, object]
     if op == "attention":
         assert isinstance(shape, AttentionShape), shape
-        values: dict[str, object] = {
-            "op": op, "b": shape.b, "heads": shape.h, "s": shape.s, "d": shape.d, "causal": int(shape.causal),
+        values = {"op": op, "b": shape.b, "heads": shape.h, "s": shape.s, "d": shape.d, "causal": int(shape.causal)}
+    else:
+        assert not isinstance(shape, AttentionShape), shape
+        values = {
+            "op": op, "n": shape.n, "h": shape.h, "w": shape.w, "c": shape.c,
+            **({} if op == "depthwise_conv2d" else {"k": shape.k}), "r": shape.r, "s": shape.s,
+            "stride-h": shape.stride[0], "stride-w": shape.stride[1], "pad-h": shape.pad[0], "pad-w": shape.pad[1],
+            "dil-h": shape.dilation[0], "dil-w": shape.dilation[1],
         }  # fmt: skip
-        return [arg for key, value in values.items() for arg in (f"--{key}", str(value))]
-    assert not isinstance(shape, AttentionShape), shape
-    values = {
-        "op": op, "n": shape.n, "h": shape.h, "w": shape.w, "c": shape.c,
-        **({} if op == "depthwise_conv2d" else {"k": shape.k}), "r": shape.r, "s": shape.s,
-        "stride-h": shape.stride[0], "stride-w": shape.stride[1], "pad-h": shape.pad[0], "pad-w": shape.pad[1],
-        "dil-h": shape.dilation[0], "dil-w": shape.dilation[1],
-    }  # fmt: skip
     return [arg for key, value in values.items() for arg in (f"--{key}", str(value))]
 
 
@@ -201,8 +200,8 @@ description: >
   Our hand-written CUDA kernels: conv2d (NHWC input, KRSC filter = layout nhwc_fhwc), depthwise_conv2d
   (NHWC input, RSC filter = nhwc_hwc), separable_conv2d (NHWC input, RSC depthwise and KC pointwise filters =
   nhwc_hwc_kc) and attention (Q, K, V, O [B,H,S,D] = bhsd), each variant for one op and the dtypes its file
-  declares. A variant's
-  name is a file cuda/variants/<name>.cu; its list holds extra nvcc flags (e.g. -D tile sizes).
+  declares. A variant's name is a file cuda/variants/<name>.cu; its list holds extra nvcc flags (e.g. -D tile
+  sizes).
 type: object
 additionalProperties: false
 required: [variants]

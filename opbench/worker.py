@@ -60,6 +60,16 @@ def serve_one(request: dict[str, Any]) -> dict[str, Any]:
             "seconds": time.monotonic() - started}  # fmt: skip
 
 
+def _send(connection: socket.socket, message: dict[str, Any]) -> bool:
+    """One message to a client; False where it went away (its job was killed): the worker serves the next one."""
+    try:
+        connection.sendall(json.dumps(message).encode() + b"\n")
+    except (BrokenPipeError, ConnectionResetError):
+        print("the client went away before the answer", flush=True)
+        return False
+    return True
+
+
 def serve(path: Path, *, timeout_s: float, idle_exit_s: float, log: Path) -> None:
     """Accept requests on the socket until idle for idle_exit_s or told to shut down."""
     harness_process.serve_persistently(True, timeout_s=HARNESS_TIMEOUT_FRACTION * timeout_s)
@@ -78,13 +88,13 @@ def serve(path: Path, *, timeout_s: float, idle_exit_s: float, log: Path) -> Non
             except TimeoutError:
                 print(f"idle for {idle_exit_s:g} s after {served} requests: exiting", flush=True)
                 return
-            with connection, connection.makefile("rwb") as stream:
+            with connection, connection.makefile("rb") as stream:
                 line = stream.readline()
                 if not line:
                     continue
                 request = json.loads(line)
-                stream.write(json.dumps({"event": "started", "pid": os.getpid(), "log": str(log)}).encode() + b"\n")
-                stream.flush()
+                if not _send(connection, {"event": "started", "pid": os.getpid(), "log": str(log)}):
+                    continue
                 if request["command"] == "shutdown":
                     print(f"shutdown after {served} requests", flush=True)
                     return
@@ -93,8 +103,7 @@ def serve(path: Path, *, timeout_s: float, idle_exit_s: float, log: Path) -> Non
                 status = "ok" if answer["ok"] else "FAILED\n" + answer["log"] + answer["error"]
                 print(f"{request['command']} {request['kwargs'].get('out', '')}: {answer['seconds']:.3f} s {status}",
                       flush=True)  # fmt: skip
-                stream.write(json.dumps(answer).encode() + b"\n")
-                stream.flush()
+                _send(connection, answer)
     finally:
         listener.close()
         with contextlib.suppress(FileNotFoundError):

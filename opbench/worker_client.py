@@ -147,12 +147,11 @@ def request(
     message = {"command": command, "kwargs": kwargs, "cwd": os.getcwd(), "env": env}
     for attempt in range(2):
         sock = connect(log_dir=log_dir, timeout_s=timeout_s, idle_exit_s=idle_exit_s)
-        stream = sock.makefile("rwb")
-        try:
-            stream.write(json.dumps(message).encode() + b"\n")
-            stream.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it is going away: no "started" comes
+        # Read through a buffer, write unbuffered: a request the peer refused must not sit in a write buffer that
+        # closing the stream would try to flush into the same broken pipe.
+        stream = sock.makefile("rb")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it is going away: no "started" comes
+            sock.sendall(json.dumps(message).encode() + b"\n")
         started = _read_message(stream)  # waits while the worker serves requests queued before this one
         if started is not None:
             break
@@ -192,9 +191,12 @@ def shutdown(key: str | None = None) -> bool:
     sock = _connect(socket_path(key))
     if sock is None:
         return False
-    with sock, sock.makefile("rwb") as stream:
-        stream.write(json.dumps({"command": "shutdown", "kwargs": {}, "cwd": os.getcwd(), "env": {}}).encode() + b"\n")
-        stream.flush()
+    with sock, sock.makefile("rb") as stream:
+        message = {"command": "shutdown", "kwargs": {}, "cwd": os.getcwd(), "env": {}}
+        try:
+            sock.sendall(json.dumps(message).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return True  # it was going away by itself
         while _read_message(stream) is not None:
             pass
     return True

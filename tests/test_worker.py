@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,12 +21,14 @@ from opbench import jobs, worker_client
 from opbench.worker_client import WorkerError
 
 REPO = Path(__file__).resolve().parent.parent
-# A worker with two more commands, for the failures a GPU request can have: the process dies, or never answers.
+# A worker with three more commands, for the failures a GPU request can have: the process dies, or never answers;
+# and a slow one, whose client can go away before the answer.
 TEST_WORKER = (
     "import os, sys, time\n"
     "from opbench import worker\n"
     "worker.COMMANDS['crash'] = lambda: os._exit(3)\n"
     "worker.COMMANDS['hang'] = lambda: time.sleep(600)\n"
+    "worker.COMMANDS['nap'] = lambda: time.sleep(0.5)\n"
     "sys.exit(worker.main(sys.argv[1:]))\n"
 )
 
@@ -139,6 +142,39 @@ def test_a_stale_worker_of_a_killed_run_is_replaced(runtime: Path, tmp_path: Pat
     os.killpg(pid, signal.SIGKILL)  # the run's machine lost it; its socket file stays behind
     assert _wait_gone(pid)
     assert _ping(tmp_path)["pid"] != pid
+
+
+def test_a_worker_that_closes_before_taking_the_request_is_retried_then_reported(
+    runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed worker's socket can take a connection while its last thread exits (its group leader already a
+    zombie), then close it: the request goes to the next worker, and two in a row fail with WorkerError."""
+    real_connect = worker_client.connect
+    closing: list[int] = []
+
+    def a_closed_peer(**_: object) -> socket.socket:
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        closing.append(1)
+        return ours
+
+    monkeypatch.setattr(worker_client, "connect", a_closed_peer)
+    with pytest.raises(WorkerError, match="two workers in a row closed the connection"):
+        _ping(tmp_path)
+    assert len(closing) == 2
+    connects = iter([a_closed_peer, real_connect])
+    monkeypatch.setattr(worker_client, "connect", lambda **kw: next(connects)(**kw))
+    assert _ping(tmp_path)["ok"]
+
+
+def test_a_client_that_goes_away_leaves_the_worker_serving(runtime: Path, tmp_path: Path) -> None:
+    worker = _start_test_worker(tmp_path / "test-worker.log")
+    request = {"command": "nap", "kwargs": {}, "cwd": str(REPO), "env": {}}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:  # a job killed right after asking
+        client.connect(str(worker_client.socket_path()))
+        client.sendall(json.dumps(request).encode() + b"\n")
+    assert _ping(tmp_path)["pid"] == worker.pid
+    assert "the client went away" in (tmp_path / "test-worker.log").read_text()
 
 
 def test_an_idle_worker_exits_by_itself(runtime: Path, tmp_path: Path) -> None:

@@ -69,9 +69,16 @@ def publish(
         for i, layer in enumerate(body["layers"])
     }
 
-    def rank(row: dict) -> tuple[int, int, int]:
+    # A layer keeps its place in the run's summary even where its first row there is not published (the series-major
+    # summary lists a series' layers before the next series': a layer's place is its earliest row).
+    layer_place: dict[tuple, int] = {}
+    for key, place in order.items():
+        layer_place[_layer_of(key)] = min(place, layer_place.get(_layer_of(key), place))
+
+    def rank(row: dict) -> tuple[int, int, int, int]:
         layer = (row["suite"], row["layer"])
         return (
+            layer_place.get(_layer_of(_key(row)), len(order)),
             order.get(_key(row), len(order)),
             layer_rank.get(layer, len(layer_rank)),
             suite_rank.get(layer, len(suite_rank)),
@@ -138,6 +145,11 @@ def _layer_key(row: dict) -> tuple:
 
 def _key(row: dict) -> tuple:
     return tuple(str(row[k]) for k in ("op", "suite", "layer", "batch", "dtype", "layout", "backend", "variant"))
+
+
+def _layer_of(key: tuple) -> tuple:
+    """A row key's table layer: the key without its backend and variant."""
+    return key[:-2]
 
 
 def _summary_order(summary: Path) -> dict[tuple, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -154,3 +155,23 @@ def test_a_stopped_run_publishes_new_layers_in_their_suites_order(tmp_path: Path
         write_record(_row(layer, "cuda", "split_reduction", 10.0, 1), results / "records" / f"{layer}.json")
     out = publish(results=results, card="gpu", logs=tmp_path / "logs", out_root=tmp_path / "pub").folder
     assert [r["layer"] for r in read_summary(out / "summary.csv")] == in_suite_order
+
+
+def test_a_layer_keeps_its_place_when_its_first_row_in_the_runs_summary_is_not_published(tmp_path: Path) -> None:
+    """The run's summary lists series after series; a layer whose row of the first series is not published (left out
+    for want of its run's baseline) stays between its neighbours, not after the last layer."""
+    results = tmp_path / "run"
+    layers = ["conv1", "l1_3x3_64", "l2_3x3_128"]
+    summary = [_row(layer, backend, variant, 10.0, 1) for backend, variant in (("cuda", "mma"), ("cudnn", "tf32"))
+               for layer in layers]  # fmt: skip
+    header = list(summary[0])
+    (results / "summary.csv").parent.mkdir(parents=True)
+    with open(results / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, header)
+        writer.writeheader()
+        writer.writerows(summary)
+    for i, row in enumerate(summary):
+        if (row["layer"], row["backend"]) != ("l1_3x3_64", "cuda"):
+            write_record(row, results / "records" / f"{i}.json")
+    out = publish(results=results, card="gpu", logs=tmp_path / "logs", out_root=tmp_path / "pub").folder
+    assert list(dict.fromkeys(r["layer"] for r in read_summary(out / "summary.csv"))) == layers

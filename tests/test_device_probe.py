@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from opbench import hardware
-from opbench.device_probe import PEAK_GEMMS, PEAK_SAMPLE_MS, PRECISIONS, PeakTrial, best_peaks, measure_peaks
+from opbench.device_probe import (
+    PEAK_GEMMS,
+    PEAK_SAMPLE_MS,
+    PRECISIONS,
+    CopyTrial,
+    PeakTrial,
+    best_peaks,
+    measure_peaks,
+)
 
 
 def test_peaks_are_the_best_trial_per_precision() -> None:
@@ -28,9 +36,12 @@ def test_the_trials_reach_past_a_single_8192_cube() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not hardware.nvidia_gpus(), reason="no NVIDIA GPU (nvidia-smi lists none)")
 def test_measured_peaks_on_the_card() -> None:
-    peaks, trials = measure_peaks()
+    peaks, all_trials = measure_peaks()
+    trials = [t for t in all_trials if isinstance(t, PeakTrial)]
+    copies = {t.method: t.gbps for t in all_trials if isinstance(t, CopyTrial)}
     assert len(trials) == len(PRECISIONS) * len(PEAK_GEMMS) * len(PEAK_SAMPLE_MS)
     assert all(trial.tflops > 0 for trial in trials)
+    assert set(copies) == {"memcpy", "kernel"} and peaks["copy_gbps"] == max(copies.values())
     # tensor cores beat FFMA by far; half precision beats TF32; an HBM3 card copies at 1.5 to 6 TB/s
     assert peaks["tf32"] > 4 * peaks["f32"] and peaks["f16"] > 1.5 * peaks["tf32"]
     assert 1500 < peaks["copy_gbps"] < 6000

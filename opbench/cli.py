@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="publish only the records of this commit (a prefix; repeatable); default: every record of --results",
     )
+    p.add_argument(
+        "--leave-out-unpaired", action="store_true",
+        help="publish without the rows that have no baseline of their run (listed on stderr) instead of refusing",
+    )  # fmt: skip
 
     p = sub.add_parser("compare", help="per-row change between two result sets, judged against noise")
     p.add_argument("base", type=Path, help="summary.csv of the base run, or a folder holding one")
@@ -184,13 +188,18 @@ def main(argv: list[str] | None = None) -> int:
         from opbench.publish import UnpairedRows, publish
 
         try:
-            published = publish(results=a.results, card=a.card, logs=a.logs, commits=tuple(a.commit), summary=a.summary)
+            published = publish(
+                results=a.results, card=a.card, logs=a.logs, commits=tuple(a.commit), summary=a.summary,
+                leave_out_unpaired=a.leave_out_unpaired,
+            )  # fmt: skip
         except (UnpairedRows, FileNotFoundError) as error:
             print(f"opbench publish: {error}", file=sys.stderr)
             return 2
         print(published.folder)
         for row in published.unpaired:
             print(f"warning: now without a baseline of its run (no ratio): {row}", file=sys.stderr)
+        for row in published.left_out:
+            print(f"left out (no baseline of its run): {row}", file=sys.stderr)
         return 0
     if a.command == "compare":
         from opbench.compare import CompareError, run

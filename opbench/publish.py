@@ -8,7 +8,8 @@ Every row keeps its own provenance columns (commit, time stamp, run id).
 
 Ratios pair a row with its baseline (cuDNN) measured in the same run (opbench.report), so a series is published
 together with the baseline of its run, never one without the other: a new row whose table layer has baseline rows,
-but none of its own run, is refused (UnpairedRows: add the baseline to the run's config); earlier rows whose run's
+but none of its own run, is refused (UnpairedRows: add the baseline to the run's config), or left out where the
+caller asks (`leave_out_unpaired`); earlier rows whose run's
 baseline a new run replaced stay, unpaired (no ratio), and are returned as warnings.
 
 `commits` restricts the run's records to those of the given commits (prefixes): a results folder that also holds
@@ -20,7 +21,7 @@ from __future__ import annotations
 import csv
 import shutil
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from opbench.backends import BACKENDS
@@ -38,6 +39,7 @@ class UnpairedRows(ValueError):
 class Published:
     folder: Path
     unpaired: list[str]  # earlier rows left without their run's baseline by this publish
+    left_out: list[str] = field(default_factory=list)  # new rows without a baseline of their run (leave_out_unpaired)
 
 
 def publish(
@@ -48,9 +50,13 @@ def publish(
     out_root: Path = Path("results/published"),
     commits: tuple[str, ...] = (),
     summary: Path | None = None,
+    leave_out_unpaired: bool = False,
 ) -> Published:
     """Publish the records under `results` (results/<machine> of the run) for `card`; `summary`: the run's
-    summary.csv (default results/summary.csv, the default config's), whose row order the tables keep."""
+    summary.csv (default results/summary.csv, the default config's), whose row order the tables keep.
+    `leave_out_unpaired`: publish without the new rows that have no baseline of their run (a run stopped and resumed
+    can time a series' row in its second part and the layer's baseline in its first) instead of refusing them all;
+    they are returned in Published.left_out."""
     records = [read_record(p) for p in (results / "records").rglob("*.json")]
     if commits:
         records = [r for r in records if str(r.get("commit") or "").startswith(commits)]
@@ -89,13 +95,18 @@ def publish(
     new_rows = [row for row in new_rows if row["status"] != "SKIP" or _key(row) not in kept]
     measured = {_key(row) for row in new_rows}
     earlier = [row for row in earlier_rows if _key(row) not in measured]
-    refused = _unpaired(earlier + new_rows, new_rows)
-    if refused:
+    refused = _unpaired_rows(earlier + new_rows, new_rows)
+    if refused and not leave_out_unpaired:
         raise UnpairedRows(
             f"{len(refused)} rows of this run have no baseline row of their run where the card's tables have one "
-            "(their ratios would pair them with another run's baseline); run the baseline in the same config. "
-            "First: " + "; ".join(refused[:5])
+            "(their ratios would pair them with another run's baseline); run the baseline in the same config, or "
+            "publish without them (--leave-out-unpaired). First: " + "; ".join(map(_describe, refused[:5]))
         )
+    if refused:  # an earlier row of the same key, if any, stays
+        left_out = {_key(row) for row in refused}
+        new_rows = [row for row in new_rows if _key(row) not in left_out]
+        measured = {_key(row) for row in new_rows}
+        earlier = [row for row in earlier_rows if _key(row) not in measured]
     probe = results / "device" / "cuda.json"
     if not probe.exists() and (out / "device.json").exists():
         probe = out / "device.json"
@@ -121,22 +132,28 @@ def publish(
         (out / "build").mkdir(exist_ok=True)
         for log in build_logs:
             shutil.copy(log, out / "build" / f"{log.parent.name}.log")
-    return Published(folder=out, unpaired=_unpaired(earlier + new_rows, earlier))
+    unpaired = [_describe(row) for row in _unpaired_rows(earlier + new_rows, earlier)]
+    return Published(folder=out, unpaired=unpaired, left_out=[_describe(row) for row in refused])
 
 
-def _unpaired(table: list[dict], rows: list[dict]) -> list[str]:
+def _unpaired_rows(table: list[dict], rows: list[dict]) -> list[dict]:
     """Those of `rows` (non-baseline, measured) whose table layer (in `table`) has baseline rows, none of their run."""
     baseline_runs: dict[tuple, set[str]] = defaultdict(set)
     for row in table:
         if row["status"] != "SKIP" and baseline_class(row):
             baseline_runs[_layer_key(row)].add(run_key(row))
     return [
-        f"{row['backend']}:{row['variant']} {row['suite']}/{row['layer']} batch {row['batch']} {row['dtype']} "
-        f"{row['layout']} (run {run_key(row)})"
-        for row in rows
+        row for row in rows
         if row["status"] != "SKIP" and not baseline_class(row)
         and baseline_runs.get(_layer_key(row)) and run_key(row) not in baseline_runs[_layer_key(row)]
     ]  # fmt: skip
+
+
+def _describe(row: dict) -> str:
+    return (
+        f"{row['backend']}:{row['variant']} {row['suite']}/{row['layer']} batch {row['batch']} {row['dtype']} "
+        f"{row['layout']} (run {run_key(row)})"
+    )
 
 
 def _layer_key(row: dict) -> tuple:

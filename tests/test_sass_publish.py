@@ -146,6 +146,27 @@ def test_publish_keeps_a_series_with_the_baseline_of_its_run(tmp_path: Path) -> 
     assert rows == {("cuda", "split_reduction"): "R1", ("cuda", "mma"): "R3", ("cudnn", "tf32"): "R3"}
 
 
+def test_a_resumed_run_publishes_without_the_rows_that_lack_their_runs_baseline_when_asked(tmp_path: Path) -> None:
+    """A run stopped while timing a series' row and resumed times that row in its second part and the layer's
+    baseline in its first: with leave_out_unpaired that row is left out (and said), the rest published."""
+    published, logs = tmp_path / "published", tmp_path / "logs"
+    results = tmp_path / "run"
+    rows = [
+        {**_row("l1", "cuda", "mma", 200.0, 1), "run_id": "A"},
+        {**_row("l1", "cudnn", "tf32", 120.0, 1), "run_id": "A"},
+        {**_row("l2", "cudnn", "tf32", 130.0, 1), "run_id": "A"},
+        {**_row("l2", "cuda", "mma", 210.0, 1), "run_id": "B"},
+    ]
+    for i, row in enumerate(rows):
+        write_record(row, results / "records" / f"{i}.json")
+    with pytest.raises(UnpairedRows, match=r"--leave-out-unpaired\)\. First: cuda:mma resnet50/l2 .*\(run B\)"):
+        publish(results=results, card="gpu", logs=logs, out_root=published)
+    result = publish(results=results, card="gpu", logs=logs, out_root=published, leave_out_unpaired=True)
+    assert result.left_out == ["cuda:mma resnet50/l2 batch 16 f32 nhwc_fhwc (run B)"]
+    kept = {(r["layer"], r["backend"]) for r in read_summary(result.folder / "summary.csv")}
+    assert kept == {("l1", "cuda"), ("l1", "cudnn"), ("l2", "cudnn")}
+
+
 def test_a_stopped_run_publishes_new_layers_in_their_suites_order(tmp_path: Path) -> None:
     """Without the run's summary (stopped at its time budget) and without earlier rows of the card, the layers come
     in the order config.yaml's suite lists them, not in the order the records were found."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opbench import provenance
+from opbench.timing import gbps
 
 _QUERY = "name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,pci.bus_id"
 
@@ -108,7 +109,7 @@ def measure_peaks() -> tuple[dict[str, float], list[PeakTrial | CopyTrial]]:
         "memcpy": median_ms([dst, src], torch.Tensor.copy_, PEAK_SAMPLE_MS[0]),
         "kernel": median_ms([dst, src], lambda d, s: torch.mul(s, 1.0, out=d), PEAK_SAMPLE_MS[0]),
     }
-    copy_trials = [CopyTrial(method=method, gbps=copy_bytes / (ms * 1e-3) / 1e9) for method, ms in copies.items()]
+    copy_trials = [CopyTrial(method=method, gbps=gbps(copy_bytes, ms)) for method, ms in copies.items()]
     del src, dst
     dtypes = {"f32": torch.float32, "tf32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
     trials = []

@@ -65,7 +65,7 @@ def publish(
         raise FileNotFoundError(f"no records{which} under {results / 'records'}")
     out = out_root / card
     earlier_rows = read_summary(out / "summary.csv")
-    order = _summary_order(summary or results / "summary.csv")
+    order, layer_place = _summary_order(summary or results / "summary.csv")
     # Without the run's own summary (a stopped run), layers keep the order in which the card's tables list them, and
     # layers new to the card the order of their suite in config.yaml.
     layer_rank = {key: i for i, key in enumerate(dict.fromkeys((r["suite"], r["layer"]) for r in earlier_rows))}
@@ -75,16 +75,10 @@ def publish(
         for i, layer in enumerate(body["layers"])
     }
 
-    # A layer keeps its place in the run's summary even where its first row there is not published (the series-major
-    # summary lists a series' layers before the next series': a layer's place is its earliest row).
-    layer_place: dict[tuple, int] = {}
-    for key, place in order.items():
-        layer_place[_layer_of(key)] = min(place, layer_place.get(_layer_of(key), place))
-
     def rank(row: dict) -> tuple[int, int, int, int]:
         layer = (row["suite"], row["layer"])
         return (
-            layer_place.get(_layer_of(_key(row)), len(order)),
+            layer_place.get(_layer_key(row), len(order)),
             order.get(_key(row), len(order)),
             layer_rank.get(layer, len(layer_rank)),
             suite_rank.get(layer, len(suite_rank)),
@@ -93,8 +87,7 @@ def publish(
     new_rows = sorted(records, key=rank)
     kept = {_key(row) for row in earlier_rows if row["status"] != "SKIP"}
     new_rows = [row for row in new_rows if row["status"] != "SKIP" or _key(row) not in kept]
-    measured = {_key(row) for row in new_rows}
-    earlier = [row for row in earlier_rows if _key(row) not in measured]
+    earlier = _not_replaced(earlier_rows, new_rows)
     refused = _unpaired_rows(earlier + new_rows, new_rows)
     if refused and not leave_out_unpaired:
         raise UnpairedRows(
@@ -102,11 +95,10 @@ def publish(
             "(their ratios would pair them with another run's baseline); run the baseline in the same config, or "
             "publish without them (--leave-out-unpaired). First: " + "; ".join(map(_describe, refused[:5]))
         )
-    if refused:  # an earlier row of the same key, if any, stays
+    if refused:
         left_out = {_key(row) for row in refused}
         new_rows = [row for row in new_rows if _key(row) not in left_out]
-        measured = {_key(row) for row in new_rows}
-        earlier = [row for row in earlier_rows if _key(row) not in measured]
+        earlier = _not_replaced(earlier_rows, new_rows)  # an earlier row of a left-out key stays
     probe = results / "device" / "cuda.json"
     if not probe.exists() and (out / "device.json").exists():
         probe = out / "device.json"
@@ -164,13 +156,21 @@ def _key(row: dict) -> tuple:
     return tuple(str(row[k]) for k in ("op", "suite", "layer", "batch", "dtype", "layout", "backend", "variant"))
 
 
-def _layer_of(key: tuple) -> tuple:
-    """A row key's table layer: the key without its backend and variant."""
-    return key[:-2]
+def _not_replaced(earlier_rows: list[dict], new_rows: list[dict]) -> list[dict]:
+    """The card's earlier rows that no new row replaces (same key)."""
+    measured = {_key(row) for row in new_rows}
+    return [row for row in earlier_rows if _key(row) not in measured]
 
 
-def _summary_order(summary: Path) -> dict[tuple, int]:
+def _summary_order(summary: Path) -> tuple[dict[tuple, int], dict[tuple, int]]:
+    """Each row's place in the run's summary, and each table layer's: its earliest row's, so that a layer keeps its
+    place where its first row there is not published (the summary lists a series' layers before the next series')."""
     if not summary.exists():
-        return {}
+        return {}, {}
+    order: dict[tuple, int] = {}
+    layer_place: dict[tuple, int] = {}
     with open(summary) as f:
-        return {_key(row): i for i, row in enumerate(csv.DictReader(f))}
+        for i, row in enumerate(csv.DictReader(f)):
+            order[_key(row)] = i
+            layer_place.setdefault(_layer_key(row), i)
+    return order, layer_place

@@ -24,6 +24,7 @@ from typing import Any
 
 from opbench import jobs
 from opbench.backends import BenchSettings, harness_process
+from opbench.worker_client import send_message
 
 HARNESS_TIMEOUT_FRACTION = 0.9  # a hung harness binary is killed by the worker first: the worker survives it
 
@@ -62,9 +63,7 @@ def serve_one(request: dict[str, Any]) -> dict[str, Any]:
 
 def _send(connection: socket.socket, message: dict[str, Any]) -> bool:
     """One message to a client; False where it went away (its job was killed): the worker serves the next one."""
-    try:
-        connection.sendall(json.dumps(message).encode() + b"\n")
-    except (BrokenPipeError, ConnectionResetError):
+    if not send_message(connection, message):
         print("the client went away before the answer", flush=True)
         return False
     return True

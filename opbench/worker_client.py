@@ -129,6 +129,16 @@ def connect(*, log_dir: Path, timeout_s: float, idle_exit_s: float) -> socket.so
         return _connect(path) or _start(path, log_dir=log_dir, timeout_s=timeout_s, idle_exit_s=idle_exit_s)
 
 
+def send_message(sock: socket.socket, message: dict[str, Any]) -> bool:
+    """One JSON line to the other end, unbuffered (a message the peer refused must not sit in a write buffer that
+    closing the stream would flush into the same broken pipe); False where the other end went away."""
+    try:
+        sock.sendall(json.dumps(message).encode() + b"\n")
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
+
+
 def _read_message(stream: Any) -> dict[str, Any] | None:
     """The next message; None where the worker closed the connection (or its end went away with it)."""
     try:
@@ -147,11 +157,8 @@ def request(
     message = {"command": command, "kwargs": kwargs, "cwd": os.getcwd(), "env": env}
     for attempt in range(2):
         sock = connect(log_dir=log_dir, timeout_s=timeout_s, idle_exit_s=idle_exit_s)
-        # Read through a buffer, write unbuffered: a request the peer refused must not sit in a write buffer that
-        # closing the stream would try to flush into the same broken pipe.
         stream = sock.makefile("rb")
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it is going away: no "started" comes
-            sock.sendall(json.dumps(message).encode() + b"\n")
+        send_message(sock, message)  # where it fails, the worker is going away: no "started" comes
         started = _read_message(stream)  # waits while the worker serves requests queued before this one
         if started is not None:
             break
@@ -192,10 +199,7 @@ def shutdown(key: str | None = None) -> bool:
     if sock is None:
         return False
     with sock, sock.makefile("rb") as stream:
-        message = {"command": "shutdown", "kwargs": {}, "cwd": os.getcwd(), "env": {}}
-        try:
-            sock.sendall(json.dumps(message).encode() + b"\n")
-        except (BrokenPipeError, ConnectionResetError):
+        if not send_message(sock, {"command": "shutdown", "kwargs": {}, "cwd": os.getcwd(), "env": {}}):
             return True  # it was going away by itself
         while _read_message(stream) is not None:
             pass

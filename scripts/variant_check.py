@@ -35,7 +35,7 @@ from opbench.config import load  # noqa: E402
 from opbench.dtypes import get_dtype  # noqa: E402
 from opbench.jobs import judge_job  # noqa: E402
 from opbench.ops import get_op  # noqa: E402
-from opbench.timing import summarize, tflops  # noqa: E402
+from opbench.timing import gbps, summarize, tflops  # noqa: E402
 
 CUDNN_MODE = {("f32", "tf32"): "tf32", ("f32", "fp32"): "fp32", ("f16", None): "fp16", ("bf16", None): "bf16"}
 # Per op: the config file holding its default suite, that suite, and the baseline backend.
@@ -97,7 +97,7 @@ def check_one(
             result = the_backend.benchmark(job, settings)
             stats = summarize(result["samples_ms"])
             row |= {"median_ms": stats.median_ms, "cv": stats.cv, "tflops": tflops(shape.flops(), stats.median_ms)}
-            row["gbps"] = shape.min_bytes(the_dtype.itemsize, the_dtype.output_itemsize) / (stats.median_ms * 1e6)
+            row["gbps"] = gbps(shape.min_bytes(the_dtype.itemsize, the_dtype.output_itemsize), stats.median_ms)
             row["detail"] = result.get("detail")
     except Exception as error:  # one failing row must not stop the others
         row |= {"status": "ERROR", "reason": str(error)[-2000:]}

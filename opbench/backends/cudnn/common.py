@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from opbench.backends.base import Job
-from opbench.gpu_timing import torch_dtype
+from opbench.gpu_timing import to_host, torch_dtype
 
 # math mode -> (the dtype it applies to, TF32 allowed)
 MATH_MODES: dict[str, tuple[str, bool]] = {
@@ -111,4 +111,4 @@ def device_operands(torch: Any, job: Job) -> list[Any]:
 
 def to_layout(y: Any, layout: str) -> np.ndarray:
     """A logical NKPQ output as the layout's array (float32, as the verification reads it)."""
-    return y.permute(FROM_LOGICAL[layout]).float().cpu().numpy()
+    return to_host(y.permute(FROM_LOGICAL[layout]))

@@ -40,22 +40,12 @@ def load_inputs(path: Path, op: str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in get_op(op).input_names}
 
 
-def reference_and_scales(
-    op: str, inputs: dict[str, np.ndarray], shape: Any, layout: str
-) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
-    """The float64 reference, its elements' product scale and product count, and (for an op that rounds an
-    intermediate) that intermediate's scale: what the element-wise bound is made of (opbench.verify)."""
-    the_op = get_op(op)
-    reference = the_op.reference(inputs, shape, layout)
-    scale, terms = the_op.product_scale(inputs, shape, layout)
-    return reference, scale, terms, the_op.rounded_intermediate_scale(inputs, shape, layout)
-
-
 def compute_reference(*, op: str, shape: str, layout: str, inputs: Path, out: Path, scale_out: Path) -> None:
     """The float64 reference, and beside it the scale of each element's products and their count (the element-wise
     verdict's bound, opbench.verify) and, for an op that rounds an intermediate, that intermediate's scale."""
-    reference, scale, terms, intermediate = reference_and_scales(
-        op, load_inputs(inputs, op), get_op(op).shape_from_name(shape), layout
+    the_op = get_op(op)
+    reference, scale, terms, intermediate = the_op.reference_and_scales(
+        load_inputs(inputs, op), the_op.shape_from_name(shape), layout
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, reference)
@@ -107,7 +97,7 @@ def judge_job(job: Job, output: np.ndarray, tolerance: float, precision: str) ->
     """compute_reference and verify in one process, for a job's output in hand (tests, scripts/variant_check.py):
     the float64 reference, the element-wise bound from the products' (and any rounded intermediate's) scale, and
     the verdict at `tolerance`, the `precision`'s."""
-    reference, scale, terms, intermediate = reference_and_scales(job.op, job.inputs, job.shape, job.layout)
+    reference, scale, terms, intermediate = get_op(job.op).reference_and_scales(job.inputs, job.shape, job.layout)
     bound = ErrorModel.of(job.dtype, precision).bound(reference, scale, terms, intermediate)
     return judge(output, reference, tolerance, bound)
 

@@ -35,16 +35,18 @@ def canonical(inputs: dict[str, np.ndarray], layout: str) -> tuple[np.ndarray, .
     return tuple(inputs[name].transpose(inverse(INPUT_PERM[layout])) for name in ("q", "k", "v"))
 
 
-def brute_force(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool) -> np.ndarray:
-    """o[b,h,i] = sum_j softmax_j(q_i·k_j/√D) v_j over j <= i where causal, one query at a time in float64, nothing
-    shared with the op's code."""
-    out = np.zeros(q.shape)
+def brute_force(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """o[b,h,i] = sum_j p_ij v_j and its probability scale t[b,h,i] = sqrt(sum_j (p_ij v_j)²), p_ij =
+    softmax_j(q_i·k_j/√D) over j <= i where causal, one query at a time in float64, nothing shared with the op's
+    code."""
+    out, scale = np.zeros(q.shape), np.zeros(q.shape)
     for b, h, i in np.ndindex(*q.shape[:3]):
         keys = i + 1 if causal else q.shape[2]
         scores = [float(np.dot(q[b, h, i].astype(np.float64), k[b, h, j])) / np.sqrt(q.shape[3]) for j in range(keys)]
         weights = np.exp(np.array(scores) - max(scores))
-        out[b, h, i] = (weights / weights.sum()) @ v[b, h, :keys].astype(np.float64)
-    return out
+        products = (weights / weights.sum())[:, None] * v[b, h, :keys].astype(np.float64)
+        out[b, h, i], scale[b, h, i] = products.sum(axis=0), np.sqrt(np.square(products).sum(axis=0))
+    return out, scale
 
 
 def emulated(
@@ -114,8 +116,14 @@ def test_hand_counted_layer_and_refusals() -> None:
 def test_reference_is_a_brute_force_loop(name: str, layout: str) -> None:
     shape = OP.shape_from_name(name)
     inputs = OP.make_inputs(shape, get_dtype("f32"), layout, seed=3)
-    expected = brute_force(*canonical(inputs, layout), shape.causal).transpose(INPUT_PERM[layout])
+    expected, expected_scale = (
+        a.transpose(INPUT_PERM[layout]) for a in brute_force(*canonical(inputs, layout), shape.causal)
+    )
     np.testing.assert_allclose(OP.reference(inputs, shape, layout), expected, rtol=1e-12, atol=1e-12)
+    parts = OP.reference_and_scales(inputs, shape, layout)
+    np.testing.assert_allclose(parts.reference, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(parts.scale, expected_scale, rtol=1e-12, atol=1e-12)
+    assert parts.intermediate is parts.scale and parts.terms == shape.s
 
 
 def test_both_layouts_hold_the_same_values_and_results() -> None:

@@ -10,7 +10,7 @@ import importlib
 from abc import ABC, abstractmethod
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import yaml
@@ -29,6 +29,16 @@ class Shape(Protocol):
     def flops(self) -> int: ...
 
     def min_bytes(self, in_bytes: int, out_bytes: int) -> int: ...
+
+
+class ReferenceParts(NamedTuple):
+    """What verifying a problem's outputs takes (opbench.verify): the float64 reference, each element's product scale
+    and product count, and the scale of a rounded intermediate (None where the op rounds none)."""
+
+    reference: np.ndarray
+    scale: np.ndarray
+    terms: int
+    intermediate: np.ndarray | None
 
 
 class Op(ABC):
@@ -74,6 +84,14 @@ class Op(ABC):
         rounded values v that reach it and the weights w that carry each into it. The element-wise verdict
         (opbench.verify) adds what their rounding can do. None (the default): nothing is rounded mid-way."""
         return None
+
+    def reference_and_scales(self, inputs: dict[str, np.ndarray], shape: Any, layout: str) -> ReferenceParts:
+        """reference, product_scale and rounded_intermediate_scale together (what a reference job stores); an op
+        whose three share work (attention's one softmax) computes them in one pass."""
+        scale, terms = self.product_scale(inputs, shape, layout)
+        return ReferenceParts(
+            self.reference(inputs, shape, layout), scale, terms, self.rounded_intermediate_scale(inputs, shape, layout)
+        )
 
     @abstractmethod
     def mlir(self, shape: Any, dtype: DType, layout: str, form: str = "plain") -> str:

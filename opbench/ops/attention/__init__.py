@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from opbench.dtypes import DType, round_to
-from opbench.ops import Op, register_op
+from opbench.ops import Op, ReferenceParts, register_op
 from opbench.ops.attention.layouts import INPUT_PERM
 from opbench.ops.attention.mlir import attention
-from opbench.ops.attention.reference import attention_bhsd_reference, probability_scale_bhsd
+from opbench.ops.attention.reference import attention_and_probability_scale_bhsd
 from opbench.ops.attention.shape import SHAPE_PATTERN, AttentionShape
 from opbench.shapes import inverse
 
@@ -73,7 +73,7 @@ class Attention(Op):
         return np.ascontiguousarray(o.transpose(INPUT_PERM[layout]))
 
     def reference(self, inputs: dict[str, np.ndarray], shape: AttentionShape, layout: str) -> np.ndarray:
-        return self._in_layout(attention_bhsd_reference(*self._canonical(inputs, layout), shape), layout)
+        return self.reference_and_scales(inputs, shape, layout).reference
 
     def product_scale(
         self, inputs: dict[str, np.ndarray], shape: AttentionShape, layout: str
@@ -82,14 +82,21 @@ class Attention(Op):
         element (where causal query i sums i + 1 of them, fewer: S bounds them all). The scores' and the softmax's
         f32 rounding moves each p_ij by a few u_f32 of itself, which carried by V is a few u_f32 · t: within the
         accumulation term u_acc · S · t."""
-        return self.rounded_intermediate_scale(inputs, shape, layout), shape.s
+        parts = self.reference_and_scales(inputs, shape, layout)
+        return parts.scale, parts.terms
 
     def rounded_intermediate_scale(
         self, inputs: dict[str, np.ndarray], shape: AttentionShape, layout: str
     ) -> np.ndarray:
         """The same t: P is the intermediate rounded to the element type (each p_ij by up to u_out of itself, carried
         into output element (i, d) by v_jd) before P·V."""
-        return self._in_layout(probability_scale_bhsd(*self._canonical(inputs, layout), shape), layout)
+        return self.reference_and_scales(inputs, shape, layout).scale
+
+    def reference_and_scales(self, inputs: dict[str, np.ndarray], shape: AttentionShape, layout: str) -> ReferenceParts:
+        """The reference and t (product scale and rounded intermediate's scale at once) from one softmax."""
+        o, t = attention_and_probability_scale_bhsd(*self._canonical(inputs, layout), shape)
+        scale = self._in_layout(t, layout)
+        return ReferenceParts(self._in_layout(o, layout), scale, shape.s, scale)
 
     def mlir(self, shape: AttentionShape, dtype: DType, layout: str, form: str = "plain") -> str:
         if form != "plain":

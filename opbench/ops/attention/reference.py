@@ -1,5 +1,5 @@
 """attention's float64 reference, in the canonical B,H,S,D order, and the scale of its softmax probabilities P for
-the element-wise verdict. Both work one (batch, head) and a block of BLOCK_QUERIES queries at a time: a block's
+the element-wise verdict, from one softmax: one (batch, head) and a block of BLOCK_QUERIES queries at a time: a block's
 float64 scores are BLOCK_QUERIES x S (64 MiB at S = 16384), never a head's S x S, let alone every head's."""
 
 from __future__ import annotations
@@ -25,26 +25,21 @@ def probabilities(q: np.ndarray, k: np.ndarray, start: int, causal: bool) -> np.
     return p
 
 
-def _by_query_blocks(q: np.ndarray, k: np.ndarray, v: np.ndarray, shape: AttentionShape, squared: bool) -> np.ndarray:
-    """out[B,H,S,D]: P·V (or, `squared`, sqrt(P²·V²)) one (batch, head) and BLOCK_QUERIES queries at a time."""
+def attention_and_probability_scale_bhsd(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, shape: AttentionShape
+) -> tuple[np.ndarray, np.ndarray]:
+    """From canonical Q, K, V [B,H,S,D], both float64 [B,H,S,D]: O = softmax(Q·Kᵀ/√D)·V (P exact, not rounded as an
+    implementation's is) and its probability scale sqrt(P²·V²), sqrt(sum over keys j of (p_ij · v_jd)²), the scale
+    of the products P·V sums and of what rounding P to the element type can do to it (opbench.verify). One softmax
+    per block of BLOCK_QUERIES queries of one (batch, head) serves both."""
     out = np.empty(shape.qkv_shape_bhsd(), dtype=np.float64)
+    scale = np.empty_like(out)
     for b, h in np.ndindex(shape.b, shape.h):
         keys, values = np.asarray(k[b, h], dtype=np.float64), np.asarray(v[b, h], dtype=np.float64)
-        if squared:
-            values = np.square(values)
+        squared_values = np.square(values)
         for start in range(0, shape.s, BLOCK_QUERIES):
-            p = probabilities(q[b, h, start : start + BLOCK_QUERIES], keys, start, shape.causal)
-            out[b, h, start : start + BLOCK_QUERIES] = np.sqrt(np.square(p, out=p) @ values) if squared else p @ values
-    return out
-
-
-def attention_bhsd_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, shape: AttentionShape) -> np.ndarray:
-    """float64 softmax(Q·Kᵀ/√D)·V of canonical Q, K, V [B,H,S,D] into O [B,H,S,D] (P exact, not rounded as an
-    implementation's is)."""
-    return _by_query_blocks(q, k, v, shape, squared=False)
-
-
-def probability_scale_bhsd(q: np.ndarray, k: np.ndarray, v: np.ndarray, shape: AttentionShape) -> np.ndarray:
-    """sqrt(sum over keys j of (p_ij · v_jd)²) per output element [B,H,S,D]: the scale of the products P·V sums and
-    of what rounding P to the element type can do to it (opbench.verify)."""
-    return _by_query_blocks(q, k, v, shape, squared=True)
+            queries = slice(start, start + BLOCK_QUERIES)
+            p = probabilities(q[b, h, queries], keys, start, shape.causal)
+            out[b, h, queries] = p @ values
+            scale[b, h, queries] = np.sqrt(np.square(p, out=p) @ squared_values)
+    return out, scale

@@ -25,7 +25,9 @@ from opbench.gpu_timing import (
     buffer_copies,
     check_timed_outputs,
     compare_outputs,
+    same_bits,
     time_graph,
+    torch_dtype,
 )
 
 L2 = 50 * 2**20
@@ -319,6 +321,25 @@ def test_check_timed_outputs_compares_each_buffer_set_with_its_fresh_run() -> No
     assert not cmp.consistent and cmp.bitwise_mismatches == 8
 
 
+def test_check_timed_outputs_copies_to_the_host_only_the_sets_that_are_not_identical() -> None:
+    sets = [np.full(4, i, dtype=np.float32) for i in range(3)]
+    copied: list[int] = []
+
+    def to_host(a: np.ndarray) -> np.ndarray:
+        copied.append(int(a[0]))
+        return a
+
+    def identical(a: np.ndarray, b: np.ndarray) -> bool:
+        return a.tobytes() == b.tobytes()
+
+    cmp = check_timed_outputs([s.copy() for s in sets], lambda i: sets[i].copy(), 2.0**-24, to_host, identical)
+    assert cmp.consistent and cmp.bitwise_mismatches == 0 and copied == []
+    # Set 1 timed a wrong output: only that set goes to the host, and the comparison still fails there.
+    wrong = [sets[0].copy(), sets[1] + 1, sets[2].copy()]
+    cmp = check_timed_outputs(wrong, lambda i: sets[i].copy(), 2.0**-24, to_host, identical)
+    assert not cmp.consistent and cmp.bitwise_mismatches == 4 and copied == [1, 2]
+
+
 gpu = pytest.mark.skipif(not hardware.nvidia_gpus(), reason="no NVIDIA GPU (nvidia-smi lists none)")
 GPU_SETTINGS = BenchSettings(warmup_ms=20, repetitions=5, min_sample_ms=5, flush_l2=False)
 
@@ -368,3 +389,26 @@ def test_graph_outputs_rotate_and_hold_the_replayed_results() -> None:
         fresh = sources[i] * 3.0 + 1.0
         assert compare_outputs(fresh.cpu().numpy(), out.cpu().numpy(), OUTPUT_UNIT_ROUNDOFF["f32"]).consistent
     assert "CUDA-graph replay" in timing.method and "input and output copies" in timing.method
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype_name", ["f32", "f16", "bf16"])
+def test_same_bits_on_the_device(dtype_name: str) -> None:
+    """same_bits is a bitwise test: a copy (NaNs included) is the same bits; one element one ulp off, -0.0 for
+    0.0, another shape or dtype are not; a strided view compares by its logical order."""
+    torch = pytest.importorskip("torch")
+    dtype = torch_dtype(torch, dtype_name)
+    a = torch.randn(64, 33, device="cuda").to(dtype)
+    a[3, 5] = float("nan")
+    a[7, 1] = 0.0
+    assert same_bits(a, a.clone())
+    off = a.clone()
+    off.view(torch.int16 if off.element_size() == 2 else torch.int32)[10, 10] += 1  # the last bit: one ulp
+    assert not same_bits(a, off)
+    signed = a.clone()
+    signed[7, 1] = -0.0
+    assert not same_bits(a, signed)
+    assert not same_bits(a, a.reshape(33, 64).clone())
+    assert not same_bits(a.float(), a.double())
+    assert same_bits(a.t(), a.t().contiguous())

@@ -304,6 +304,7 @@ EXPECTED_SASS = {
     # 16-byte accesses of 4 f32 channels: the tile's loads from global memory, the sliding window's from shared
     "depthwise_smem": ("FFMA", "LDS.128", "LDG.E.128"),
     "depthwise_async": ("FFMA", "LDS.128", "LDGSTS (cp.async)"),  # the tile copied by cp.async
+    "depthwise_stream": ("FFMA", "LDS.128", "LDGSTS (cp.async)"),  # the ring of input rows filled by cp.async
     # the depthwise stage in float32 FMAs on a cp.async-staged input tile, the 1x1 on the tensor cores via ldmatrix
     "separable_fused": ("FFMA", "LDGSTS (cp.async)", "LDSM (ldmatrix)", "HMMA (mma.sync)"),
     # Q·Kᵀ and P·V on mma.sync, K/V tiles by cp.async, Q, K and V fragments by ldmatrix (V's .trans)

@@ -66,7 +66,7 @@ def verdict(backend: str, job: Job, output: np.ndarray) -> Verdict:
 
 
 def test_there_are_depthwise_variants() -> None:
-    assert {"depthwise_naive", "depthwise_smem", "depthwise_async"} <= set(DEPTHWISE_VARIANTS)
+    assert {"depthwise_naive", "depthwise_smem", "depthwise_async", "depthwise_stream"} <= set(DEPTHWISE_VARIANTS)
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -89,7 +89,7 @@ def test_cuda_depthwise_benchmark_is_consistent(binaries: dict[str, Path], varia
     assert result["bench_output_consistent"] is True and result["problem"]["op"] == "depthwise_conv2d"
 
 
-@pytest.mark.parametrize("variant", ["depthwise_smem", "depthwise_async"])
+@pytest.mark.parametrize("variant", ["depthwise_smem", "depthwise_async", "depthwise_stream"])
 def test_the_tiled_depthwise_variants_take_the_constant_size_paths(binaries: dict[str, Path], variant: str) -> None:
     """The shapes the comments above name take the paths they name (so the edge tests cover every path)."""
     paths = {}

@@ -86,26 +86,29 @@ inline int next_pow2(int v) {
   return p;
 }
 
-inline Tile make_tile(const ConvProblem& prob) {
+// `smem_rows`: the input rows (of the tile's width) a block keeps in shared memory, 0 for the tile's
+// own ih; `max_smem`: the bytes they may take. The column tile halves until they fit.
+inline Tile make_tile(const ConvProblem& prob, int smem_rows = 0, size_t max_smem = kMaxSmem) {
   Tile t{};
   t.path = choose_path(prob);
   t.vec = path_vec(t.path);
   const int chan_vecs = prob.c / t.vec;  // C % vec == 0 by choose_path
   t.cv = std::min(chan_vecs, kMaxChanVecs);
   t.tq = std::min(std::max(1, kThreads / t.cv), next_pow2(prob.q));
+  t.ih = (kRows - 1) * prob.stride_h + (prob.r - 1) * prob.dil_h + 1;
+  const int rows = smem_rows > 0 ? smem_rows : t.ih;
   auto size = [&]() {
-    t.ih = (kRows - 1) * prob.stride_h + (prob.r - 1) * prob.dil_h + 1;
     t.iw = (t.tq - 1) * prob.stride_w + (prob.s - 1) * prob.dil_w + 1;
-    t.smem_bytes = size_t(t.ih) * t.iw * t.cv * t.vec * elem_bytes(prob.elem);
+    t.smem_bytes = size_t(rows) * t.iw * t.cv * t.vec * elem_bytes(prob.elem);
   };
   size();
-  while (t.smem_bytes > kMaxSmem && t.tq > 1) {
+  while (t.smem_bytes > max_smem && t.tq > 1) {
     t.tq /= 2;
     size();
   }
-  if (t.smem_bytes > kMaxSmem)
-    FAIL("depthwise tile: the input tile of one output column (%d x %d pixels) needs %zu bytes of "
-         "shared memory, more than %zu", t.ih, t.iw, t.smem_bytes, kMaxSmem);
+  if (t.smem_bytes > max_smem)
+    FAIL("depthwise tile: %d input rows of one output column (%d pixels wide) need %zu bytes of "
+         "shared memory, more than %zu", rows, t.iw, t.smem_bytes, max_smem);
   const int col_tiles = (prob.q + t.tq - 1) / t.tq;
   const int row_tiles = (prob.p + kRows - 1) / kRows;
   t.block = dim3(unsigned(t.cv), unsigned(t.tq));

@@ -48,37 +48,21 @@ int ring_slots(Path p) {
   return 0;
 }
 
-// The block shape: depthwise_tile's, with the ring in place of the tile and bands of rows.
+// The block shape: depthwise_tile's, with the ring in place of the tile, and bands of rows.
 struct StreamTile {
-  Path path;
-  int vec, cv, tq, iw, slots;
+  depthwise_tile::Tile tile;  // its grid is replaced by `grid`
+  int slots;                  // ring rows
   int col_tiles, band_steps;
-  size_t smem_bytes;
-  dim3 grid, block;
+  dim3 grid;
 };
 
 StreamTile make_stream_tile(const ConvProblem& prob) {
   StreamTile t{};
-  t.path = depthwise_tile::choose_path(prob);
-  t.vec = depthwise_tile::path_vec(t.path);
-  t.slots = ring_slots(t.path);
-  const int chan_vecs = prob.c / t.vec;
-  t.cv = std::min(chan_vecs, depthwise_tile::kMaxChanVecs);
-  t.tq = std::min(std::max(1, kThreads / t.cv), depthwise_tile::next_pow2(prob.q));
-  auto size = [&]() {
-    t.iw = (t.tq - 1) * prob.stride_w + prob.s;
-    t.smem_bytes = size_t(t.slots) * t.iw * t.cv * t.vec * elem_bytes(prob.elem);
-  };
-  size();
-  while (t.smem_bytes > kMaxRingBytes && t.tq > 1) {
-    t.tq /= 2;
-    size();
-  }
-  if (t.smem_bytes > kMaxRingBytes)
-    FAIL("depthwise_stream: a ring of %d rows of one output column needs %zu bytes of shared "
-         "memory, more than %zu", t.slots, t.smem_bytes, kMaxRingBytes);
-  t.col_tiles = (prob.q + t.tq - 1) / t.tq;
-  const int chan_tiles = (chan_vecs + t.cv - 1) / t.cv;
+  t.slots = ring_slots(depthwise_tile::choose_path(prob));
+  t.tile = depthwise_tile::make_tile(prob, t.slots, kMaxRingBytes);
+  const depthwise_tile::Tile& tile = t.tile;
+  t.col_tiles = (prob.q + tile.tq - 1) / tile.tq;
+  const int chan_tiles = int(tile.grid.x);
   const int steps = (prob.p + kRows - 1) / kRows;
   const long long blocks = (long long)chan_tiles * t.col_tiles * prob.n;
   const long long wanted = (long long)kBlocksPerSmWanted * sm_count();
@@ -86,7 +70,6 @@ StreamTile make_stream_tile(const ConvProblem& prob) {
   const int bands = int(std::min<long long>(most_bands, std::max(1LL, (wanted + blocks - 1) / blocks)));
   t.band_steps = (steps + bands - 1) / bands;
   const int used_bands = (steps + t.band_steps - 1) / t.band_steps;
-  t.block = dim3(unsigned(t.cv), unsigned(t.tq));
   t.grid = dim3(unsigned(chan_tiles), unsigned(t.col_tiles * used_bands), unsigned(prob.n));
   return t;
 }
@@ -195,7 +178,7 @@ void launch_kernel(const ConvProblem& prob, const StreamTile& t, const void* x, 
                                     int(kMaxRingBytes)));
     smem_raised = true;
   }
-  kernel<<<t.grid, t.block, t.smem_bytes, stream>>>(prob, t.col_tiles, t.band_steps, t.iw,
+  kernel<<<t.grid, t.tile.block, t.tile.smem_bytes, stream>>>(prob, t.col_tiles, t.band_steps, t.tile.iw,
                                                     static_cast<const T*>(x),
                                                     static_cast<const T*>(w), static_cast<T*>(y));
 }
@@ -242,14 +225,14 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
     return;
   }
   const StreamTile t = make_stream_tile(prob);
-  detail.add_str("path", depthwise_tile::path_name(t.path))
+  detail.add_str("path", depthwise_tile::path_name(path))
       .add_int("rows_per_step", kRows)
       .add_int("band_steps", t.band_steps)
-      .add_int("channels_per_thread", t.vec)
-      .add_int("tile_columns", t.tq)
-      .add_int("tile_channels", t.cv * t.vec)
+      .add_int("channels_per_thread", t.tile.vec)
+      .add_int("tile_columns", t.tile.tq)
+      .add_int("tile_channels", t.tile.cv * t.tile.vec)
       .add_int("ring_rows", t.slots)
       .add_int("stages", kStages)
       .add_str("tile_load", "cp.async ring of input rows, 2 steps ahead of the arithmetic");
-  launch_config = launch_json(t.grid, t.block, t.smem_bytes);
+  launch_config = launch_json(t.grid, t.tile.block, t.tile.smem_bytes);
 }

@@ -117,6 +117,27 @@ inline Tile make_tile(const ConvProblem& prob, int smem_rows = 0, size_t max_sme
   return t;
 }
 
+// The sliding window's step for input row `row` of a tile (a constant once the caller's loop over
+// the tile's rows is unrolled): its S pixels (`pixel`, the first tap's, then cvs vectors apart)
+// into every one of the kRows output rows whose window covers it.
+template <int kR, int kS, int kStride, class V, int kVec>
+__device__ __forceinline__ void add_input_row(int row, const V* pixel, int cvs,
+                                              const float (&wt)[kR][kS][kVec],
+                                              float (&acc)[kRows][kVec]) {
+  float xs[kS][kVec];
+#pragma unroll
+  for (int s = 0; s < kS; ++s) unpack(pixel + s * cvs, xs[s]);
+#pragma unroll
+  for (int out = 0; out < kRows; ++out) {
+    const int r = row - out * kStride;
+    if (r < 0 || r >= kR) continue;
+#pragma unroll
+    for (int s = 0; s < kS; ++s)
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) acc[out][e] = fmaf(xs[s][e], wt[r][s][e], acc[out][e]);
+  }
+}
+
 // kR, kS, kStride: the filter size and stride as constants (0: the problem's, at run time, with
 // its dilation; then kVec is 1). Block (cv, tq) threads; blockIdx = (channel tile, row tile *
 // column tiles + column tile, image). kLoad: how the input tile gets into shared memory (a vector
@@ -190,20 +211,8 @@ depthwise_tile_kernel(ConvProblem prob, int col_tiles, int tile_ih, int tile_iw,
       for (int s = 0; s < kS; ++s) load_channels<T, kVec>(w + (r * kS + s) * prob.c + c, wt[r][s]);
     constexpr int kTileRows = (kRows - 1) * kStride + kR;
 #pragma unroll
-    for (int row = 0; row < kTileRows; ++row) {
-      float xs[kS][kVec];
-#pragma unroll
-      for (int s = 0; s < kS; ++s) unpack(column + (row * tile_iw + s) * cvs, xs[s]);
-#pragma unroll
-      for (int out = 0; out < kRows; ++out) {
-        const int r = row - out * kStride;  // a constant once unrolled
-        if (r < 0 || r >= kR) continue;
-#pragma unroll
-        for (int s = 0; s < kS; ++s)
-#pragma unroll
-          for (int e = 0; e < kVec; ++e) acc[out][e] = fmaf(xs[s][e], wt[r][s][e], acc[out][e]);
-      }
-    }
+    for (int row = 0; row < kTileRows; ++row)
+      add_input_row<kR, kS, kStride>(row, column + row * tile_iw * cvs, cvs, wt, acc);
   } else {
     // 2'. Runtime sizes: every tap of every output row from shared memory, the filter from L1.
     for (int r = 0; r < R; ++r)

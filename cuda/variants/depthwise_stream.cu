@@ -144,18 +144,7 @@ depthwise_stream_kernel(ConvProblem prob, int col_tiles, int band_steps, int til
 #pragma unroll
       for (int row = 0; row < G::kTileRows; ++row) {
         const V* pixel = ring + (((first_row + row) % G::kSlots) * tile_iw + ty * kStride) * cvs + tx;
-        float xs[kS][kVec];
-#pragma unroll
-        for (int s = 0; s < kS; ++s) unpack(pixel + s * cvs, xs[s]);
-#pragma unroll
-        for (int out = 0; out < kRows; ++out) {
-          const int r = row - out * kStride;  // a constant once unrolled
-          if (r < 0 || r >= kR) continue;
-#pragma unroll
-          for (int s = 0; s < kS; ++s)
-#pragma unroll
-            for (int e = 0; e < kVec; ++e) acc[out][e] = fmaf(xs[s][e], wt[r][s][e], acc[out][e]);
-        }
+        depthwise_tile::add_input_row<kR, kS, kStride>(row, pixel, cvs, wt, acc);
       }
 #pragma unroll
       for (int out = 0; out < kRows; ++out) {

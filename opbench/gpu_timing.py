@@ -9,6 +9,7 @@ set keeps its own), and `compare_outputs` checks the timed outputs against a fre
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -207,10 +208,13 @@ def compare_outputs(reference: np.ndarray, got: np.ndarray, unit_roundoff: float
 
 
 def same_bits(a: Any, b: Any) -> bool:
-    """Whether two tensors of one shape and dtype hold bitwise the same elements, compared where they are (on the
-    GPU: nothing is copied to the host). Equal NaNs are the same bits; 0.0 and -0.0 are not."""
-    import torch
-
+    """Whether two PyTorch tensors of one shape and dtype hold bitwise the same elements, compared where they are
+    (on the GPU: nothing is copied to the host). Equal NaNs are the same bits; 0.0 and -0.0 are not. False for
+    anything but two tensors (the host comparison then decides)."""
+    torch = sys.modules.get("torch")  # outputs that are tensors imported it
+    tensor = getattr(torch, "Tensor", None)
+    if tensor is None or not (isinstance(a, tensor) and isinstance(b, tensor)):
+        return False
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     as_int = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]

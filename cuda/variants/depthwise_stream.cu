@@ -167,9 +167,9 @@ void launch_kernel(const ConvProblem& prob, const StreamTile& t, const void* x, 
                                     int(kMaxRingBytes)));
     smem_raised = true;
   }
-  kernel<<<t.grid, t.tile.block, t.tile.smem_bytes, stream>>>(prob, t.col_tiles, t.band_steps, t.tile.iw,
-                                                    static_cast<const T*>(x),
-                                                    static_cast<const T*>(w), static_cast<T*>(y));
+  kernel<<<t.grid, t.tile.block, t.tile.smem_bytes, stream>>>(
+      prob, t.col_tiles, t.band_steps, t.tile.iw, static_cast<const T*>(x), static_cast<const T*>(w),
+      static_cast<T*>(y));
 }
 
 }  // namespace

@@ -2,13 +2,16 @@
 depthwise kernel), the settings
 schema, SKIP reasons, tolerance keys and baselines, the dispatch of run/benchmark to a family, the frontend's absence,
 and the frontend path's pure parts (finding the libraries PyTorch loaded, the heuristic modes, judging and choosing a
-candidate), and the check of the timed outputs. The GPU paths are tests/test_gpu.py's."""
+candidate, the search in a child process under its deadline, a run job's choice kept for its benchmark job), and the
+check of the timed outputs. The GPU paths are tests/test_gpu.py's."""
 
 from __future__ import annotations
 
 import copy
 import enum
 import importlib.util
+import sys
+import time
 import types
 from pathlib import Path
 
@@ -18,7 +21,16 @@ import pytest
 import yaml
 
 from opbench.backends import Availability, BenchSettings, Job, Problem, get_backend
-from opbench.backends.cudnn import FRONTEND_PREFIX, VARIANTS, common, frontend, frontend_missing, math_mode, pytorch
+from opbench.backends.cudnn import (
+    FRONTEND_PREFIX,
+    VARIANTS,
+    common,
+    frontend,
+    frontend_missing,
+    frontend_search,
+    math_mode,
+    pytorch,
+)
 from opbench.config import ConfigError, validate
 from opbench.dtypes import get_dtype
 from opbench.gpu_timing import TIMED_OUTPUT_DIFFERS, GraphTiming, verified_timing
@@ -252,7 +264,7 @@ def test_fastest_is_the_quickest_valid_candidate() -> None:
     assert chosen is not None and chosen.name == "quick"
     assert frontend.fastest([cands[1], cands[4]]) is None
     assert cands[2].to_dict() == {"name": "quick", "modes": ["A"], "ms": 1.0, "trial_ms": None, "valid": True,
-                                  "reason": "", "search_s": None}  # fmt: skip
+                                  "reason": "", "search_s": None, "build_s": None}  # fmt: skip
     # the finalists timed again: the valid ones with the lowest trial times, fastest first
     assert [c.name for c in frontend.finalists(cands, 2)] == ["quick", "tie"]
     assert [c.name for c in frontend.finalists(cands)] == ["quick", "tie", "slow"]
@@ -339,3 +351,101 @@ def test_the_search_stops_at_its_budget_only_once_a_candidate_is_valid() -> None
     assert not frontend.over_budget(over, tried)  # nothing valid yet: keep searching
     tried.append(frontend.Candidate(name="ok", modes=["A"], ms=0.1, valid=True))
     assert frontend.over_budget(over, tried) and not frontend.over_budget(frontend.SEARCH_BUDGET_S - 1, tried)
+
+
+# ---------------------------------------------------------------- the search in a child process, under its deadline
+
+FAKE_CHILD = """
+import json, sys, time
+def emit(event):
+    print("@opbench-search " + json.dumps(event), flush=True)
+def record(name, valid=False, ms=None, reason=""):
+    return {"name": name, "modes": ["A"], "ms": ms, "trial_ms": None, "valid": valid, "reason": reason,
+            "search_s": None, "build_s": None}
+script = sys.argv[1]
+assert sys.argv[2].endswith("job.pkl")
+if script == "crash":
+    print("Traceback: no GPU", file=sys.stderr)
+    sys.exit(1)
+print("a library's own line")  # not an event: ignored
+emit({"event": "plans", "candidates": [record("eng0"), record("eng1"), record("eng2"), record("eng3")],
+      "modes": {"A": "4 plans"}})
+emit({"event": "trying", "name": "eng0"})
+emit({"event": "tried", "candidate": record("eng0", True, 2.0)})
+emit({"event": "trying", "name": "eng1"})
+emit({"event": "tried", "candidate": record("eng1", True, 1.0)})
+emit({"event": "trying", "name": "eng2"})
+if script == "hang":
+    time.sleep(60)  # a build that takes minutes
+emit({"event": "tried", "candidate": record("eng2", False, None, "did not build: x")})
+emit({"event": "chosen", "name": "eng0", "candidates": [record("eng0", True, 0.9), record("eng1", True, 1.0),
+      record("eng2", False, None, "did not build: x"), record("eng3", False, None, "not tried: budget")]})
+"""
+
+
+def fake_child(tmp_path: Path, script: str) -> list[str]:
+    path = tmp_path / "child.py"
+    path.write_text(FAKE_CHILD)
+    return [sys.executable, str(path), script]
+
+
+def test_a_finished_search_gives_the_childs_choice_and_records(tmp_path: Path) -> None:
+    outcome = frontend_search.search_in_child(job("frontend_fp16", "f16"), 30.0, fake_child(tmp_path, "finish"))
+    assert outcome.finished and outcome.chosen == "eng0"  # the finalists' times decided, not the trials'
+    assert [c["name"] for c in outcome.candidates] == ["eng0", "eng1", "eng2", "eng3"]
+    assert outcome.candidates[0]["ms"] == 0.9 and outcome.modes == {"A": "4 plans"}
+
+
+def test_at_the_deadline_the_child_is_killed_and_the_best_reported_candidate_chosen(tmp_path: Path) -> None:
+    started = time.monotonic()
+    outcome = frontend_search.search_in_child(job("frontend_fp16", "f16"), 3.0, fake_child(tmp_path, "hang"))
+    assert time.monotonic() - started < 20  # killed, not waited for
+    assert not outcome.finished and outcome.chosen == "eng1"  # the fastest valid one reported (trial times)
+    reasons = {c["name"]: c["reason"] for c in outcome.candidates}
+    assert reasons["eng0"] == reasons["eng1"] == ""
+    assert reasons["eng2"].startswith("not finished: the search's deadline of 3 s passed while cuDNN built")
+    assert reasons["eng3"] == "not tried: the search's deadline of 3 s passed"
+
+
+def test_a_child_that_fails_before_listing_candidates_raises_with_its_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"ended without listing candidates.*Traceback: no GPU"):
+        frontend_search.search_in_child(job("frontend_fp16", "f16"), 30.0, fake_child(tmp_path, "crash"))
+
+
+def test_a_deadline_with_nothing_valid_leaves_no_choice() -> None:
+    outcome = frontend_search.SearchOutcome()
+    outcome.apply({"event": "plans", "candidates": [{"name": "a", "valid": False, "ms": None, "reason": ""}],
+                   "modes": {}})  # fmt: skip
+    outcome.stop(5.0, "a")
+    assert outcome.chosen is None and outcome.candidates[0]["reason"].startswith("not finished")
+
+
+def test_the_benchmark_job_takes_the_run_jobs_choice_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A choice kept by the run job (frontend._SEARCHES) is the benchmark job's, once; without one the benchmark
+    searches itself, and a search without a valid candidate raises with the candidates' reasons."""
+    searches: list[str] = []
+
+    def search(the_job: Job, deadline_s: float) -> frontend_search.SearchOutcome:
+        searches.append(the_job.variant)
+        record = {"name": "eng5", "modes": ["A"], "ms": 0.1, "valid": True, "reason": ""}
+        return frontend_search.SearchOutcome(candidates=[record], chosen="eng5", finished=True)
+
+    monkeypatch.setattr(frontend_search, "search_in_child", search)
+    monkeypatch.setattr(frontend, "_SEARCHES", type(frontend._SEARCHES)())
+    session = types.SimpleNamespace(job=job("frontend_fp16", "f16"), rebuild=lambda name: frontend.Candidate(
+        name=name, modes=["A"], valid=True))  # fmt: skip
+    kept = frontend.Candidate(name="eng9", modes=["B"], valid=True)
+    frontend._SEARCHES[frontend.search_key(session.job)] = (kept, frontend_search.SearchOutcome(chosen="eng9"))
+    first = frontend.choose(session, "benchmark job", reuse=True)
+    assert first.candidate is kept and first.searched_by == "run job" and searches == []
+    second = frontend.choose(session, "benchmark job", reuse=True)  # taken once: now it searches
+    assert second.candidate.name == "eng5" and second.searched_by == "benchmark job" and searches == ["frontend_fp16"]
+    assert second.fields()["search"]["by"] == "benchmark job" and second.fields()["chosen"] == "eng5"
+
+    def nothing_valid(the_job: Job, deadline_s: float) -> frontend_search.SearchOutcome:
+        record = {"name": "eng1", "modes": ["B"], "ms": None, "valid": False, "reason": "not finished: deadline"}
+        return frontend_search.SearchOutcome(candidates=[record], modes={"B": "1 plans"})
+
+    monkeypatch.setattr(frontend_search, "search_in_child", nothing_valid)
+    with pytest.raises(RuntimeError, match=r"no cuDNN engine configuration.*eng1: not finished: deadline"):
+        frontend.choose(session, "run job")

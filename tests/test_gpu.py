@@ -149,6 +149,20 @@ def test_cudnn_frontend_benchmark_times_every_candidate_and_keeps_the_fastest(
     assert chosen["valid"] and chosen["ms"] == min(c["ms"] for c in valid)
     assert {m for c in candidates for m in c["modes"]} <= set(result["heuristic_modes"]) <= {"A", "B", "FALLBACK"}
     assert "A" in result["heuristic_modes"] and "OPENSOURCE" not in result["heuristic_modes"]
+    # searched by this job (no run job before it), in a child process that finished within its deadline
+    assert result["search"]["by"] == "benchmark job" and result["search"]["finished"] is True
+    assert 0 < result["search"]["seconds"] < result["search"]["deadline_s"]
+
+
+@needs_frontend
+def test_cudnn_frontend_benchmark_times_the_run_jobs_choice() -> None:
+    """A run job's choice is kept for the same point's benchmark job in the same process: one search a point."""
+    job = _job("cudnn", "frontend_fp16", EDGE_LAYERS["k_c_odd_3x3"], 3, None, seed=31, dtype_name="f16")
+    get_backend("cudnn").run(job)
+    result = get_backend("cudnn").benchmark(job, SETTINGS)
+    assert result["search"]["by"] == "run job" and result["bench_output_consistent"] is True
+    again = get_backend("cudnn").benchmark(job, SETTINGS)  # taken once: this one searches
+    assert again["search"]["by"] == "benchmark job" and again["chosen"] in [c["name"] for c in again["candidates"]]
 
 
 def test_deliberately_wrong_kernel_output_fails(binaries: dict[str, Path]) -> None:

@@ -25,9 +25,14 @@ explains: the verification's own tests, opbench.verify, computed on the GPU; els
 opbench.gpu_timing.time_graph (TRIAL); once SEARCH_BUDGET_S have passed with a valid one found, the rest are listed
 as not tried, and each tried one records its search time (`search_s`). The fastest valid one is chosen: run() returns
 its output; benchmark() times it with the job's settings and returns, besides what PyTorch's variants return,
-`chosen` (the plan's engine name) and `candidates` (name, the modes that offered it, ms, valid, reason, search_s).
-run() and benchmark()
-choose independently (separate jobs); whichever plan benchmark() times passed the same check against float64.
+`chosen` (the plan's engine name), `candidates` (name, the modes that offered it, ms, valid, reason, search_s,
+build_s) and `search` (which job searched, its seconds, whether it finished).
+
+The search runs in a child process under a wall-clock deadline (frontend_search, SEARCH_DEADLINE_S): one candidate's
+build can take minutes, inside cuDNN where nothing interrupts it. The parent builds only the chosen candidate and
+checks it again. A run job keeps its choice for the point's benchmark job when both run in one process (the GPU
+worker), so a point is searched once; run as separate processes, each job searches, and whichever plan benchmark()
+times passed the same check against float64.
 
 Timing: each launch sets the handle's stream to torch's current stream (inside the CUDA-graph capture that is the
 capture stream; cudnn.set_stream skips the backend call while the stream is unchanged) and executes the plan by index
@@ -50,6 +55,8 @@ import math
 import os
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from opbench.backends.base import BenchSettings, Job
+from opbench.backends.cudnn import frontend_search
 from opbench.backends.cudnn.common import (
     TorchConv,
     device_operands,
@@ -78,6 +86,13 @@ FINALISTS = 4
 # (commit 569c188) the search took 139 s and 149 s on one depthwise layer (28x28, 192 channels, stride 2, f16 and
 # bf16: 25 configurations, several at 4 ms a launch), where it takes 0.5-4 s on the others.
 SEARCH_BUDGET_S = 20.0
+# Wall seconds the whole search may take, its child process's start included (frontend_search: one candidate's build or
+# first run is a cuDNN call that can take minutes); searches take 2-16 s on the depthwise layers (H200, c17db17).
+SEARCH_DEADLINE_S = 60.0
+# A run job's search kept for the benchmark job of the same point in the same process (the GPU worker serves both):
+# the benchmark times the plan that the run chose and whose output the verification checks, without a second search.
+# At most this many are kept, the oldest dropped first.
+SEARCHES_KEPT = 4
 FINAL = BenchSettings(warmup_ms=5.0, repetitions=5, min_sample_ms=2.0, flush_l2=True)
 SKIPPED_MODES = frozenset({"OPENSOURCE"})
 # A candidate's output against float64: the relative-norm error within the math mode's tolerance (config.yaml's
@@ -152,10 +167,28 @@ class Candidate:
     index: int = -1  # in its graph's plan list
     workspace_bytes: int = 0
     search_s: float | None = None  # wall seconds of its build, check and trial
+    build_s: float | None = None  # wall seconds of its build alone
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "modes": self.modes, "ms": self.ms, "trial_ms": self.trial_ms, "valid": self.valid,
-                "reason": self.reason, "search_s": self.search_s}  # fmt: skip
+                "reason": self.reason, "search_s": self.search_s, "build_s": self.build_s}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """What a candidate's output is held to: the float64 reference (torch, on the GPU), the largest error rounding
+    explains per element, the reference's norm and the math mode's relative-norm tolerance."""
+
+    reference: Any
+    bound: Any
+    ref_norm: float
+    tolerance: float
+
+
+def no_valid_candidate(modes: dict[str, str], candidates: list[dict[str, Any]]) -> str:
+    """The error of a search that found no valid candidate: the modes' plan counts and the first candidates' reasons."""
+    reasons = "; ".join(f"{c['name']}: {c['reason']}" for c in candidates[:20]) or "no plans"
+    return f"no cuDNN engine configuration built, ran and verified (modes: {modes}): {reasons}"
 
 
 def over_budget(elapsed_s: float, candidates: list[Candidate]) -> bool:
@@ -329,28 +362,31 @@ class Session:
         return self.torch.empty(nbytes, dtype=self.torch.uint8, device="cuda") if nbytes else None
 
     # ---- choosing
-    def trial(self, cand: Candidate, reference: Any, bound: Any, ref_norm: float, tolerance: float) -> None:
+    def trial(self, cand: Candidate, check: Check) -> None:
         """Build one candidate, check its output against float64 and time it briefly (TRIAL); on any failure its
         `reason` says which step failed."""
         torch = self.torch
+        started = time.monotonic()
         try:
             cand.graph.build_plan_at_index(cand.index)
             cand.workspace_bytes = int(cand.graph.get_workspace_size())
         except Exception as error:
             cand.reason = f"did not build: {_first_line(error)}"
             return
+        finally:
+            cand.build_s = round(time.monotonic() - started, 3)
         try:
             workspace = self.workspace(cand.workspace_bytes)
             out = self.fresh(cand, 0, workspace)
         except Exception as error:
             cand.reason = f"did not run: {_first_line(error)}"
             return
-        error = (out.double() - reference).abs_()
-        ratio = torch.where(error == 0, torch.zeros_like(error), error / bound)
+        error = (out.double() - check.reference).abs_()
+        ratio = torch.where(error == 0, torch.zeros_like(error), error / check.bound)
         problem = candidate_problem(
             nonfinite=int((~torch.isfinite(out)).sum()), size=out.numel(),
-            relerr=float(error.norm()) / ref_norm if ref_norm > 0 else float(error.norm()),
-            tolerance=tolerance, elem_ratio=float(ratio.max()),
+            relerr=float(error.norm()) / check.ref_norm if check.ref_norm > 0 else float(error.norm()),
+            tolerance=check.tolerance, elem_ratio=float(ratio.max()),
         )  # fmt: skip
         del error, ratio, out
         if problem:
@@ -366,8 +402,8 @@ class Session:
         if not cand.valid:
             cand.reason = f"timed at {cand.ms} ms"
 
-    def select(self) -> Candidate:
-        """Build, verify and time every candidate; the fastest valid one (RuntimeError where none is)."""
+    def check(self) -> Check:
+        """The float64 reference of buffer set 0 and what a candidate's output is held to."""
         torch, shape, dtype = self.torch, self.job.shape, self.job.dtype
         x0, w0 = self.xs[0].double().contiguous(), self.ws[0].double().contiguous()
 
@@ -380,19 +416,27 @@ class Session:
         reference, scale = conv(x0, w0), conv(x0 * x0, w0 * w0).sqrt_()
         del x0, w0
         precision = "tf32" if self.mode == "tf32" else dtype.tolerance_key
-        model = ErrorModel.of(dtype, precision)
-        bound = rounding_bound(torch, reference, scale, self.conv.terms, model)
-        del scale
-        ref_norm = float(reference.norm())
-        tolerance = CANDIDATE_TOLERANCE[self.mode]
+        bound = rounding_bound(torch, reference, scale, self.conv.terms, ErrorModel.of(dtype, precision))
+        return Check(reference=reference, bound=bound, ref_norm=float(reference.norm()),
+                     tolerance=CANDIDATE_TOLERANCE[self.mode])  # fmt: skip
+
+    def select(self, report: Callable[[dict[str, Any]], None] | None = None) -> Candidate:
+        """Build, verify and time every candidate; the fastest valid one (RuntimeError where none is). `report`
+        (frontend_search's child) is told each step: `plans`, then `trying` and `tried` per candidate."""
+        check = self.check()
+        tell = report or (lambda event: None)
+        self.plan()
+        tell({"event": "plans", "candidates": [c.to_dict() for c in self.candidates], "modes": self.modes})
         started = time.monotonic()
-        for cand in self.plan():
+        for cand in self.candidates:
             if over_budget(time.monotonic() - started, self.candidates):
                 cand.reason = f"not tried: the search's budget of {SEARCH_BUDGET_S:.0f} s was spent"
-                continue
-            tried = time.monotonic()
-            self.trial(cand, reference, bound, ref_norm, tolerance)
-            cand.search_s = round(time.monotonic() - tried, 3)
+            else:
+                tell({"event": "trying", "name": cand.name})
+                tried = time.monotonic()
+                self.trial(cand, check)
+                cand.search_s = round(time.monotonic() - tried, 3)
+            tell({"event": "tried", "candidate": cand.to_dict()})
         for cand in finalists(self.candidates):
             workspace = self.workspace(cand.workspace_bytes)
             timing = time_graph(
@@ -402,11 +446,20 @@ class Session:
             cand.trial_ms, cand.ms = cand.ms, float(np.median(timing.samples_ms))
         chosen = fastest(finalists(self.candidates, FINALISTS))
         if chosen is None:
-            reasons = "; ".join(f"{c.name}: {c.reason}" for c in self.candidates[:20]) or "no plans"
-            raise RuntimeError(
-                f"no cuDNN engine configuration built, ran and verified (modes: {self.modes}): {reasons}"
-            )
+            raise RuntimeError(no_valid_candidate(self.modes, [c.to_dict() for c in self.candidates]))
         return chosen
+
+    def rebuild(self, name: str) -> Candidate:
+        """The candidate named `name` (a search's choice) built and checked in this process (RuntimeError where it is
+        not offered or not valid here)."""
+        by_name = {c.name: c for c in self.plan()}
+        if name not in by_name:
+            raise RuntimeError(f"the engine search chose {name}, which the heuristics did not offer here")
+        cand = by_name[name]
+        self.trial(cand, self.check())
+        if not cand.valid:
+            raise RuntimeError(f"the engine search chose {name}, which did not pass here: {cand.reason}")
+        return cand
 
     def versions(self) -> dict[str, str]:
         return {
@@ -416,18 +469,70 @@ class Session:
         }
 
 
+_SEARCHES: OrderedDict[tuple[str, ...], tuple[Candidate, frontend_search.SearchOutcome]] = OrderedDict()
+
+
+def search_key(job: Job) -> tuple[str, ...]:
+    """What a search's choice is for: the op, variant (math mode), shape, dtype and layout."""
+    return (job.op, job.variant, repr(job.shape), job.dtype.name, job.layout)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice:
+    """The candidate a job runs, built in this process, and the search that chose it (`searched_by`: this job's own
+    search, or the run job's before it in this process)."""
+
+    candidate: Candidate
+    search: frontend_search.SearchOutcome
+    searched_by: str
+
+    def fields(self) -> dict[str, Any]:
+        """What a benchmark record says about the choice."""
+        return {
+            "chosen": self.candidate.name,
+            "candidates": self.search.candidates,
+            "heuristic_modes": self.search.modes,
+            "search": {
+                "by": self.searched_by,
+                "seconds": self.search.seconds,
+                "finished": self.search.finished,
+                "deadline_s": SEARCH_DEADLINE_S,
+            },
+            "workspace_bytes": self.candidate.workspace_bytes,
+        }
+
+
+def choose(session: Session, searched_by: str, reuse: bool = False) -> Choice:
+    """The candidate `session`'s job runs: with `reuse`, the choice of the same point's run job in this process where
+    one is kept; else the engine search's, run in a child process under SEARCH_DEADLINE_S
+    (frontend_search.search_in_child) and rebuilt and checked here."""
+    kept = _SEARCHES.pop(search_key(session.job), None) if reuse else None
+    if kept is not None:
+        return Choice(candidate=kept[0], search=kept[1], searched_by="run job")
+    search = frontend_search.search_in_child(session.job, SEARCH_DEADLINE_S)
+    if search.chosen is None:
+        raise RuntimeError(no_valid_candidate(search.modes, search.candidates))
+    return Choice(candidate=session.rebuild(search.chosen), search=search, searched_by=searched_by)
+
+
 def run(job: Job) -> np.ndarray:
-    """The output of the fastest verified engine configuration (NaN-poisoned output, buffer set 0)."""
+    """The output of the fastest verified engine configuration (NaN-poisoned output, buffer set 0); the choice is kept
+    for the point's benchmark job."""
     session = Session(job, flush_l2=TRIAL.flush_l2)
-    chosen = session.select()
-    out = session.fresh(chosen, 0, session.workspace(chosen.workspace_bytes))
+    choice = choose(session, "run job")
+    _SEARCHES[search_key(job)] = (choice.candidate, choice.search)
+    while len(_SEARCHES) > SEARCHES_KEPT:
+        _SEARCHES.popitem(last=False)
+    out = session.fresh(choice.candidate, 0, session.workspace(choice.candidate.workspace_bytes))
     return to_layout(out, job.layout)
 
 
 def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
-    """Time the fastest verified engine configuration with the job's settings; check the timed outputs."""
+    """Time the fastest verified engine configuration (the run job's choice where this process kept it) with the
+    job's settings; check the timed outputs."""
     session = Session(job, flush_l2=settings.flush_l2)
-    chosen = session.select()
+    choice = choose(session, "benchmark job", reuse=True)
+    chosen = choice.candidate
     workspace = session.workspace(chosen.workspace_bytes)
     timing = time_graph(
         lambda i: session.launch(chosen, i, workspace), session.copies, settings, noun="convolutions",
@@ -437,8 +542,5 @@ def benchmark(job: Job, settings: BenchSettings) -> dict[str, Any]:
         **verified_timing(timing, lambda i: session.fresh(chosen, i, workspace), job.dtype.name),
         "device": session.props.name,
         **session.versions(),
-        "chosen": chosen.name,
-        "candidates": [c.to_dict() for c in session.candidates],
-        "heuristic_modes": session.modes,
-        "workspace_bytes": chosen.workspace_bytes,
+        **choice.fields(),
     }

@@ -1,5 +1,6 @@
 """Run under ncu --profile-from-start off: cuDNN's depthwise kernel (PyTorch's pick) on dw03 f16 b32 NHWC, and an
 element-wise copy of the same bytes, each once inside the profiled range."""
+
 import torch
 import torch.nn.functional as F
 

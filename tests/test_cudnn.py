@@ -356,7 +356,7 @@ def test_the_search_stops_at_its_budget_only_once_a_candidate_is_valid() -> None
 # ---------------------------------------------------------------- the search in a child process, under its deadline
 
 FAKE_CHILD = """
-import json, sys, time
+import json, os, signal, sys, time
 def emit(event):
     print("@opbench-search " + json.dumps(event), flush=True)
 def record(name, valid=False, ms=None, reason=""):
@@ -377,6 +377,8 @@ emit({"event": "tried", "candidate": record("eng1", True, 1.0)})
 emit({"event": "trying", "name": "eng2"})
 if script == "hang":
     time.sleep(60)  # a build that takes minutes
+if script == "segfault":
+    os.kill(os.getpid(), signal.SIGSEGV)  # cuDNN crashed on this candidate
 emit({"event": "tried", "candidate": record("eng2", False, None, "did not build: x")})
 emit({"event": "chosen", "name": "eng0", "candidates": [record("eng0", True, 0.9), record("eng1", True, 1.0),
       record("eng2", False, None, "did not build: x"), record("eng3", False, None, "not tried: budget")]})
@@ -407,6 +409,14 @@ def test_at_the_deadline_the_child_is_killed_and_the_best_reported_candidate_cho
     assert reasons["eng3"] == "not tried: the search's deadline of 3 s passed"
 
 
+def test_a_child_that_dies_on_a_candidate_says_so_and_keeps_what_it_reported(tmp_path: Path) -> None:
+    outcome = frontend_search.search_in_child(job("frontend_fp16", "f16"), 30.0, fake_child(tmp_path, "segfault"))
+    assert not outcome.finished and outcome.chosen == "eng1"
+    reasons = {c["name"]: c["reason"] for c in outcome.candidates}
+    assert reasons["eng2"].startswith("not finished: the search process ended (exit -11) while cuDNN built")
+    assert reasons["eng3"] == "not tried: the search process ended (exit -11)"
+
+
 def test_a_child_that_fails_before_listing_candidates_raises_with_its_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"ended without listing candidates.*Traceback: no GPU"):
         frontend_search.search_in_child(job("frontend_fp16", "f16"), 30.0, fake_child(tmp_path, "crash"))
@@ -416,7 +426,7 @@ def test_a_deadline_with_nothing_valid_leaves_no_choice() -> None:
     outcome = frontend_search.SearchOutcome()
     outcome.apply({"event": "plans", "candidates": [{"name": "a", "valid": False, "ms": None, "reason": ""}],
                    "modes": {}})  # fmt: skip
-    outcome.stop(5.0, "a")
+    outcome.stop("the search's deadline of 5 s passed", "a")
     assert outcome.chosen is None and outcome.candidates[0]["reason"].startswith("not finished")
 
 

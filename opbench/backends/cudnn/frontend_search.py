@@ -6,7 +6,8 @@ FALLBACK, 2.5 ms a launch) took 161 s of a 162 s search on MobileNetV2's dw06 (2
 batch 32), where it takes 1-2.5 s on the other layers, and the search on dw09 (14x14, 576 channels, stride 2) passed
 the GPU worker's 300 s timeout. So the search runs in a child process that reports each candidate as it goes (JSON
 lines on its stdout); at the deadline the child is killed, the candidate it was on is listed as not finished and the
-ones after it as not tried, and the fastest valid candidate reported so far is the choice. The parent then builds only
+ones after it as not tried, and the fastest valid candidate reported so far is the choice; a child that dies on a
+candidate (a crash inside cuDNN) is handled the same way, its exit status the reason. The parent then builds only
 that one (frontend.choose).
 
     python -m opbench.backends.cudnn.frontend_search JOB.pkl      (started by search_in_child)
@@ -56,16 +57,15 @@ class SearchOutcome:
         elif kind == "chosen":
             self.candidates, self.chosen, self.finished = list(event["candidates"]), event["name"], True
 
-    def stop(self, deadline_s: float, trying: str | None) -> None:
-        """The child was killed at the deadline: the candidate it was on is not finished, the untried ones are not
-        tried, and the choice is the fastest valid one reported (its trial time)."""
+    def stop(self, why: str, trying: str | None) -> None:
+        """The child stopped before its choice (`why`: killed at the deadline, or its exit status): the candidate it
+        was on is not finished, the untried ones are not tried, and the choice is the fastest valid one reported (its
+        trial time)."""
         for record in self.candidates:
             if record["name"] == trying:
-                record["reason"] = (
-                    f"not finished: the search's deadline of {deadline_s:g} s passed while cuDNN built, ran or timed it"
-                )
+                record["reason"] = f"not finished: {why} while cuDNN built, ran or timed it"
             elif not record["valid"] and not record["reason"]:
-                record["reason"] = f"not tried: the search's deadline of {deadline_s:g} s passed"
+                record["reason"] = f"not tried: {why}"
         valid = [c for c in self.candidates if c["valid"] and c["ms"] is not None]
         self.chosen = min(valid, key=lambda c: c["ms"])["name"] if valid else None
 
@@ -96,11 +96,13 @@ def search_in_child(job: Job, deadline_s: float, command: list[str] | None = Non
 
             reader = threading.Thread(target=read_events, daemon=True)
             reader.start()
+            killed = False
             try:
                 child.wait(timeout=deadline_s)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+                killed = True
             reader.join()
         outcome.seconds = round(time.monotonic() - started, 3)
         outcome.stderr_tail = err_file.read_text(errors="replace")[-2000:]
@@ -110,7 +112,10 @@ def search_in_child(job: Job, deadline_s: float, command: list[str] | None = Non
                 f"the cuDNN engine search (a child process) ended without listing candidates (exit {child.returncode}"
                 f", {outcome.seconds:g} s): {outcome.stderr_tail.strip()[-600:] or 'no error output'}"
             )
-        outcome.stop(deadline_s, trying[0])
+        if killed:
+            outcome.stop(f"the search's deadline of {deadline_s:g} s passed", trying[0])
+        else:
+            outcome.stop(f"the search process ended (exit {child.returncode})", trying[0])
     return outcome
 
 

@@ -214,7 +214,9 @@ CUDNN_MODE_DTYPE |= {f"frontend_{mode}": dtype for mode, dtype in CUDNN_MODE_DTY
 
 
 ALL_DTYPES = ("f16", "bf16", "f32")
-DEPTHWISE_CUDA_VARIANTS = ("depthwise_naive", "depthwise_smem", "depthwise_async", "depthwise_stream")
+DEPTHWISE_CUDA_VARIANTS = (
+    "depthwise_naive", "depthwise_smem", "depthwise_async", "depthwise_stream", "depthwise_direct",
+)  # fmt: skip
 CUDA_VARIANT_DTYPES = {v: ALL_DTYPES for v in ("mma_implicit_gemm", "hopper_wgmma", *DEPTHWISE_CUDA_VARIANTS)}
 CUDA_VARIANT_DTYPES["attention_fa2"] = ("f16", "bf16")
 CUDA_VARIANT_OPS = {variant: "depthwise_conv2d" for variant in DEPTHWISE_CUDA_VARIANTS}

@@ -305,6 +305,7 @@ EXPECTED_SASS = {
     "depthwise_smem": ("FFMA", "LDS.128", "LDG.E.128"),
     "depthwise_async": ("FFMA", "LDS.128", "LDGSTS (cp.async)"),  # the tile copied by cp.async
     "depthwise_stream": ("FFMA", "LDS.128", "LDGSTS (cp.async)"),  # the ring of input rows filled by cp.async
+    "depthwise_direct": ("FFMA", "LDG.E.128"),  # 16-byte loads of each thread's window (other shapes: async's kernel)
     # the depthwise stage in float32 FMAs on a cp.async-staged input tile, the 1x1 on the tensor cores via ldmatrix
     "separable_fused": ("FFMA", "LDGSTS (cp.async)", "LDSM (ldmatrix)", "HMMA (mma.sync)"),
     # Q·Kᵀ and P·V on mma.sync, K/V tiles by cp.async, Q, K and V fragments by ldmatrix (V's .trans)

@@ -41,6 +41,7 @@ EDGE_LAYERS = {
     "dil2_asym": {"h": 12, "w": 17, "c": 8, "r": 3, "s": 3, "stride": [1, 2], "pad": [2, 1], "dilation": 2},
     "wide_c12": {"h": 5, "w": 70, "c": 12, "r": 3, "s": 3, "stride": 1, "pad": 1},  # several column tiles
     "c600_7x7_in": {"h": 7, "w": 7, "c": 600, "r": 3, "s": 3, "stride": 1, "pad": 1},  # several channel tiles
+    "c40_3x3_s2_odd": {"h": 13, "w": 11, "c": 40, "r": 3, "s": 3, "stride": 2, "pad": 1},  # 3x3 s2, 8-channel vectors
 }
 BATCHES = (1, 3)
 SETTINGS = BenchSettings(warmup_ms=5, repetitions=3, min_sample_ms=1, flush_l2=True)
@@ -66,7 +67,9 @@ def verdict(backend: str, job: Job, output: np.ndarray) -> Verdict:
 
 
 def test_there_are_depthwise_variants() -> None:
-    assert {"depthwise_naive", "depthwise_smem", "depthwise_async", "depthwise_stream"} <= set(DEPTHWISE_VARIANTS)
+    assert {"depthwise_naive", "depthwise_smem", "depthwise_async", "depthwise_stream", "depthwise_direct"} <= set(
+        DEPTHWISE_VARIANTS
+    )
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -100,6 +103,24 @@ def test_the_tiled_depthwise_variants_take_the_constant_size_paths(binaries: dic
         "c96_3x3": "3x3 stride 1", "c36_3x3_s2_odd": "3x3 stride 2", "c64_5x5": "5x5 stride 1",
         "c20_5x5_s2": "5x5 stride 2", "c37_3x3_s2": "runtime sizes, 1 channel per thread",
     }  # fmt: skip
+
+
+def test_depthwise_direct_takes_its_path_where_c_holds_whole_16_byte_vectors(binaries: dict[str, Path]) -> None:
+    """depthwise_direct runs its own kernel on 3x3 layers whose C is a multiple of its vector (8 channels in 16 bits,
+    4 in f32) and depthwise_async's elsewhere, so the edge tests above cover both, at both strides."""
+    found = {}
+    for layer, dtype in (("c96_3x3", "f16"), ("c40_3x3_s2_odd", "bf16"), ("c36_3x3_s2_odd", "f16"),
+                         ("c36_3x3_s2_odd", "f32"), ("c64_5x5", "f16")):  # fmt: skip
+        detail = get_backend("cuda").benchmark(make_job("depthwise_direct", layer, 1, binaries["depthwise_direct"],
+                                                        dtype), SETTINGS)["detail"]  # fmt: skip
+        found[layer, dtype] = (detail["path"], detail["channels_per_thread"], detail["tile_load"].split(":")[0])
+    assert found == {
+        ("c96_3x3", "f16"): ("3x3 stride 1", 8, "none"),
+        ("c40_3x3_s2_odd", "bf16"): ("3x3 stride 2", 8, "none"),
+        ("c36_3x3_s2_odd", "f16"): ("3x3 stride 2", 4, "depthwise_async's kernel"),  # 36 = 4 x 8 + 4
+        ("c36_3x3_s2_odd", "f32"): ("3x3 stride 2", 4, "none"),
+        ("c64_5x5", "f16"): ("5x5 stride 1", 2, "depthwise_async's kernel"),
+    }
 
 
 def test_a_wrong_depthwise_output_fails(binaries: dict[str, Path]) -> None:

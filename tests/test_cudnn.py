@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import enum
 import importlib.util
+import json
+import pickle
 import sys
 import time
 import types
@@ -459,3 +461,31 @@ def test_the_benchmark_job_takes_the_run_jobs_choice_once(monkeypatch: pytest.Mo
     monkeypatch.setattr(frontend_search, "search_in_child", nothing_valid)
     with pytest.raises(RuntimeError, match=r"no cuDNN engine configuration.*eng1: not finished: deadline"):
         frontend.choose(session, "run job")
+
+
+@pytest.mark.parametrize("found", [True, False])
+def test_the_childs_main_reports_its_choice_or_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, found: bool
+) -> None:
+    """The child's entry point (run by search_in_child) ends with a `chosen` event: the selected candidate's name, or
+    None with the error on stderr where no candidate is valid."""
+    candidate = frontend.Candidate(name="eng7", modes=["A"], ms=0.5, valid=found, reason="" if found else "bad")
+
+    class FakeSession:
+        def __init__(self, the_job: Job, flush_l2: bool) -> None:
+            self.candidates = [candidate]
+
+        def select(self, report: object) -> frontend.Candidate:
+            if not found:
+                raise RuntimeError("no cuDNN engine configuration built, ran and verified")
+            return candidate
+
+    monkeypatch.setattr(frontend, "Session", FakeSession)
+    job_file = tmp_path / "job.pkl"
+    job_file.write_bytes(pickle.dumps(job("frontend_fp16", "f16")))
+    assert frontend_search.main([str(job_file)]) == 0
+    out, err = capsys.readouterr()
+    event = json.loads(out.strip().splitlines()[-1][len(frontend_search.EVENT_PREFIX) :])
+    assert event["event"] == "chosen" and event["candidates"] == [candidate.to_dict()]
+    assert event["name"] == ("eng7" if found else None)
+    assert ("no cuDNN engine configuration" in err) is not found

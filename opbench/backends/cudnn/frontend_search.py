@@ -130,12 +130,11 @@ def main(argv: list[str]) -> int:
     job = pickle.loads(Path(argv[0]).read_bytes())
     session = frontend.Session(job, flush_l2=frontend.TRIAL.flush_l2)
     try:
-        chosen = session.select(report=emit)
+        name: str | None = session.select(report=emit).name
     except RuntimeError as error:  # no valid candidate: the records say why
         print(error, file=sys.stderr)
-        emit({"event": "chosen", "name": None, "candidates": [c.to_dict() for c in session.candidates]})
-        return 0
-    emit({"event": "chosen", "name": chosen.name, "candidates": [c.to_dict() for c in session.candidates]})
+        name = None
+    emit({"event": "chosen", "name": name, "candidates": [c.to_dict() for c in session.candidates]})
     return 0
 
 

@@ -218,9 +218,9 @@ DEPTHWISE_CUDA_VARIANTS = (
     "depthwise_naive", "depthwise_smem", "depthwise_async", "depthwise_stream", "depthwise_direct",
 )  # fmt: skip
 CUDA_VARIANT_DTYPES = {v: ALL_DTYPES for v in ("mma_implicit_gemm", "hopper_wgmma", *DEPTHWISE_CUDA_VARIANTS)}
-CUDA_VARIANT_DTYPES["attention_fa2"] = ("f16", "bf16")
+CUDA_VARIANT_DTYPES |= {"attention_fa2": ("f16", "bf16"), "attention_wgmma": ("f16", "bf16")}
 CUDA_VARIANT_OPS = {variant: "depthwise_conv2d" for variant in DEPTHWISE_CUDA_VARIANTS}
-CUDA_VARIANT_OPS["attention_fa2"] = "attention"
+CUDA_VARIANT_OPS |= {"attention_fa2": "attention", "attention_wgmma": "attention"}
 HARNESS_LAYOUT = {"conv2d": "nhwc_fhwc", "depthwise_conv2d": "nhwc_hwc", "attention": "bhsd"}
 
 

@@ -310,6 +310,8 @@ EXPECTED_SASS = {
     "separable_fused": ("FFMA", "LDGSTS (cp.async)", "LDSM (ldmatrix)", "HMMA (mma.sync)"),
     # Q·Kᵀ and P·V on mma.sync, K/V tiles by cp.async, Q, K and V fragments by ldmatrix (V's .trans)
     "attention_fa2": ("HMMA (mma.sync)", "LDGSTS (cp.async)", "LDSM (ldmatrix)"),
+    # Q·Kᵀ and P·V on wgmma (P from registers), Q, K and V tiles by TMA; no ldmatrix, no cp.async
+    "attention_wgmma": ("HGMMA (wgmma)", "UTMALDG (TMA)"),
 }
 
 

@@ -130,6 +130,18 @@ def test_the_attention_variant_runs_bhsd_f16_and_bf16() -> None:
     )
 
 
+def test_the_hopper_attention_variant_is_sm90a_only() -> None:
+    """attention_wgmma (TMA, wgmma) declares op=attention and its own nvcc target: sm_90a, whatever the config's."""
+    assert variant_info("attention_wgmma") == VariantInfo(op="attention", dtypes=("f16", "bf16"), archs=("sm_90a",))
+    assert variant_archs("attention_wgmma", ["sm_90", "sm_80"]) == ["sm_90a"]
+    backend = get_backend("cuda")
+    bshd = make_problem(op="attention", shape="b1_h2_s129_d128", dtype="f16", layout="bshd")
+    assert backend.unsupported(bshd, "attention_wgmma") == "the harness takes attention in layout bhsd, not bshd"
+    assert backend.unsupported(problem("f16", "nhwc_fhwc"), "attention_wgmma") == (
+        "cuda/variants/attention_wgmma.cu computes attention, not conv2d"
+    )
+
+
 def test_attention_harness_flags() -> None:
     from opbench.backends.cuda import problem_flags
     from opbench.ops import get_op

@@ -2,15 +2,17 @@
 // each a thin inline-PTX wrapper named after its instruction:
 //   * mbarrier: init, arrive, arrive + expect_tx, parity wait (the smem ring's full/empty flags);
 //   * an mbarrier arrival when this thread's cp.async copies (mma_ptx.cuh) have landed;
-//   * TMA (cp.async.bulk.tensor): a 2D tiled load and a 4D im2col load into shared memory that
-//     complete on an mbarrier, the tensor-map prefetch, and a 2D tiled store from shared memory
+//   * TMA (cp.async.bulk.tensor): 2D and 3D tiled loads and a 4D im2col load into shared memory
+//     that complete on an mbarrier, the tensor-map prefetch, and a 2D tiled store from shared memory
 //     with its bulk-group commit and waits;
-//   * wgmma: fence / commit_group / wait_group, the shared-memory matrix descriptor for the
-//     128-byte swizzled K-major layout, and m64nNk16 / m64nNk8 (N = 64, 128, 256; f16 and bf16
-//     inputs, or f32 inputs as tf32; f32 accumulators) with both operands from shared memory;
+//   * wgmma: fence / commit_group / wait_group, the shared-memory matrix descriptors of the
+//     128-byte swizzled K-major and N-major layouts, m64nNk16 / m64nNk8 (N = 64, 128, 256; f16 and
+//     bf16 inputs, or f32 inputs as tf32; f32 accumulators) with both operands from shared memory,
+//     and m64nNk16 (N = 64, 128; f16, bf16) with A from registers and B N-major;
 //   * setmaxnreg, named barriers, fence.proxy.async, and the 128-byte swizzle address of a 16-byte
 //     chunk.
-// Only compiled for sm_90a (wgmma and setmaxnreg do not exist on plain sm_90).
+// Only compiled for sm_90a (wgmma and setmaxnreg do not exist on plain sm_90). Users: hopper_wgmma
+// (conv2d) and attention_wgmma.
 #pragma once
 
 #include <cuda.h>  // CUtensorMap (a type only: nothing here links against libcuda)
@@ -91,6 +93,16 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_addr(bar))
       : "memory");
 }
+// Box of a 3D tiled tensor map at element coordinates (c0 innermost, c1, c2) -> smem, completing
+// its bytes on `bar`. Out-of-bounds elements are written as zeros (and count toward the bytes).
+__device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, uint64_t* bar,
+                                            int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
+      : "memory");
+}
 // im2col load of a 4D NHWC tensor map: pixelsPerColumn pixels x channelsPerPixel channels,
 // starting at pixel (n, h, w) (the window corner of the first output pixel), channel c, each
 // pixel shifted by (off_h, off_w) (the filter tap). Out-of-bounds pixels are written as zeros.
@@ -158,11 +170,17 @@ template <int kPending>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
 }
-// Keeps the compiler from moving accumulator reads/writes across a wgmma fence or wait.
+// Keeps the compiler from moving accumulator reads/writes (or the writes of register A
+// fragments) across a wgmma fence or wait.
 template <int kN>
 __device__ __forceinline__ void fence_operands(float (&d)[kN]) {
 #pragma unroll
   for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int kN>
+__device__ __forceinline__ void fence_operands(uint32_t (&a)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) asm volatile("" : "+r"(a[i])::"memory");
 }
 
 // Shared-memory matrix descriptor of a K-major operand tile stored as rows of 128 bytes with the
@@ -172,6 +190,16 @@ __device__ __forceinline__ void fence_operands(float (&d)[kN]) {
 // in bits 62-63. Adding 2 to the descriptor advances the start by 32 bytes (one wgmma's K).
 __device__ __forceinline__ uint64_t wgmma_desc_sw128(const void* tile) {
   return uint64_t((smem_addr(tile) & 0x3FFFF) >> 4) | (uint64_t(1) << 16) |
+         (uint64_t(kSwizzleAtomBytes >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+// Descriptor of an N-major (MN-major) operand: k rows of N values, stored as N / 64 (16-bit)
+// column blocks of 128-byte swizzled rows (TMA boxes of 64 columns), block j at tile + j *
+// block_bytes. Leading-dimension byte offset: block_bytes (from one 64-column block to the next
+// along N); stride byte offset: 1024 (from one 8-row group of k to the next); layout type 1.
+// Adding 128 to the descriptor advances the start by 16 rows (2048 bytes: one wgmma's k16).
+__device__ __forceinline__ uint64_t wgmma_desc_sw128_mn(const void* tile, uint32_t block_bytes) {
+  return uint64_t((smem_addr(tile) & 0x3FFFF) >> 4) | (uint64_t((block_bytes & 0x3FFFF) >> 4) << 16) |
          (uint64_t(kSwizzleAtomBytes >> 4) << 32) | (uint64_t(1) << 62);
 }
 
@@ -283,4 +311,62 @@ OPBENCH_WGMMA_M64N256(float, "k8.f32.tf32.tf32", OPBENCH_WGMMA_IMM_TF32)
 #undef OPBENCH_WGMMA_IMM_16BIT
 #undef OPBENCH_WGMMA_IMM_TF32
 
+// D[64 x N] (f32) += A[64 x 16] * B[16 x N], A from registers (four 32-bit registers of two 16-bit
+// values per thread, mma.sync's m16n8k16 A layout per warp: a[0] row g cols 2t..2t+1, a[1] row
+// g + 8, a[2] row g cols 2t + 8.., a[3] row g + 8 cols 2t + 8..; warp w holds rows 16w..16w+15),
+// B N-major in shared memory (transpose-b = 1: rows of N contiguous values, one per k, described
+// by wgmma_desc_sw128_mn). f16 and bf16 only (wgmma transposes 16-bit operands only). The
+// accumulator layout is Wgmma's; scale_d == 0 ignores the old D.
+template <class T, int kN>
+struct WgmmaRegA;
+
+#define OPBENCH_WGMMA_REGA_M64N64(TYPE, KIND) \
+template <> \
+struct WgmmaRegA<TYPE, 64> { \
+  __device__ static void mma(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) { \
+    asm volatile( \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+        "wgmma.mma_async.sync.aligned.m64n64" KIND " {" \
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+        "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n" \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d)); \
+  } \
+};
+
+OPBENCH_WGMMA_REGA_M64N64(__half, "k16.f32.f16.f16")
+OPBENCH_WGMMA_REGA_M64N64(__nv_bfloat16, "k16.f32.bf16.bf16")
+#undef OPBENCH_WGMMA_REGA_M64N64
+
+#define OPBENCH_WGMMA_REGA_M64N128(TYPE, KIND) \
+template <> \
+struct WgmmaRegA<TYPE, 128> { \
+  __device__ static void mma(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) { \
+    asm volatile( \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+        "wgmma.mma_async.sync.aligned.m64n128" KIND " {" \
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+        "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n" \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d)); \
+  } \
+};
+
+OPBENCH_WGMMA_REGA_M64N128(__half, "k16.f32.f16.f16")
+OPBENCH_WGMMA_REGA_M64N128(__nv_bfloat16, "k16.f32.bf16.bf16")
+#undef OPBENCH_WGMMA_REGA_M64N128
 }  // namespace hopper

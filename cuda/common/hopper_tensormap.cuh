@@ -2,8 +2,9 @@
 // libcuda: the two driver encoders are looked up once through the runtime's
 // cudaGetDriverEntryPointByVersion (the build line is fixed: harness.cu + one variant file).
 //   * encode_tiled_2d:  a row-major [rows][cols] matrix, box [box_rows][box_cols], 128B swizzle;
+//   * encode_tiled_3d:  [planes][rows][cols], a box of one plane, 128B swizzle;
 //   * encode_im2col_4d: an NHWC tensor read in im2col mode (pixels x channels boxes), 128B swizzle.
-// Both return false (and the caller falls back) when the driver rejects the parameters.
+// Each returns false (and the caller falls back or fails) when the driver rejects the parameters.
 #pragma once
 
 #include <cuda.h>
@@ -46,20 +47,37 @@ inline CUtensorMapDataType tensormap_type(ElemType e) {
                               : CU_TENSOR_MAP_DATA_TYPE_TFLOAT32;
 }
 
-// Row-major matrix [rows][cols] of `elem` (cols contiguous, a row a multiple of 16 bytes), box
-// of box_rows x box_cols elements (box_cols elements <= 128 bytes), 128B swizzle, zero fill out
-// of bounds.
-inline bool encode_tiled_2d(CUtensorMap* map, ElemType elem, const void* base, uint64_t rows,
-                            uint64_t cols, uint32_t box_rows, uint32_t box_cols) {
+// A row-major tensor of `rank` dims (dims[0] innermost, a row of dims[0] elements a multiple of
+// 16 bytes; strides: bytes between consecutive indices of dims 1..rank-1), boxes of `box`
+// elements (box[0] elements <= 128 bytes), 128B swizzle, zero fill out of bounds.
+inline bool encode_tiled(CUtensorMap* map, ElemType elem, const void* base, cuuint32_t rank,
+                         const cuuint64_t* dims, const cuuint64_t* strides, const cuuint32_t* box) {
   static const EncodeTiledFn encode = driver_entry_point<EncodeTiledFn>("cuTensorMapEncodeTiled");
-  const cuuint64_t dims[2] = {cols, rows};
-  const cuuint64_t strides[1] = {cols * elem_bytes(elem)};
-  const cuuint32_t box[2] = {box_cols, box_rows};
-  const cuuint32_t elem_strides[2] = {1, 1};
-  return encode(map, tensormap_type(elem), 2, const_cast<void*>(base), dims, strides, box,
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  return encode(map, tensormap_type(elem), rank, const_cast<void*>(base), dims, strides, box,
                 elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// Row-major matrix [rows][cols] of `elem`, boxes of box_rows x box_cols elements.
+inline bool encode_tiled_2d(CUtensorMap* map, ElemType elem, const void* base, uint64_t rows,
+                            uint64_t cols, uint32_t box_rows, uint32_t box_cols) {
+  const cuuint64_t dims[2] = {cols, rows};
+  const cuuint64_t strides[1] = {cols * elem_bytes(elem)};
+  const cuuint32_t box[2] = {box_cols, box_rows};
+  return encode_tiled(map, elem, base, 2, dims, strides, box);
+}
+
+// [planes][rows][cols] of `elem` (e.g. one [S][D] matrix per batch x head), boxes of box_rows x
+// box_cols elements of one plane: rows past a plane's last are out of bounds (zeros), never the
+// next plane's.
+inline bool encode_tiled_3d(CUtensorMap* map, ElemType elem, const void* base, uint64_t planes,
+                            uint64_t rows, uint64_t cols, uint32_t box_rows, uint32_t box_cols) {
+  const cuuint64_t dims[3] = {cols, rows, planes};
+  const cuuint64_t strides[2] = {cols * elem_bytes(elem), rows * cols * elem_bytes(elem)};
+  const cuuint32_t box[3] = {box_cols, box_rows, 1};
+  return encode_tiled(map, elem, base, 3, dims, strides, box);
 }
 
 // X (NHWC, prob.elem) in im2col mode for `prob`: a load at window corner (n, h, w) with

@@ -36,6 +36,7 @@
 // tiles, -DOPBENCH_FAULT_DROP_TAIL drops the last partial key tile.
 //
 // Prediction and measured outcome: docs/perf-log.md, "Attention: attention_fa2 (issue #19)".
+#include "attention.cuh"
 #include "conv2d.cuh"
 #include "mma_ptx.cuh"
 
@@ -82,12 +83,6 @@ struct Fa2Cfg {
 template <int D>
 __device__ __forceinline__ uint32_t swz(int row, int chunk) {
   return uint32_t(row * (D * 2) + ((chunk ^ (row & 7)) << 4));
-}
-
-__device__ __forceinline__ float fast_exp2(float x) {  // ex2.approx(-inf) = +0
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
 }
 
 // kRows rows of one head's [S, D] matrix, from row0, into a swizzled tile at `dst` (rows >= S zeroed).
@@ -242,14 +237,14 @@ __global__ void __launch_bounds__(Fa2Cfg<D>::kThreads, Fa2Cfg<D>::kMinBlocks)
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         // A row with every key so far masked keeps max -inf: subtract 0 then (its P are all 0).
         const float m_scaled = mx == -INFINITY ? 0.f : mx * scale_log2;
-        const float alpha = fast_exp2(row_max[mt][h] * scale_log2 - m_scaled);  // 0 the first time
+        const float alpha = attention::fast_exp2(row_max[mt][h] * scale_log2 - m_scaled);  // 0 the first time
         row_max[mt][h] = mx;
         float sum = 0.f;
 #pragma unroll
         for (int nt = 0; nt < Cfg::kKeyTiles; ++nt)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const float p = fast_exp2(fmaf(sc[mt][nt][2 * h + e], scale_log2, -m_scaled));
+            const float p = attention::fast_exp2(fmaf(sc[mt][nt][2 * h + e], scale_log2, -m_scaled));
             sc[mt][nt][2 * h + e] = p;
             sum += p;
           }
@@ -311,18 +306,6 @@ __global__ void __launch_bounds__(Fa2Cfg<D>::kThreads, Fa2Cfg<D>::kMinBlocks)
 // ---------------------------------------------------------------------------------------------
 // Host side
 // ---------------------------------------------------------------------------------------------
-const char* fault_name() {
-#if defined(OPBENCH_FAULT_DROP_CAUSAL) && defined(OPBENCH_FAULT_DROP_TAIL)
-  return "drop_causal+drop_tail";
-#elif defined(OPBENCH_FAULT_DROP_CAUSAL)
-  return "drop_causal";
-#elif defined(OPBENCH_FAULT_DROP_TAIL)
-  return "drop_tail";
-#else
-  return "none";
-#endif
-}
-
 template <int D>
 dim3 grid_of(const ConvProblem& prob) {
   const AttentionSizes& a = prob.attn;
@@ -352,31 +335,6 @@ void launch(const ConvProblem& prob, const void* x, const void* w, void* y, cuda
   CHECK_LAUNCH();
 }
 
-// The element type and head dim of one instantiation, for dispatch().
-template <class T, int D>
-struct Kind {
-  using Elem = T;
-  static constexpr int kD = D;
-};
-
-// Calls fn(Kind<T, D>{}) for the problem's element type and head dim.
-template <class Fn>
-void dispatch(const ConvProblem& prob, Fn&& fn) {
-  const bool f16 = prob.elem == ElemType::f16;
-  switch (prob.attn.d) {
-    case 64:
-      if (f16) fn(Kind<__half, 64>{});
-      else fn(Kind<__nv_bfloat16, 64>{});
-      return;
-    case 128:
-      if (f16) fn(Kind<__half, 128>{});
-      else fn(Kind<__nv_bfloat16, 128>{});
-      return;
-    default:
-      FAIL("variant attention_fa2 compiles head dims 64 and 128 only, not --d %d", prob.attn.d);
-  }
-}
-
 }  // namespace
 
 const char* variant_name() { return "attention_fa2"; }
@@ -385,7 +343,7 @@ size_t variant_workspace_bytes(const ConvProblem&) { return 0; }
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet*, int, void*, cudaStream_t) {
   require_problem(prob, OpKind::attention, {ElemType::f16, ElemType::bf16}, variant_name());
-  dispatch(prob, [](auto kind) {
+  attention::dispatch(prob, variant_name(), [](auto kind) {
     using K = decltype(kind);
     set_smem_limit<typename K::Elem, K::kD>();
   });
@@ -393,14 +351,14 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet*, int, void*, cuda
 
 void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y, void*,
                     cudaStream_t stream) {
-  dispatch(prob, [&](auto kind) {
+  attention::dispatch(prob, variant_name(), [&](auto kind) {
     using K = decltype(kind);
     launch<typename K::Elem, K::kD>(prob, x, w, y, stream);
   });
 }
 
 void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config) {
-  dispatch(prob, [&](auto kind) {
+  attention::dispatch(prob, variant_name(), [&](auto kind) {
     constexpr int D = decltype(kind)::kD;
     using Cfg = Fa2Cfg<D>;
     detail.add_str("kernel", "fa2_forward")
@@ -411,7 +369,7 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
         .add_int("rows_per_warp", Cfg::kWarpRows)
         .add_int("stages", Cfg::kStages)
         .add_bool("q_in_registers", true)
-        .add_str("fault", fault_name());
+        .add_str("fault", attention::fault_name());
     launch_config = launch_json(grid_of<D>(prob), dim3(Cfg::kThreads), Cfg::kSmemBytes);
   });
 }

@@ -123,6 +123,11 @@ def test_the_benchmark_is_consistent(kernel: tuple[str, dict[str, Path]], d: int
     block_keys, block_queries = TILES[variant]
     assert detail["head_dim"] == d and detail["fault"] == "none" and detail["block_keys"] == block_keys
     assert detail["block_queries"] == block_queries[d]
+    if variant == "attention_wgmma":  # two schedules of the same arithmetic, timed in variant_prepare: the same bits
+        candidates = detail["candidates"]
+        assert [c["schedule"] for c in candidates] == ["lockstep", "pingpong"], candidates
+        assert all(c["valid"] and c["max_rel_diff_vs_first"] == 0 for c in candidates), candidates
+        assert detail["schedule"] in ("lockstep", "pingpong")
 
 
 @pytest.mark.parametrize("d", [64, 128])

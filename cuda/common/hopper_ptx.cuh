@@ -9,8 +9,8 @@
 //     128-byte swizzled K-major and N-major layouts, m64nNk16 / m64nNk8 (N = 64, 128, 256; f16 and
 //     bf16 inputs, or f32 inputs as tf32; f32 accumulators) with both operands from shared memory,
 //     and m64nNk16 (N = 64, 128; f16, bf16) with A from registers and B N-major;
-//   * setmaxnreg, named barriers, fence.proxy.async, and the 128-byte swizzle address of a 16-byte
-//     chunk.
+//   * setmaxnreg, named barriers (sync and arrive), fence.proxy.async, and the 128-byte swizzle
+//     address of a 16-byte chunk.
 // Only compiled for sm_90a (wgmma and setmaxnreg do not exist on plain sm_90). Users: hopper_wgmma
 // (conv2d) and attention_wgmma.
 #pragma once
@@ -145,6 +145,10 @@ __device__ __forceinline__ void bulk_wait_group() {
 // Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads (a multiple of 32).
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+// Arrives at barrier `id` without waiting: counts toward the `threads` that its bar.sync waits for.
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 // Orders this thread's ordinary shared-memory stores before later async-proxy (wgmma/TMA) reads.
 __device__ __forceinline__ void fence_proxy_async_smem() {

@@ -26,10 +26,18 @@
 // Grid: one block per (batch*head, 128-query tile), head-major; causal heads start with their
 // longest tile. One block per SM (shared memory: 160 KiB at D = 128, 112 KiB at D = 64).
 //
-// Not yet (the next steps, each measured): the softmax of one tile overlapped with the matrix
-// products of the next inside a warpgroup (two S accumulators), the two consumer warpgroups
-// ordered to alternate their GEMMs and softmaxes (FlashAttention-3's ping-pong), a persistent
-// grid, and O stored through shared memory with TMA.
+// Two schedules of the consumers, timed per problem in variant_prepare (tune_candidates; the row's
+// detail lists both): "lockstep", each warpgroup issuing its products as soon as its data is
+// there (the two tend to run in step: both wait on the same K tile, then both run the softmax
+// while the tensor cores idle), and "pingpong" (FlashAttention-3's inter-warpgroup schedule): a
+// turn passed between the two warpgroups through two named barriers lets one issue a product
+// group (Q·Kᵀ or P·V) only after the other has issued its previous one, so their groups alternate
+// on the tensor cores and one's softmax runs while the other's product does. Same arithmetic, the
+// same bits.
+//
+// Not yet (the next steps, each measured): the softmax of one tile overlapped with the Q·Kᵀ of the
+// next inside a warpgroup (two S accumulators), a persistent grid, O stored through shared memory
+// with TMA.
 //
 // Test-only faults (tests/test_gpu_attention_cuda.py builds them): -DOPBENCH_FAULT_DROP_CAUSAL
 // drops the causal mask, -DOPBENCH_FAULT_DROP_TAIL drops the last partial key tile.
@@ -60,6 +68,13 @@ constexpr int kEntryRegs = 168, kProducerRegs = 24, kConsumerRegs = 240;
 static_assert(kWarpgroupThreads * (kEntryRegs - kProducerRegs) ==
               kConsumerWarpgroups * kWarpgroupThreads * (kConsumerRegs - kEntryRegs));
 static_assert(kBM % kBN == 0 || kBN % kBM == 0, "causal tiles line up with query tiles");
+// Named barriers of the pingpong schedule (0 is __syncthreads): consumer warpgroup c waits at
+// kTurnBarrier + c for its turn, which the other warpgroup passes by arriving there.
+constexpr int kTurnBarrier = 1;
+constexpr int kTurnThreads = 2 * kWarpgroupThreads;
+
+enum class Schedule { kLockstep, kPingPong };
+const char* schedule_name(Schedule s) { return s == Schedule::kPingPong ? "pingpong" : "lockstep"; }
 
 template <int D>
 struct WgmmaAttnCfg {
@@ -81,7 +96,7 @@ struct WgmmaAttnCfg {
 };
 
 
-template <class T, int D>
+template <class T, int D, Schedule kSchedule>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_wgmma_kernel(const __grid_constant__ CUtensorMap map_q,
                            const __grid_constant__ CUtensorMap map_kv, T* __restrict__ o, int S,
@@ -165,6 +180,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   float row_max[2] = {-INFINITY, -INFINITY};
   float row_sum[2] = {0.f, 0.f};  // this thread's columns only; the quad's are added at the end
 
+  // pingpong: before a product group a warpgroup takes its turn; once it has issued the group it
+  // passes the turn to the other (2 groups a tile each, so the turns stay paired; warpgroup 1's
+  // last pass would have no taker and is skipped). Warpgroup 0 has the first turn.
+  constexpr bool kPingPong = kSchedule == Schedule::kPingPong;
+  const auto take_turn = [&] {
+    if constexpr (kPingPong) hopper::named_barrier_sync(kTurnBarrier + cw, kTurnThreads);
+  };
+  const auto pass_turn = [&](bool last_group) {
+    if constexpr (kPingPong)
+      if (!(last_group && cw == 1))
+        hopper::named_barrier_arrive(kTurnBarrier + (cw ^ 1), kTurnThreads);
+  };
+  if (kPingPong && cw == 1 && n_ktiles > 0)
+    hopper::named_barrier_arrive(kTurnBarrier, kTurnThreads);
+
   hopper::mbar_wait(q_full, 0);
   // Q's rows of this warpgroup in each 64-column block; +2 in a descriptor is +32 bytes = one k16.
   const uint64_t desc_q = hopper::wgmma_desc_sw128(smem_q + cw * kWgmmaM * hopper::kSwizzleBytes);
@@ -181,6 +211,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // ---- S = Q·Kᵀ (unscaled), float32, both operands from shared memory ----
     hopper::mbar_wait(&k_full[stage], phase);
     const uint64_t desc_k = hopper::wgmma_desc_sw128(sk);
+    take_turn();
     hopper::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < Cfg::kDSteps; ++ks) {
@@ -189,6 +220,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                                  desc_k + box * kKVBoxDesc + step, ks > 0);
     }
     hopper::wgmma_commit();
+    pass_turn(false);
     hopper::wgmma_wait<0>();
     hopper::fence_operands(s_acc);
 
@@ -253,11 +285,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int kk = 0; kk < Cfg::kKeySteps; ++kk) hopper::fence_operands(p_frag[kk]);
     hopper::fence_operands(o_acc);  // the rescale and P's packing, before the wgmma fence
+    take_turn();
     hopper::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < Cfg::kKeySteps; ++kk)
       hopper::WgmmaRegA<T, D>::mma(o_acc, p_frag[kk], desc_v + kk * kVStepDesc, kt > 0 || kk > 0);
     hopper::wgmma_commit();
+    pass_turn(kt == n_ktiles - 1);
     hopper::wgmma_wait<0>();
     hopper::fence_operands(o_acc);
     if (lane == 0) hopper::mbar_arrive(&empty[stage]);  // this warp is done with the slot
@@ -321,25 +355,39 @@ dim3 grid_of(const ConvProblem& prob) {
   return dim3(unsigned(int64_t(a.b) * a.heads * n_qtiles));  // <= B*H*S < 2^31
 }
 
-template <class T, int D>
-void set_smem_limit() {
-  CHECK_CUDA(cudaFuncSetAttribute(attention_wgmma_kernel<T, D>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  WgmmaAttnCfg<D>::kSmemBytes));
-}
-
-template <class T, int D>
-void launch(const ConvProblem& prob, const void* x, const void* w, void* y, cudaStream_t stream) {
+template <class T, int D, Schedule kSchedule>
+void launch_kernel(const ConvProblem& prob, const void* x, const void* w, void* y,
+                   cudaStream_t stream) {
+  const auto kernel = attention_wgmma_kernel<T, D, kSchedule>;
+  static bool configured = false;
+  if (!configured) {
+    CHECK_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    WgmmaAttnCfg<D>::kSmemBytes));
+    configured = true;
+  }
   const AttentionSizes& a = prob.attn;
   const dim3 grid = grid_of(prob);
   check_grid(grid, "attention_wgmma_kernel");
   const Maps& m = maps_for(prob, x, w);
   const int n_qtiles = (a.s + kBM - 1) / kBM;
   const float scale_log2 = float(1.4426950408889634 / std::sqrt(double(D)));  // log2(e) / √D
-  attention_wgmma_kernel<T, D><<<grid, kThreads, WgmmaAttnCfg<D>::kSmemBytes, stream>>>(
+  kernel<<<grid, kThreads, WgmmaAttnCfg<D>::kSmemBytes, stream>>>(
       m.map_q, m.map_kv, static_cast<T*>(y), a.s, a.b * a.heads, n_qtiles, a.causal, scale_log2);
   CHECK_LAUNCH();
 }
+
+void launch(Schedule schedule, const ConvProblem& prob, const void* x, const void* w, void* y,
+            cudaStream_t stream) {
+  attention::dispatch(prob, variant_name(), [&](auto kind) {
+    using K = decltype(kind);
+    if (schedule == Schedule::kPingPong)
+      launch_kernel<typename K::Elem, K::kD, Schedule::kPingPong>(prob, x, w, y, stream);
+    else
+      launch_kernel<typename K::Elem, K::kD, Schedule::kLockstep>(prob, x, w, y, stream);
+  });
+}
+
+Tuning<Schedule> g_tuning;  // filled in variant_prepare; g_tuning.choice() runs
 
 }  // namespace
 
@@ -348,7 +396,7 @@ const char* variant_name() { return "attention_wgmma"; }
 size_t variant_workspace_bytes(const ConvProblem&) { return 0; }
 
 void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_sets, void*,
-                     cudaStream_t) {
+                     cudaStream_t stream) {
   require_problem(prob, OpKind::attention, {ElemType::f16, ElemType::bf16}, variant_name());
   // An uncompiled head dim fails here, naming the variant, before the device is asked anything.
   attention::dispatch(prob, variant_name(), [](auto) {});
@@ -357,20 +405,21 @@ void variant_prepare(const ConvProblem& prob, const DeviceSet* sets, int num_set
   CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   if (major != 9)
     FAIL("attention_wgmma needs a compute capability 9.x GPU (sm_90a), found %d.x", major);
-  attention::dispatch(prob, variant_name(), [](auto kind) {
-    using K = decltype(kind);
-    set_smem_limit<typename K::Elem, K::kD>();
-  });
   g_maps.clear();
   for (int i = 0; i < num_sets; ++i) g_maps.push_back(encode_maps(prob, sets[i].x, sets[i].w));
+  g_tuning = tune_candidates(
+      prob, sets, num_sets, std::vector<Schedule>{Schedule::kLockstep, Schedule::kPingPong},
+      [&](Schedule schedule, const DeviceSet& set) {
+        launch(schedule, prob, set.x, set.w, set.y, stream);
+      },
+      [](Schedule schedule) { return std::string(schedule_name(schedule)); },
+      /*warmup=*/3, /*reps=*/10, stream);
+  CHECK_CUDA(cudaStreamSynchronize(stream));
 }
 
 void variant_launch(const ConvProblem& prob, const void* x, const void* w, void* y, void*,
                     cudaStream_t stream) {
-  attention::dispatch(prob, variant_name(), [&](auto kind) {
-    using K = decltype(kind);
-    launch<typename K::Elem, K::kD>(prob, x, w, y, stream);
-  });
+  launch(g_tuning.choice(), prob, x, w, y, stream);
 }
 
 void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config) {
@@ -386,6 +435,10 @@ void variant_describe(const ConvProblem& prob, Json& detail, Json& launch_config
         .add_int("stages", Cfg::kStages)
         .add_str("loads", "tma")
         .add_str("p_operand", "registers")
+        .add_str("schedule", schedule_name(g_tuning.choice()))
+        .add_raw("candidates", g_tuning.candidates_json([](Json& j, Schedule schedule) {
+          j.add_str("schedule", schedule_name(schedule));
+        }))
         .add_str("fault", attention::fault_name());
     launch_config = launch_json(grid_of(prob), dim3(kThreads), Cfg::kSmemBytes);
   });

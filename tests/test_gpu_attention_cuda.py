@@ -44,6 +44,8 @@ CUDA = get_backend("cuda")
 VARIANTS = ("attention_fa2", "attention_wgmma")
 # What each variant's benchmark record says of its tiles: (block_keys, {head dim: block_queries}).
 TILES = {"attention_fa2": (64, {64: 128, 128: 64}), "attention_wgmma": (128, {64: 128, 128: 128})}
+# attention_wgmma's consumer schedules (its tuning candidates, in order).
+WGMMA_SCHEDULES = ("lockstep", "pingpong", "overlap", "overlap_pingpong")
 TOLERANCES = {"f32": 1e-4, "f16": 5e-3, "bf16": 3e-2}  # config.yaml's
 SETTINGS = BenchSettings(warmup_ms=5, repetitions=3, min_sample_ms=1, flush_l2=True)
 # The binaries built for the tests: the variant, and the variant with one bug injected (test-only macros).
@@ -110,24 +112,29 @@ def test_the_kernel_verifies_on_edge_shapes(
     assert result.status == "PASS", result.reason
 
 
+@pytest.mark.parametrize(("b", "h", "s", "causal"), [(2, 1, 257, True), (1, 2, 1000, False)])
 @pytest.mark.parametrize("d", [64, 128])
-def test_the_benchmark_is_consistent(kernel: tuple[str, dict[str, Path]], d: int) -> None:
+def test_the_benchmark_is_consistent(
+    kernel: tuple[str, dict[str, Path]], d: int, b: int, h: int, s: int, causal: bool
+) -> None:
+    """Timed outputs equal a fresh run. S = 257 causal: blocks of 1, 2 and 3 key tiles of 128; S = 1000: 8 (six
+    unmasked, as attention_wgmma's overlap schedules step through them, then the partial one)."""
     variant, binaries = kernel
-    job = make_job(variant, f"b2_h1_s257_d{d}", "f16", binaries["correct"], causal=True)
+    job = make_job(variant, f"b{b}_h{h}_s{s}_d{d}", "f16", binaries["correct"], causal=causal)
     result = CUDA.benchmark(job, SETTINGS)
     assert result["bench_output_consistent"] is True and result["buffer_copies"] > 1
     assert len(result["samples_ms"]) == SETTINGS.repetitions and min(result["samples_ms"]) > 0
-    assert result["problem"] == {"op": "attention", "b": 2, "heads": 1, "s": 257, "d": d, "causal": True,
+    assert result["problem"] == {"op": "attention", "b": b, "heads": h, "s": s, "d": d, "causal": causal,
                                  "dtype": "f16"}  # fmt: skip
     detail = result["detail"]
     block_keys, block_queries = TILES[variant]
     assert detail["head_dim"] == d and detail["fault"] == "none" and detail["block_keys"] == block_keys
     assert detail["block_queries"] == block_queries[d]
-    if variant == "attention_wgmma":  # two schedules of the same arithmetic, timed in variant_prepare: the same bits
+    if variant == "attention_wgmma":  # schedules of the same arithmetic, timed in variant_prepare: the same bits
         candidates = detail["candidates"]
-        assert [c["schedule"] for c in candidates] == ["lockstep", "pingpong"], candidates
+        assert [c["schedule"] for c in candidates] == list(WGMMA_SCHEDULES), candidates
         assert all(c["valid"] and c["max_rel_diff_vs_first"] == 0 for c in candidates), candidates
-        assert detail["schedule"] in ("lockstep", "pingpong")
+        assert detail["schedule"] in WGMMA_SCHEDULES
 
 
 @pytest.mark.parametrize("d", [64, 128])

@@ -25,7 +25,8 @@ from opbench import hardware
 from opbench.backends import BenchSettings, Job, get_backend
 from opbench.backends.inductor import VARIANTS as INDUCTOR_VARIANTS
 from opbench.backends.inductor import torch_missing
-from opbench.backends.triton_conv import gemm, triton_missing
+from opbench.backends.triton_conv import gemm
+from opbench.backends.triton_variants import triton_missing
 from opbench.config import load
 from opbench.dtypes import get_dtype
 from opbench.jobs import judge_job

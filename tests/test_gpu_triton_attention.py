@@ -26,7 +26,8 @@ import pytest
 
 from opbench import hardware
 from opbench.backends import BenchSettings, Job, get_backend
-from opbench.backends.triton_attention import NAME, tiles, triton_missing
+from opbench.backends.triton_attention import NAME, tiles
+from opbench.backends.triton_variants import triton_missing
 from opbench.config import load
 from opbench.dtypes import get_dtype
 from opbench.jobs import judge_job

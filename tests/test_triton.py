@@ -27,7 +27,7 @@ import yaml
 from opbench.backends import Availability, BenchSettings, Problem, availability, get_backend
 from opbench.backends import inductor as inductor_module
 from opbench.backends.triton_conv import asm, gemm, launch
-from opbench.backends.triton_conv import check_variants as triton_check_variants
+from opbench.backends.triton_variants import is_autotune, parse_options
 from opbench.codedeps import module_files
 from opbench.config import ConfigError, load, load_schema, validate
 from opbench.dtypes import DTYPES, get_dtype
@@ -81,7 +81,7 @@ def settings() -> dict[str, Any]:
 
 def test_config_yaml_declares_the_tiles_and_autotune_outside_the_default_matrix(raw: dict, settings: dict) -> None:
     variants = settings["variants"]
-    tiles = [name for name, entry in variants.items() if not gemm.is_autotune(entry)]
+    tiles = [name for name, entry in variants.items() if not is_autotune(entry)]
     assert 3 <= len(tiles) <= 4 and set(variants["autotune"]["autotune"]) == set(tiles)
     for name in tiles:
         config = gemm.TileConfig.from_config(variants[name])
@@ -115,7 +115,7 @@ def test_the_schema_rejects_bad_variants(bad: dict) -> None:
 def test_the_schema_takes_tiles_with_optional_keys_and_autotune_lists() -> None:
     good = {"m": {**CONFIG, "group_m": 4, "tma": False}, "n": CONFIG, "auto": {"autotune": ["m", "n"]}}
     check_schema("triton", {"variants": good})
-    triton_check_variants({"variants": good})
+    TRITON.check_settings({"variants": good})
     assert gemm.TileConfig.from_config(good["m"]).tma is False and gemm.TileConfig.from_config(CONFIG).group_m == 8
 
 
@@ -190,9 +190,9 @@ def test_variant_flags_describe_the_tile_or_the_candidates(settings: dict) -> No
 def test_job_options_carry_the_configs_so_a_changed_tile_reruns_only_its_rows(settings: dict) -> None:
     p = problem()
     before = {v: TRITON.job_options(settings, v, p) for v in settings["variants"]}
-    configs, autotune = launch.parse_options(before["m128_n64_k32_w4_s4"])
+    configs, autotune = parse_options(before["m128_n64_k32_w4_s4"], gemm.TileConfig.from_config)
     assert not autotune and configs == {"m128_n64_k32_w4_s4": gemm.TileConfig(**CONFIG)}
-    configs, autotune = launch.parse_options(before["autotune"])
+    configs, autotune = parse_options(before["autotune"], gemm.TileConfig.from_config)
     assert autotune and set(configs) == set(settings["variants"]["autotune"]["autotune"])
     changed = copy.deepcopy(settings)
     changed["variants"]["m128_n64_k32_w4_s4"]["num_stages"] = 3
@@ -491,7 +491,7 @@ def test_config_triton_yaml_validates_and_its_rows_are_skip_here() -> None:
     config = load(REPO / "config" / "triton.yaml")
     points = expand(config)
     names = {(p.backend, p.variant, p.dtype) for p in points}
-    tiles = [v for v, e in config["backends"]["triton"]["variants"].items() if not gemm.is_autotune(e)]
+    tiles = [v for v, e in config["backends"]["triton"]["variants"].items() if not is_autotune(e)]
     for variant in [*tiles, "autotune"]:
         assert ("triton", variant, "f16") in names
     assert {("triton", "autotune", "bf16"), ("triton", "autotune", "f32"), ("inductor", "max_autotune", "f32")} <= names

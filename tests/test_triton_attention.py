@@ -28,8 +28,8 @@ import yaml
 from snakemake.utils import update_config
 
 from opbench.backends import Availability, BenchSettings, Job, Problem, availability, get_backend
-from opbench.backends import triton_attention as backend_module
 from opbench.backends.triton_attention import launch, tiles
+from opbench.backends.triton_variants import is_autotune, parse_options
 from opbench.codedeps import module_files
 from opbench.config import ConfigError, load, load_schema, validate
 from opbench.dtypes import DTYPES, get_dtype, round_to
@@ -82,7 +82,7 @@ def settings() -> dict[str, Any]:
 
 def test_config_yaml_declares_the_tiles_and_autotune_outside_the_default_matrix(raw: dict, settings: dict) -> None:
     variants = settings["variants"]
-    tiles_ = [name for name, entry in variants.items() if not tiles.is_autotune(entry)]
+    tiles_ = [name for name, entry in variants.items() if not is_autotune(entry)]
     assert 3 <= len(tiles_) <= 4 and set(variants["autotune"]["autotune"]) == set(tiles_)
     for name in tiles_:
         config = tiles.TileConfig.from_config(variants[name])
@@ -115,8 +115,8 @@ def test_the_schema_rejects_bad_variants(bad: dict) -> None:
 def test_the_schema_takes_tiles_and_autotune_lists() -> None:
     good = {"m": CONFIG, "n": {**CONFIG, "block_m": 128, "num_warps": 8}, "auto": {"autotune": ["m", "n"]}}
     check_schema({"variants": good})
-    backend_module.check_variants({"variants": good})
-    assert backend_module.candidates({"variants": good}, "auto") == {
+    BACKEND.check_settings({"variants": good})
+    assert BACKEND.candidates({"variants": good}, "auto") == {
         "m": tiles.TileConfig(**CONFIG), "n": tiles.TileConfig(**{**CONFIG, "block_m": 128, "num_warps": 8}),
     }  # fmt: skip
 
@@ -180,10 +180,10 @@ def test_variant_flags_describe_the_tile_or_the_candidates(settings: dict) -> No
 def test_job_options_carry_the_configs_so_a_changed_tile_reruns_only_its_rows(settings: dict) -> None:
     p = problem()
     before = {v: BACKEND.job_options(settings, v, p) for v in settings["variants"]}
-    configs, autotune = launch.parse_options(before["m128_n64_w4_s3"])
+    configs, autotune = parse_options(before["m128_n64_w4_s3"], tiles.TileConfig.from_config)
     assert not autotune and configs == {"m128_n64_w4_s3": tiles.TileConfig(block_m=128, block_n=64, num_warps=4,
                                                                            num_stages=3)}  # fmt: skip
-    configs, autotune = launch.parse_options(before["autotune"])
+    configs, autotune = parse_options(before["autotune"], tiles.TileConfig.from_config)
     assert autotune and set(configs) == set(settings["variants"]["autotune"]["autotune"])
     changed = copy.deepcopy(settings)
     changed["variants"]["m128_n64_w4_s3"]["num_stages"] = 2

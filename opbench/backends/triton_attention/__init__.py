@@ -21,8 +21,9 @@ its tile parameters (no block_k, group_m or TMA; a block_n <= block_m rule), the
 layouts and the launch. As a backend of its own its rows' jobs depend on this package's files only (code_files), so
 editing the conv2d kernel reruns no attention row and editing this kernel no conv2d row; its settings schema
 describes its own keys; and its variants never appear in a conv2d matrix (or conv2d's in an attention one) as SKIP
-rows. The one file shared with `triton` is the reader of the generated code (triton_conv/asm.py), which is about
-Triton's output, not about conv2d.
+rows. What both Triton backends do alike with their tile variants is opbench/backends/triton_variants.py; the one
+conv2d-backend file shared is the reader of the generated code (triton_conv/asm.py), which is about Triton's output,
+not about conv2d.
 
 The modules, one concern each: tiles.py (tile configurations, the program and key-block index math, strides; no GPU
 library), kernel.py (the @triton.jit kernel), launch.py (device operands, launches, autotune, timing with
@@ -34,23 +35,21 @@ job's inputs are this package's files (code_files) and its options hold the vari
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from typing import Any, ClassVar
 
 import numpy as np
 import yaml
 
-from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend, torch_missing
+from opbench.backends.base import BenchSettings, Job, Problem, register_backend
 from opbench.backends.triton_attention.tiles import (
     DTYPES,
     MAX_ELEMENTS,
     MAX_HEAD_DIM,
     TileConfig,
     check_config,
-    is_autotune,
     largest_tensor,
 )
+from opbench.backends.triton_variants import TritonTileBackend, settings_schema
 from opbench.ops.attention.layouts import INPUT_PERM
 
 NAME = "triton-attention"
@@ -61,82 +60,24 @@ TABLE_NOTE = (
     "of them per layer (`chosen`)."
 )
 
-SETTINGS_SCHEMA: dict[str, Any] = yaml.safe_load("""
-description: >
-  Our fused attention forward kernel in Triton (opbench/backends/triton_attention/): FlashAttention-2 style, f16 and
-  bf16 with f32 accumulation, layouts bhsd and bshd. Each variant is one tile configuration, or an autotune variant
-  that times the named configurations per problem and keeps the fastest.
+TILE_SCHEMA: dict[str, Any] = yaml.safe_load("""
 type: object
+description: One tile configuration (Triton's launch parameters and the kernel's block sizes).
 additionalProperties: false
-required: [variants]
+required: [block_m, block_n, num_warps, num_stages]
 properties:
-  variants:
-    description: Named tile configurations and autotune variants; each becomes the `variant` of its rows.
-    type: object
-    minProperties: 1
-    propertyNames: {$ref: "#/$defs/name"}
-    additionalProperties:
-      oneOf:
-        - type: object
-          description: One tile configuration (Triton's launch parameters and the kernel's block sizes).
-          additionalProperties: false
-          required: [block_m, block_n, num_warps, num_stages]
-          properties:
-            block_m: {description: Queries per program., enum: [16, 32, 64, 128, 256]}
-            block_n: {description: "Keys per step of the key loop (at most block_m).", enum: [16, 32, 64, 128]}
-            num_warps: {description: Warps per program (4 or more for Hopper's wgmma)., enum: [1, 2, 4, 8, 16]}
-            num_stages: {description: Software-pipeline depth Triton is asked for., type: integer, minimum: 1,
-                         maximum: 8}
-        - type: object
-          description: An autotune variant over the named tile configurations (variants of this backend).
-          additionalProperties: false
-          required: [autotune]
-          properties:
-            autotune:
-              type: array
-              minItems: 1
-              uniqueItems: true
-              items: {$ref: "#/$defs/name"}
+  block_m: {description: Queries per program., enum: [16, 32, 64, 128, 256]}
+  block_n: {description: "Keys per step of the key loop (at most block_m).", enum: [16, 32, 64, 128]}
+  num_warps: {description: Warps per program (4 or more for Hopper's wgmma)., enum: [1, 2, 4, 8, 16]}
+  num_stages: {description: Software-pipeline depth Triton is asked for., type: integer, minimum: 1,
+               maximum: 8}
 """)
-
-
-def config_of(settings: dict[str, Any], variant: str) -> TileConfig:
-    return TileConfig.from_config(settings["variants"][variant])
-
-
-def candidates(settings: dict[str, Any], variant: str) -> dict[str, TileConfig]:
-    """The configurations a variant runs: its own, or an autotune variant's candidates, by name."""
-    entry = settings["variants"][variant]
-    names = entry["autotune"] if is_autotune(entry) else [variant]
-    return {name: config_of(settings, name) for name in names}
-
-
-def check_variants(settings: dict[str, Any]) -> None:
-    """Raise SettingsError for a configuration that cannot run correctly or an autotune entry naming no
-    configuration."""
-    variants = settings["variants"]
-    for name, entry in variants.items():
-        if is_autotune(entry):
-            for i, candidate in enumerate(entry["autotune"]):
-                if candidate not in variants:
-                    raise SettingsError(f"variants.{name}.autotune[{i}]", f"{candidate!r} is no {NAME} variant")
-                if is_autotune(variants[candidate]):
-                    raise SettingsError(
-                        f"variants.{name}.autotune[{i}]", f"{candidate!r} is an autotune variant, not a configuration"
-                    )
-            continue
-        why = check_config(TileConfig.from_config(entry))
-        if why:
-            raise SettingsError(f"variants.{name}", why)
-
-
-def triton_missing() -> str | None:
-    """Why the backend's rows cannot run here: PyTorch or Triton missing (a CUDA build of PyTorch brings Triton).
-    The conv2d backend has the same check; this one is its own so that its rows do not depend on that package."""
-    missing = torch_missing()
-    if missing is None and importlib.util.find_spec("triton") is None:
-        missing = "Triton is not installed (pip install triton)"
-    return missing
+SETTINGS_SCHEMA = settings_schema(
+    "Our fused attention forward kernel in Triton (opbench/backends/triton_attention/): FlashAttention-2 style, f16 "
+    "and bf16 with f32 accumulation, layouts bhsd and bshd. Each variant is one tile configuration, or an autotune "
+    "variant that times the named configurations per problem and keeps the fastest.",
+    TILE_SCHEMA,
+)
 
 
 def unsupported_reason(problem: Problem) -> str | None:
@@ -155,33 +96,19 @@ def unsupported_reason(problem: Problem) -> str | None:
 
 
 @register_backend
-class TritonAttention(Backend):
+class TritonAttention(TritonTileBackend):
     name = NAME
-    device = "cuda"
     settings_schema: ClassVar[dict[str, Any]] = SETTINGS_SCHEMA
     table_note = TABLE_NOTE
 
+    def parse_tile(self, entry: dict[str, Any]) -> TileConfig:
+        return TileConfig.from_config(entry)
+
+    def tile_problem(self, tile: TileConfig) -> str | None:
+        return check_config(tile)
+
     def unsupported(self, problem: Problem, variant: str) -> str | None:
         return unsupported_reason(problem)
-
-    def check_settings(self, settings: dict[str, Any]) -> None:
-        check_variants(settings)
-
-    def requirement_missing(self) -> str | None:
-        return triton_missing()
-
-    def variant_flags(self, settings: dict[str, Any], variant: str, problem: Problem) -> list[str]:
-        entry = settings["variants"][variant]
-        if is_autotune(entry):
-            return ["autotune=" + ",".join(entry["autotune"])]
-        return config_of(settings, variant).describe()
-
-    def job_options(self, settings: dict[str, Any], variant: str, problem: Problem) -> dict[str, str]:
-        """The variant's configuration(s) by name, and whether it autotunes: a job parameter, so a changed tile
-        reruns exactly the rows that use it."""
-        configs = {name: config.to_config() for name, config in candidates(settings, variant).items()}
-        autotune = is_autotune(settings["variants"][variant])
-        return {"configs": json.dumps(configs, sort_keys=True), "autotune": "1" if autotune else "0"}
 
     def run(self, job: Job) -> np.ndarray:
         from opbench.backends.triton_attention import launch
@@ -194,7 +121,4 @@ class TritonAttention(Backend):
         return launch.benchmark(job, settings)
 
 
-__all__ = [
-    "NAME", "SETTINGS_SCHEMA", "TritonAttention", "candidates", "check_variants", "triton_missing",
-    "unsupported_reason",
-]  # fmt: skip
+__all__ = ["NAME", "SETTINGS_SCHEMA", "TritonAttention", "unsupported_reason"]

@@ -28,6 +28,7 @@ import numpy as np
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.triton_attention import tiles
 from opbench.backends.triton_conv.asm import kernel_facts, summary
+from opbench.backends.triton_variants import out_of_resources, parse_options, stored_search
 from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 
 BACKEND = "triton-attention"
@@ -46,17 +47,6 @@ def set_cache_dir() -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.environ["TRITON_CACHE_DIR"] = str(path)
     return path
-
-
-def parse_options(options: dict[str, str]) -> tuple[dict[str, tiles.TileConfig], bool]:
-    """Job.options (TritonAttention.job_options) -> the candidate configurations by name and whether it autotunes."""
-    configs = {name: tiles.TileConfig.from_config(entry) for name, entry in json.loads(options["configs"]).items()}
-    return configs, options.get("autotune") == "1"
-
-
-def out_of_resources(error: BaseException) -> bool:
-    """Triton's OutOfResources (a config needs more shared memory or registers than the card has)."""
-    return type(error).__name__ == "OutOfResources"
 
 
 @dataclass
@@ -202,15 +192,7 @@ def autotune_path(job: Job, key: str) -> Path:
 def autotuned(attn: Attention, configs: dict[str, tiles.TileConfig]) -> dict[str, Any]:
     """The autotune choice for this job: the stored one where the same search was done before (by the point's run
     or benchmark job), else a new search, stored."""
-    path = autotune_path(attn.job, autotune_key(attn, configs))
-    if path.is_file():
-        return json.loads(path.read_text()) | {"source": f"stored ({path})"}
-    result = search(attn, configs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(f".{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(result, indent=1) + "\n")
-    scratch.replace(path)  # atomic: a concurrent job reads a whole file or none
-    return result | {"source": "searched"}
+    return stored_search(autotune_path(attn.job, autotune_key(attn, configs)), lambda: search(attn, configs))
 
 
 # ---------------------------------------------------------------- run and benchmark
@@ -228,7 +210,7 @@ def prepare(job: Job, flush_l2: bool) -> tuple[Attention, Launcher, Any, dict[st
     benchmark job search alike."""
     attn = Attention.setup(job)
     l2 = attn.torch.cuda.get_device_properties(0).L2_cache_size
-    configs, autotune = parse_options(job.options)
+    configs, autotune = parse_options(job.options, tiles.TileConfig.from_config)
     detail: dict[str, Any] = {}
     if autotune:
         attn.rotate(buffer_copies(footprint_bytes(job), l2, AUTOTUNE_SETTINGS.flush_l2))

@@ -67,11 +67,6 @@ class TileConfig:
         return [f"block={self.block_m}x{self.block_n}", f"warps={self.num_warps}", f"stages={self.num_stages}"]
 
 
-def is_autotune(entry: dict[str, Any]) -> bool:
-    """Whether a variant entry is an autotune variant ({autotune: [config names]}) rather than one config."""
-    return "autotune" in entry
-
-
 def check_config(config: TileConfig) -> str | None:
     """Why a tile configuration can never run correctly, or None: the causal split needs BLOCK_N to divide BLOCK_M
     (both powers of two: BLOCK_N <= BLOCK_M), so that a program's first query m0 is where a key block starts."""

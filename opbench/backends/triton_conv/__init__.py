@@ -2,7 +2,8 @@
 nhwc_fhwc), f16 and bf16 with f32 accumulation, and f32 computed as TF32 (its rows judged at the `tf32` tolerance).
 
 A variant is one tile configuration (block_m, block_n, block_k, num_warps, num_stages; group_m, tma), declared in
-config.yaml's backends.triton.variants and checked by SETTINGS_SCHEMA and check_settings; or an autotune variant,
+config.yaml's backends.triton.variants and checked by SETTINGS_SCHEMA and check_settings (both Triton backends'
+variant handling: opbench/backends/triton_variants.py); or an autotune variant,
 {autotune: [names of such variants]}, which times each candidate on the point's problem and keeps the fastest
 (launch.py; `chosen` names it, `detail.autotune` lists every candidate's time). The filter operand is read through
 a Hopper TMA tensor descriptor where the Triton release and the card offer it (gemm.tma_decision; `detail.tma`
@@ -23,23 +24,14 @@ it as a candidate).
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from typing import Any, ClassVar
 
 import numpy as np
 import yaml
 
-from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend, torch_missing
-from opbench.backends.triton_conv.gemm import (
-    ITEMSIZE,
-    MAX_ELEMENTS,
-    TileConfig,
-    check_config,
-    fits,
-    is_autotune,
-    largest_tensor,
-)
+from opbench.backends.base import BenchSettings, Job, Problem, register_backend
+from opbench.backends.triton_conv.gemm import ITEMSIZE, MAX_ELEMENTS, TileConfig, check_config, largest_tensor
+from opbench.backends.triton_variants import TritonTileBackend, settings_schema
 from opbench.dtypes import DType
 
 OP = "conv2d"
@@ -49,85 +41,29 @@ TABLE_NOTE = (
     "configuration per variant; `autotune` keeps the fastest of them per layer (`chosen`)."
 )
 
-SETTINGS_SCHEMA: dict[str, Any] = yaml.safe_load("""
-description: >
-  Our Triton implicit-GEMM conv2d (opbench/backends/triton_conv/): NHWC input, KRSC filter (layout nhwc_fhwc),
-  f16 and bf16 with f32 accumulation, f32 as TF32. Each variant is one tile configuration, or an autotune
-  variant that times the named configurations per problem and keeps the fastest.
+TILE_SCHEMA: dict[str, Any] = yaml.safe_load("""
 type: object
+description: One tile configuration (Triton's launch parameters and the kernel's block sizes).
 additionalProperties: false
-required: [variants]
+required: [block_m, block_n, block_k, num_warps, num_stages]
 properties:
-  variants:
-    description: Named tile configurations and autotune variants; each becomes the `variant` of its rows.
-    type: object
-    minProperties: 1
-    propertyNames: {$ref: "#/$defs/name"}
-    additionalProperties:
-      oneOf:
-        - type: object
-          description: One tile configuration (Triton's launch parameters and the kernel's block sizes).
-          additionalProperties: false
-          required: [block_m, block_n, block_k, num_warps, num_stages]
-          properties:
-            block_m: {description: Output pixels (GEMM rows) per program., enum: [16, 32, 64, 128, 256]}
-            block_n: {description: Filters (output channels) per program., enum: [16, 32, 64, 128, 256]}
-            block_k: {description: Reduction elements per main-loop step., enum: [16, 32, 64, 128]}
-            num_warps: {description: Warps per program (4 or more for Hopper's wgmma)., enum: [1, 2, 4, 8, 16]}
-            num_stages: {description: Software-pipeline depth Triton is asked for., type: integer, minimum: 1,
-                         maximum: 8}
-            group_m: {description: "Row tiles that share their filter tiles (L2 reuse; default 8).",
-                      type: integer, minimum: 1, maximum: 64}
-            tma: {description: "Load the filter through a TMA tensor descriptor where Triton (>= 3.4) and the card
-                  (sm_90+) offer it (default true); false: always pointer loads.", type: boolean}
-        - type: object
-          description: An autotune variant over the named tile configurations (variants of this backend).
-          additionalProperties: false
-          required: [autotune]
-          properties:
-            autotune:
-              type: array
-              minItems: 1
-              uniqueItems: true
-              items: {$ref: "#/$defs/name"}
+  block_m: {description: Output pixels (GEMM rows) per program., enum: [16, 32, 64, 128, 256]}
+  block_n: {description: Filters (output channels) per program., enum: [16, 32, 64, 128, 256]}
+  block_k: {description: Reduction elements per main-loop step., enum: [16, 32, 64, 128]}
+  num_warps: {description: Warps per program (4 or more for Hopper's wgmma)., enum: [1, 2, 4, 8, 16]}
+  num_stages: {description: Software-pipeline depth Triton is asked for., type: integer, minimum: 1,
+               maximum: 8}
+  group_m: {description: "Row tiles that share their filter tiles (L2 reuse; default 8).",
+            type: integer, minimum: 1, maximum: 64}
+  tma: {description: "Load the filter through a TMA tensor descriptor where Triton (>= 3.4) and the card
+        (sm_90+) offer it (default true); false: always pointer loads.", type: boolean}
 """)
-
-
-def config_of(settings: dict[str, Any], variant: str) -> TileConfig:
-    return TileConfig.from_config(settings["variants"][variant])
-
-
-def candidates(settings: dict[str, Any], variant: str) -> dict[str, TileConfig]:
-    """The configurations a variant runs: its own, or an autotune variant's candidates, by name."""
-    entry = settings["variants"][variant]
-    names = entry["autotune"] if is_autotune(entry) else [variant]
-    return {name: config_of(settings, name) for name in names}
-
-
-def check_variants(settings: dict[str, Any]) -> None:
-    """Raise SettingsError for a configuration that can never run or an autotune entry naming no configuration."""
-    variants = settings["variants"]
-    for name, entry in variants.items():
-        if is_autotune(entry):
-            for i, candidate in enumerate(entry["autotune"]):
-                if candidate not in variants:
-                    raise SettingsError(f"variants.{name}.autotune[{i}]", f"{candidate!r} is no triton variant")
-                if is_autotune(variants[candidate]):
-                    raise SettingsError(
-                        f"variants.{name}.autotune[{i}]", f"{candidate!r} is an autotune variant, not a configuration"
-                    )
-            continue
-        why = check_config(TileConfig.from_config(entry))
-        if why:
-            raise SettingsError(f"variants.{name}", why)
-
-
-def triton_missing() -> str | None:
-    """Why the backend's rows cannot run here: PyTorch or Triton missing (a CUDA build of PyTorch brings Triton)."""
-    missing = torch_missing()
-    if missing is None and importlib.util.find_spec("triton") is None:
-        missing = "Triton is not installed (pip install triton)"
-    return missing
+SETTINGS_SCHEMA = settings_schema(
+    "Our Triton implicit-GEMM conv2d (opbench/backends/triton_conv/): NHWC input, KRSC filter (layout nhwc_fhwc), f16 "
+    "and bf16 with f32 accumulation, f32 as TF32. Each variant is one tile configuration, or an autotune variant that "
+    "times the named configurations per problem and keeps the fastest.",
+    TILE_SCHEMA,
+)
 
 
 def unsupported_reason(problem: Problem) -> str | None:
@@ -144,38 +80,23 @@ def unsupported_reason(problem: Problem) -> str | None:
 
 
 @register_backend
-class Triton(Backend):
+class Triton(TritonTileBackend):
     name = "triton"
-    device = "cuda"
     settings_schema: ClassVar[dict[str, Any]] = SETTINGS_SCHEMA
     table_note = TABLE_NOTE
+
+    def parse_tile(self, entry: dict[str, Any]) -> TileConfig:
+        return TileConfig.from_config(entry)
+
+    def tile_problem(self, tile: TileConfig) -> str | None:
+        return check_config(tile)
 
     def unsupported(self, problem: Problem, variant: str) -> str | None:
         return unsupported_reason(problem)
 
-    def check_settings(self, settings: dict[str, Any]) -> None:
-        check_variants(settings)
-
-    def requirement_missing(self) -> str | None:
-        return triton_missing()
-
     def tolerance_key(self, dtype: DType, variant: str) -> str:
         """f32 rows are computed as TF32 (tl.dot's input_precision "tf32"): judged as tf32."""
         return "tf32" if dtype.name == "f32" else dtype.tolerance_key
-
-    def variant_flags(self, settings: dict[str, Any], variant: str, problem: Problem) -> list[str]:
-        entry = settings["variants"][variant]
-        if is_autotune(entry):
-            return ["autotune=" + ",".join(entry["autotune"])]
-        return config_of(settings, variant).describe()
-
-    def job_options(self, settings: dict[str, Any], variant: str, problem: Problem) -> dict[str, str]:
-        """The variant's configuration(s) by name, and whether it autotunes: a job parameter, so a changed tile
-        reruns exactly the rows that use it. Configurations that do not fit the dtype's shared memory stay in: an
-        autotune row records them as passed over, a one-configuration row fails saying so."""
-        configs = {name: config.to_config() for name, config in candidates(settings, variant).items()}
-        autotune = is_autotune(settings["variants"][variant])
-        return {"configs": json.dumps(configs, sort_keys=True), "autotune": "1" if autotune else "0"}
 
     def run(self, job: Job) -> np.ndarray:
         from opbench.backends.triton_conv import launch
@@ -188,4 +109,4 @@ class Triton(Backend):
         return launch.benchmark(job, settings)
 
 
-__all__ = ["SETTINGS_SCHEMA", "Triton", "candidates", "check_variants", "fits", "triton_missing", "unsupported_reason"]
+__all__ = ["SETTINGS_SCHEMA", "Triton", "unsupported_reason"]

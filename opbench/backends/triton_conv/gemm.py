@@ -77,11 +77,6 @@ class TileConfig:
         ]  # fmt: skip
 
 
-def is_autotune(entry: dict[str, Any]) -> bool:
-    """Whether a variant entry is an autotune variant ({autotune: [config names]}) rather than one config."""
-    return "autotune" in entry
-
-
 def check_config(config: TileConfig) -> str | None:
     """Why a tile configuration can never run (its 16-bit pipeline does not fit in shared memory), or None."""
     need = config.smem_bytes(2)

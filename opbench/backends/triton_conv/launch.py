@@ -26,6 +26,7 @@ import numpy as np
 
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.triton_conv import asm, gemm
+from opbench.backends.triton_variants import out_of_resources, parse_options, stored_search
 from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 
 CACHE_DIR = "compiled/triton/triton-cache"  # Triton's compile cache (compiled/<backend>/..., as opbench.paths names)
@@ -42,12 +43,6 @@ def set_cache_dir() -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.environ["TRITON_CACHE_DIR"] = str(path)
     return path
-
-
-def parse_options(options: dict[str, str]) -> tuple[dict[str, gemm.TileConfig], bool]:
-    """Job.options (Triton.job_options) -> the candidate configurations by name and whether the variant autotunes."""
-    configs = {name: gemm.TileConfig.from_config(entry) for name, entry in json.loads(options["configs"]).items()}
-    return configs, options.get("autotune") == "1"
 
 
 @dataclass
@@ -151,11 +146,6 @@ class Launcher:
         }  # fmt: skip
 
 
-def out_of_resources(error: BaseException) -> bool:
-    """Triton's OutOfResources (a config needs more shared memory or registers than the card has)."""
-    return type(error).__name__ == "OutOfResources"
-
-
 # ---------------------------------------------------------------- the autotune variant
 
 
@@ -212,14 +202,7 @@ def autotuned(conv: Conv, configs: dict[str, gemm.TileConfig]) -> dict[str, Any]
     """The autotune choice for this job: the stored one (compiled/triton/autotune/) where the same search was done
     before (by the point's run or benchmark job), else a new search, stored."""
     path = Path(AUTOTUNE_DIR) / conv.job.dtype.name / f"{conv.job.shape.name}-{autotune_key(conv, configs)}.json"
-    if path.is_file():
-        return json.loads(path.read_text()) | {"source": f"stored ({path})"}
-    result = search(conv, configs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(f".{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(result, indent=1) + "\n")
-    scratch.replace(path)  # atomic: a concurrent job reads a whole file or none
-    return result | {"source": "searched"}
+    return stored_search(path, lambda: search(conv, configs))
 
 
 # ---------------------------------------------------------------- run and benchmark
@@ -231,7 +214,7 @@ def prepare(job: Job, flush_l2: bool) -> tuple[Conv, Launcher, dict[str, Any]]:
     than L2 whatever the job (AUTOTUNE_SETTINGS), so the run and the benchmark job search alike."""
     conv = Conv.setup(job)
     l2 = conv.torch.cuda.get_device_properties(0).L2_cache_size
-    configs, autotune = parse_options(job.options)
+    configs, autotune = parse_options(job.options, gemm.TileConfig.from_config)
     detail: dict[str, Any] = {}
     if autotune:
         conv.rotate(buffer_copies(footprint_bytes(job), l2, AUTOTUNE_SETTINGS.flush_l2))

@@ -7,12 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from opbench import worker_client
+from opbench import phases, worker_client
 from opbench.peaks import PROBED_DEVICES
 
 # The modules behind the commands are imported in main(), when a command needs them: a GPU job that hands its point
-# to the worker (--gpu-job) costs a Python start, not NumPy's, PyTorch's and IREE's imports (worker_client and peaks
-# need the standard library only).
+# to the worker (--gpu-job) costs a Python start, not NumPy's, PyTorch's and IREE's imports (phases, worker_client
+# and peaks need the standard library only).
 
 
 def _problem_args(p: argparse.ArgumentParser, *, dtype: bool = True, layout: bool = True) -> None:
@@ -56,8 +56,9 @@ def _run_job(command: str, a: argparse.Namespace, **extra: object) -> None:
     kwargs = {**_job_kwargs(a), "out": a.out, **extra}
     worker = worker_client.settings_from_env() if a.gpu_job else None
     if worker is None or not worker["enabled"]:
-        from opbench import jobs
-        from opbench.backends import BenchSettings
+        with phases.span("import_jobs"):  # NumPy, the backends (and what they import at the top)
+            from opbench import jobs
+            from opbench.backends import BenchSettings
 
         if "settings" in kwargs:
             kwargs["settings"] = BenchSettings(**kwargs["settings"])
@@ -172,7 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _process_start(job_phases: phases.Phases, started: float) -> None:
+    """A job's first phases, in its own process: from the process's creation to opbench's first line, `started`
+    (`python_start`: the interpreter and site-packages, from Snakemake's shell's fork), and from there to now
+    (`cli_start`: the CLI's imports, the arguments)."""
+    process = phases.process_started()
+    if process is not None:
+        job_phases.add("python_start", started - process)
+    job_phases.add("cli_start", phases.now() - started)
+
+
+def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
+    """`started`: opbench.__main__'s first instant (a job's phases start there)."""
     a = build_parser().parse_args(argv)
     if a.command == "bench":
         from opbench.config import ConfigError
@@ -213,11 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"opbench compare: {error}", file=sys.stderr)
             return 2
     if a.command in ("run", "benchmark"):
-        try:
-            _run_job(a.command, a, **({} if a.command == "run" else {"settings": _bench_settings(a)}))
-        except worker_client.WorkerError as error:
-            print(f"opbench {a.command}: {error}", file=sys.stderr)
-            return 1
+        with phases.recording() as job_phases:
+            if started is not None:
+                _process_start(job_phases, started)
+            try:
+                _run_job(a.command, a, **({} if a.command == "run" else {"settings": _bench_settings(a)}))
+            except worker_client.WorkerError as error:
+                print(f"opbench {a.command}: {error}", file=sys.stderr)
+                return 1
+            finally:
+                print(job_phases.log_line())  # the log's last line, failed or not (opbench.run_stats reads it)
         return 0
     from opbench import jobs
 

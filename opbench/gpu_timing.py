@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from opbench import phases
+
 if TYPE_CHECKING:
     from opbench.backends.base import BenchSettings
 
@@ -77,6 +79,11 @@ def time_graph(
     capture, before the first replay, so that what they hold afterwards was written by the replays.
     `eager_fallback`: where the launches cannot be captured in a CUDA graph (capture raises), time `inner`
     back-to-back eager launches between the events instead, and say so in `method`; without it the error propagates.
+
+    Phases (opbench.phases, in the job's recording): `first_launch` (the untimed launch: first-call setup),
+    `warmup` (the eager warm-up, which is also the calibration of `inner`), `capture` (the side stream's warm-up,
+    the capture, the poisoning), `first_replay` (the untimed replay) and `samples` (the timed replays, or the eager
+    fallback's timed launches).
     """
     import torch
 
@@ -89,51 +96,55 @@ def time_graph(
             outputs[i] = out  # the set's previous output is released only now, after this launch allocated its own
 
     start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
-    run(0)
-    cuda.synchronize()
-    start.record()
-    warm = 0
-    while True:
-        run(warm % copies)
-        warm += 1
-        end.record()
-        end.synchronize()
-        if start.elapsed_time(end) >= settings.warmup_ms and warm >= 3:
-            break
+    with phases.span("first_launch"):
+        run(0)
+        cuda.synchronize()
+    with phases.span("warmup"):
+        start.record()
+        warm = 0
+        while True:
+            run(warm % copies)
+            warm += 1
+            end.record()
+            end.synchronize()
+            if start.elapsed_time(end) >= settings.warmup_ms and warm >= 3:
+                break
     per_launch_ms = start.elapsed_time(end) / warm
     inner = max(copies, min(MAX_INNER, math.ceil(settings.min_sample_ms / per_launch_ms)))
 
-    # Warm a side stream before capture, as PyTorch's CUDA-graph notes ask.
-    stream = cuda.Stream()
-    stream.wait_stream(cuda.current_stream())
-    with cuda.stream(stream):
-        for i in range(3):
-            run(i % copies)
-    cuda.current_stream().wait_stream(stream)
-    graph = cuda.CUDAGraph()
-    captured: Exception | None = None
-    try:
-        with cuda.graph(graph):
-            for i in range(inner):
+    with phases.span("capture"):
+        # Warm a side stream before capture, as PyTorch's CUDA-graph notes ask.
+        stream = cuda.Stream()
+        stream.wait_stream(cuda.current_stream())
+        with cuda.stream(stream):
+            for i in range(3):
                 run(i % copies)
-    except Exception as error:
-        if not eager_fallback:
-            raise
-        captured = error
-        cuda.synchronize()
-    kept = outputs if any(out is not None for out in outputs) else None
+        cuda.current_stream().wait_stream(stream)
+        graph = cuda.CUDAGraph()
+        captured: Exception | None = None
+        try:
+            with cuda.graph(graph):
+                for i in range(inner):
+                    run(i % copies)
+        except Exception as error:
+            if not eager_fallback:
+                raise
+            captured = error
+            cuda.synchronize()
+        kept = outputs if any(out is not None for out in outputs) else None
+        if poison_outputs and kept is not None:
+            _poison(kept)
     copies_noun = f"{copies} rotating {'input and output' if kept is not None else 'input'} copies"
-    if poison_outputs and kept is not None:
-        _poison(kept)
     samples = []
     if captured is not None:
-        for _ in range(settings.repetitions):
-            start.record()
-            for i in range(inner):
-                run(i % copies)
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / inner)
+        with phases.span("samples"):
+            for _ in range(settings.repetitions):
+                start.record()
+                for i in range(inner):
+                    run(i % copies)
+                end.record()
+                end.synchronize()
+                samples.append(start.elapsed_time(end) / inner)
         reason = str(captured).strip().splitlines()[0] if str(captured).strip() else ""
         return GraphTiming(
             samples_ms=samples,
@@ -143,14 +154,16 @@ def time_graph(
             f"{type(captured).__name__}{': ' + reason if reason else ''}), {copies_noun}",
             outputs=list(outputs) if kept is not None else None,
         )
-    graph.replay()
-    cuda.synchronize()
-    for _ in range(settings.repetitions):
-        start.record()
+    with phases.span("first_replay"):
         graph.replay()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) / inner)
+        cuda.synchronize()
+    with phases.span("samples"):
+        for _ in range(settings.repetitions):
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / inner)
     return GraphTiming(
         samples_ms=samples,
         inner=inner,
@@ -250,10 +263,12 @@ TIMED_OUTPUT_DIFFERS = "the timed launches produced a different output than the 
 def verified_timing(timing: GraphTiming, fresh: Callable[[int], Any], dtype_name: str) -> dict[str, Any]:
     """A benchmark result's timing fields, once each buffer set's timed output (time_graph(poison_outputs=True)
     keeps them) equals `fresh(i)`, the op computed eagerly again on set i: samples_ms, inner, buffer_copies, method,
-    bench_output_consistent and bench_check. Raises RuntimeError where no output was kept or one differs."""
+    bench_output_consistent and bench_check. Raises RuntimeError where no output was kept or one differs. The check
+    is the phase `check_outputs` (opbench.phases)."""
     if not timing.outputs:
         raise RuntimeError("the timed launches returned no output to check")
-    check = check_timed_outputs(timing.outputs, fresh, OUTPUT_UNIT_ROUNDOFF[dtype_name], to_host, same_bits)
+    with phases.span("check_outputs"):
+        check = check_timed_outputs(timing.outputs, fresh, OUTPUT_UNIT_ROUNDOFF[dtype_name], to_host, same_bits)
     if not check.consistent:
         raise RuntimeError(
             f"{TIMED_OUTPUT_DIFFERS} ({check.bitwise_mismatches} elements differ, max |diff| {check.max_abs_diff:g})"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from opbench import provenance
+from opbench import phases, provenance
 from opbench.backends import BenchSettings, Job, get_backend
 from opbench.dtypes import get_dtype
 from opbench.ops import get_op
@@ -72,10 +72,16 @@ def build(*, backend: str, params: dict[str, Any], inputs: list[Path], out: Path
 
 
 def run(*, backend: str, out: Path, **job: Any) -> None:
-    """Run once and save the output as it came (its own dtype)."""
-    output = get_backend(backend).run(_job(backend=backend, **job))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, output)
+    """Run once and save the output as it came (its own dtype). Phases (opbench.phases, in the current recording):
+    `load_inputs`, `backend` (with the backend's own spans inside), `write_output`."""
+    runner = get_backend(backend)
+    with phases.span("load_inputs"):
+        the_job = _job(backend=backend, **job)
+    with phases.span("backend"):
+        output = runner.run(the_job)
+    with phases.span("write_output"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, output)
 
 
 def verify(
@@ -103,11 +109,21 @@ def judge_job(job: Job, output: np.ndarray, tolerance: float, precision: str) ->
 
 
 def benchmark(*, backend: str, settings: BenchSettings, out: Path, **job: Any) -> None:
-    result = get_backend(backend).benchmark(_job(backend=backend, **job), settings)
-    result["stats"] = summarize(result["samples_ms"]).to_dict()
-    result["run_id"] = provenance.run_id()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    """Time the point and write its timing JSON, with `phases_s`: the job's phases (opbench.phases) up to this
+    writing: those of the process or worker that runs it, `load_inputs` and `backend` (with the backend's own spans
+    inside; `write_output` is recorded after, in the job's log only)."""
+    runner = get_backend(backend)
+    with phases.recording() as job_phases:
+        with phases.span("load_inputs"):
+            the_job = _job(backend=backend, **job)
+        with phases.span("backend"):
+            result = runner.benchmark(the_job, settings)
+        with phases.span("write_output"):
+            result["stats"] = summarize(result["samples_ms"]).to_dict()
+            result["run_id"] = provenance.run_id()
+            result["phases_s"] = job_phases.to_dict()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def provenance_fields() -> dict[str, Any]:

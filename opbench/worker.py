@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from opbench import jobs
+from opbench import jobs, phases
 from opbench.backends import BenchSettings, harness_process
 from opbench.worker_client import send_message
 
@@ -44,21 +44,30 @@ def _paths(kwargs: dict[str, Any]) -> dict[str, Any]:
 COMMANDS: dict[str, Callable[..., None]] = {"run": _run, "benchmark": _benchmark, "ping": lambda: None}
 
 
-def serve_one(request: dict[str, Any]) -> dict[str, Any]:
-    """Run one request in this process; its printed output becomes the answer's log."""
+def serve_one(request: dict[str, Any], received: float) -> dict[str, Any]:
+    """Run one request in this process; its printed output becomes the answer's log. `received`: when its line was
+    read (opbench.phases.now). The answer's phases are the request's (the client's) with the worker's added: its trip
+    to the worker (`to_worker`: from the client's sending, waiting behind earlier requests included), from then to the
+    command's call (`worker_setup`) and what the command recorded (opbench.jobs' spans)."""
     log = io.StringIO()
     started = time.monotonic()
-    try:
-        os.chdir(request["cwd"])
-        os.environ.update(request["env"])
-        command = COMMANDS[request["command"]]
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            command(**request["kwargs"])
-        error = ""
-    except Exception:  # the request fails, the worker goes on
-        error = traceback.format_exc()
+    with phases.recording() as job_phases:
+        job_phases.spans.update(request.get("phases", {}))
+        if "sent" in request:
+            job_phases.add("to_worker", received - request["sent"])
+        try:
+            os.chdir(request["cwd"])
+            os.environ.update(request["env"])
+            command = COMMANDS[request["command"]]
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                job_phases.add("worker_setup", phases.now() - received)
+                command(**request["kwargs"])
+            error = ""
+        except Exception:  # the request fails, the worker goes on
+            error = traceback.format_exc()
     return {"event": "done", "ok": not error, "log": log.getvalue(), "error": error, "pid": os.getpid(),
-            "seconds": time.monotonic() - started}  # fmt: skip
+            "seconds": time.monotonic() - started, "phases": job_phases.to_dict(),
+            "answered": phases.now()}  # fmt: skip
 
 
 def _send(connection: socket.socket, message: dict[str, Any]) -> bool:
@@ -89,6 +98,7 @@ def serve(path: Path, *, timeout_s: float, idle_exit_s: float, log: Path) -> Non
                 return
             with connection, connection.makefile("rb") as stream:
                 line = stream.readline()
+                received = phases.now()
                 if not line:
                     continue
                 request = json.loads(line)
@@ -97,7 +107,7 @@ def serve(path: Path, *, timeout_s: float, idle_exit_s: float, log: Path) -> Non
                 if request["command"] == "shutdown":
                     print(f"shutdown after {served} requests", flush=True)
                     return
-                answer = serve_one(request)
+                answer = serve_one(request, received)
                 served += 1
                 status = "ok" if answer["ok"] else "FAILED\n" + answer["log"] + answer["error"]
                 print(f"{request['command']} {request['kwargs'].get('out', '')}: {answer['seconds']:.3f} s {status}",

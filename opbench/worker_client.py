@@ -8,9 +8,11 @@ used (its socket has another name) and exits when idle. A request that the worke
 (a hung kernel) has the worker killed with everything it started; a worker that dies under a request fails that
 request alone; either way the next job starts a fresh worker.
 
-Protocol: one JSON line per message over a Unix stream socket. The client sends {command, kwargs, cwd, env}; the
-worker answers {"event": "started", "pid"} when it takes the request (requests queue while it serves another), then
-{"event": "done", "ok", "log", "error"}.
+Protocol: one JSON line per message over a Unix stream socket. The client sends {command, kwargs, cwd, env, phases,
+sent}; the worker answers {"event": "started", "pid"} when it takes the request (requests queue while it serves
+another), then {"event": "done", "ok", "log", "error", "phases", "answered"}. `phases` (opbench.phases): the job's
+spans so far, the client's in the request, those with the worker's added in the answer; `sent` and `answered`: the
+instants the message left (opbench.phases.now, one clock for the host), for the spans between the processes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from opbench import phases
 
 PACKAGE = Path(__file__).resolve().parent
 START_TIMEOUT_S = 120.0  # a cold start imports PyTorch and IREE
@@ -124,7 +128,7 @@ def connect(*, log_dir: Path, timeout_s: float, idle_exit_s: float) -> socket.so
     sock = _connect(path)
     if sock is not None:
         return sock
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with phases.span("start_worker"), open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter; the others find its worker once they hold the lock
         return _connect(path) or _start(path, log_dir=log_dir, timeout_s=timeout_s, idle_exit_s=idle_exit_s)
 
@@ -152,13 +156,17 @@ def request(
     command: str, kwargs: dict[str, Any], *, log_dir: Path, timeout_s: float, idle_exit_s: float = 60.0
 ) -> dict[str, Any]:
     """Have the worker run `command` (opbench.worker.COMMANDS) with kwargs; returns its answer. A failure, a dead
-    worker or a request past timeout_s (the worker is then killed) raise WorkerError."""
+    worker or a request past timeout_s (the worker is then killed) raise WorkerError. Inside a phases recording, the
+    request carries its spans and the answer's (the worker's added) replace them, with `from_worker` added."""
     env = {k: v for k, v in os.environ.items() if k.startswith("OPBENCH_")}
     message = {"command": command, "kwargs": kwargs, "cwd": os.getcwd(), "env": env}
+    job_phases = phases.current() or phases.Phases()
     for attempt in range(2):
-        sock = connect(log_dir=log_dir, timeout_s=timeout_s, idle_exit_s=idle_exit_s)
+        with phases.span("connect"):
+            sock = connect(log_dir=log_dir, timeout_s=timeout_s, idle_exit_s=idle_exit_s)
         stream = sock.makefile("rb")
-        send_message(sock, message)  # where it fails, the worker is going away: no "started" comes
+        # where sending fails, the worker is going away: no "started" comes
+        send_message(sock, {**message, "phases": job_phases.to_dict(), "sent": phases.now()})
         started = _read_message(stream)  # waits while the worker serves requests queued before this one
         if started is not None:
             break
@@ -182,6 +190,8 @@ def request(
             f"the worker (pid {started['pid']}) died while serving this request (a crash in a library or a kernel); "
             f"its log: {started.get('log')}\n{_tail(Path(started['log'])) if started.get('log') else ''}"
         )
+    job_phases.spans.update(done["phases"])
+    job_phases.add("from_worker", phases.now() - done["answered"])
     if not done["ok"]:
         raise WorkerError(done["log"] + done["error"])
     return done

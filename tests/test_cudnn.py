@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
+from opbench import phases
 from opbench.backends import Availability, BenchSettings, Job, Problem, get_backend
 from opbench.backends.cudnn import (
     FRONTEND_PREFIX,
@@ -315,6 +316,23 @@ def test_verified_timing_passes_equal_sets_and_raises_on_a_difference() -> None:
     assert TIMED_OUTPUT_DIFFERS == "the timed launches produced a different output than the verified run"
     with pytest.raises(RuntimeError, match="no output"):
         verified_timing(timing(None), lambda i: HostTensor(sets[i]), "f16")
+
+
+def test_the_check_of_the_timed_outputs_is_a_phase(monkeypatch: pytest.MonkeyPatch) -> None:
+    """verified_timing's check is the job's `check_outputs` phase (opbench.phases): here one second per fresh run
+    of a buffer set, on a clock the fresh runs move."""
+    clock = [0.0]
+    monkeypatch.setattr(phases, "now", lambda: clock[0])
+    sets = [np.full((2, 3), i, dtype=np.float16) for i in range(3)]
+
+    def fresh(i: int) -> HostTensor:
+        clock[0] += 1.0
+        return HostTensor(sets[i])
+
+    timing = GraphTiming(samples_ms=[1.0], inner=4, copies=3, method="m", outputs=[HostTensor(s) for s in sets])
+    with phases.recording() as job_phases, phases.span("backend"):
+        verified_timing(timing, fresh, "f16")
+    assert job_phases.spans == {"backend/check_outputs": 3.0, "backend": 3.0}
 
 
 def test_device_operands_permute_the_layout_to_logical_nchw() -> None:

@@ -16,7 +16,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from opbench import hardware
+from opbench import hardware, phases
 from opbench.backends import BenchSettings
 from opbench.gpu_timing import (
     MAX_COPIES,
@@ -253,6 +253,22 @@ def test_capture_failure_falls_back_to_eager_launches(fake: FakeCuda) -> None:
     outputs = timing.outputs
     assert outputs is not None and [out.buffer_set for out in outputs] == [0, 1]
     assert not any(out.captured for out in outputs)  # the eager launches' outputs, not the failed capture's
+
+
+def test_the_timings_phases_follow_its_steps(fake: FakeCuda, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With opbench.phases on the simulated device clock, each phase is the device time of its launches: the
+    untimed launch, 20 warm-up launches of 0.5 ms, 3 on the side stream (captured ones take none), the untimed
+    replay and the 3 timed ones; with the eager fallback, the timed launches are the samples and no replay is."""
+    monkeypatch.setattr(phases, "now", lambda: fake.clock / 1000)
+    with phases.recording() as graph:
+        time_graph(fake.launch, 1, settings())
+    steps = {"first_launch": 0.0005, "warmup": 0.010, "capture": 0.0015}
+    assert graph.spans == pytest.approx({**steps, "first_replay": 0.100, "samples": 0.028})
+    assert list(graph.spans) == ["first_launch", "warmup", "capture", "first_replay", "samples"]
+    fake.capture_fails = True
+    with phases.recording() as eager:
+        time_graph(fake.launch_out, 2, settings(), poison_outputs=True, eager_fallback=True)
+    assert eager.spans == pytest.approx({**steps, "samples": 3 * 8 * 0.0005})
 
 
 # ---------------------------------------------------------------- the check of the timed outputs

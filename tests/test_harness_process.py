@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from opbench.backends import harness_process
+from opbench import phases
+from opbench.backends import Job, get_backend, harness_process
 from opbench.backends.harness_process import HarnessError, Pool
+from opbench.dtypes import get_dtype
+from opbench.ops import get_op
 
 FAKE_HARNESS = f"""#!{sys.executable}
 import json, os, sys, time
@@ -27,6 +30,9 @@ def answer(args, served):
     if mode == "hang":
         time.sleep(600)
     print("warning: request " + str(served), file=sys.stderr, flush=True)
+    if "--output" in args:  # a run request of the cuda backend: an output for it to read
+        import numpy
+        numpy.save(args[args.index("--output") + 1], numpy.zeros(3, numpy.float32))
     return json.dumps({{"pid": os.getpid(), "served": served, "mode": mode}})
 
 if sys.argv[1:] == ["--serve"]:
@@ -68,6 +74,26 @@ def test_one_process_answers_request_after_request_with_each_requests_own_messag
 def test_outside_the_worker_every_call_is_a_process_of_its_own(binary: Path) -> None:
     pids = {json.loads(harness_process.call_harness(binary, ["--mode", "run"])[0])["pid"] for _ in range(2)}
     assert len(pids) == 2
+
+
+@pytest.mark.parametrize("served", [True, False])
+def test_a_cuda_jobs_phases_are_what_the_harness_calls_see(
+    served: bool, pool: Pool, binary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cuda backend's run job, twice, through the harness processes: the inputs written, the requests and the
+    output read are its phases (opbench.phases); a `--serve` process started once in the worker, none outside it
+    (each request is then a process start of its own)."""
+    monkeypatch.setattr(harness_process, "_pool", pool if served else None)
+    op, dtype = get_op("conv2d"), get_dtype("f32")
+    shape = op.shape_from_name("n1_h4_w4_c2_k2_r3_s3_st1_p1")
+    job = Job(op="conv2d", shape=shape, dtype=dtype, layout="nhwc_fhwc", variant="fake",
+              inputs=op.make_inputs(shape, dtype, "nhwc_fhwc", 1), artifact=binary, options={})  # fmt: skip
+    with phases.recording() as job_phases:
+        for _ in range(2):
+            assert get_backend("cuda").run(job).tolist() == [0, 0, 0]
+    expected = ["harness_inputs", *(["harness_start"] if served else []), "harness_request", "harness_output"]
+    assert list(job_phases.spans) == expected
+    assert all(seconds > 0 for seconds in job_phases.spans.values())
 
 
 def test_a_request_that_kills_its_process_fails_alone_and_the_next_gets_a_fresh_one(pool: Pool, binary: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from opbench import jobs, worker_client
+from opbench import jobs, phases, worker_client
 from opbench.worker_client import WorkerError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,6 +101,21 @@ def test_concurrent_first_jobs_start_one_worker(runtime: Path, tmp_path: Path) -
     ]
     pids = {client.communicate(timeout=120)[0].strip() for client in clients}
     assert len(pids) == 1 and all(client.returncode == 0 for client in clients)
+
+
+def test_a_requests_phases_go_to_the_worker_and_come_back_with_its_own(runtime: Path, tmp_path: Path) -> None:
+    """The client's spans reach the worker in the request and come back in the answer with the worker's (the trip
+    there, its setup) and the answer's trip back; the first job's connection includes starting the worker."""
+    with phases.recording() as first:
+        _ping(tmp_path)
+    assert list(first.spans) == ["connect/start_worker", "connect", "to_worker", "worker_setup", "from_worker"]
+    with phases.recording() as second:
+        second.add("cli_start", 0.5)
+        answer = _ping(tmp_path)
+    assert answer["phases"] == {name: second.spans[name] for name in answer["phases"]}
+    assert list(second.spans) == ["cli_start", "connect", "to_worker", "worker_setup", "from_worker"]
+    assert second.spans["cli_start"] == 0.5 and all(0 < s < 5 for s in second.spans.values())
+    assert first.spans["connect/start_worker"] > second.spans["connect"]  # an import of opbench.jobs, NumPy ...
 
 
 def test_a_request_that_kills_the_worker_fails_alone_and_the_next_job_gets_a_fresh_worker(
@@ -202,12 +217,8 @@ def test_settings_reach_jobs_through_the_environment(monkeypatch: pytest.MonkeyP
     assert worker_client.settings_from_env() == settings
 
 
-@pytest.mark.slow
-def test_run_and_benchmark_jobs_served_by_the_worker_match_the_in_process_ones(
-    runtime: Path, tmp_path: Path, iree_compile: str
-) -> None:
-    """A real point (IREE llvm-cpu) through the worker: the output equals the one a job in its own process writes, and
-    the timing record carries the run id of the client's environment."""
+def _iree_point(tmp_path: Path) -> dict:
+    """A real point (IREE llvm-cpu, conv2d f32), its module built: a run or benchmark job's arguments, less `out`."""
     from opbench.backends import get_backend
 
     shape, flags = "n1_h9_w7_c3_k5_r3_s3_st1_p1", [
@@ -218,8 +229,17 @@ def test_run_and_benchmark_jobs_served_by_the_worker_match_the_in_process_ones(
     jobs.generate_mlir(**problem, out=tmp_path / "p.mlir")
     jobs.make_inputs(**problem, seed=5, out=tmp_path / "in.npz")
     get_backend("iree-llvm-cpu").build({"flags": flags, "iree_compile": "test"}, [tmp_path / "p.mlir"], tmp_path / "m")
-    job = {**problem, "backend": "iree-llvm-cpu", "variant": "default", "inputs": str(tmp_path / "in.npz"),
-           "artifact": str(tmp_path / "m"), "options": {"driver": "local-task"}}  # fmt: skip
+    return {**problem, "backend": "iree-llvm-cpu", "variant": "default", "inputs": str(tmp_path / "in.npz"),
+            "artifact": str(tmp_path / "m"), "options": {"driver": "local-task"}}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_run_and_benchmark_jobs_served_by_the_worker_match_the_in_process_ones(
+    runtime: Path, tmp_path: Path, iree_compile: str
+) -> None:
+    """A real point (IREE llvm-cpu) through the worker: the output equals the one a job in its own process writes, and
+    the timing record carries the run id of the client's environment."""
+    job = _iree_point(tmp_path)
     jobs.run(**{**job, "inputs": Path(job["inputs"]), "artifact": Path(job["artifact"])}, out=tmp_path / "own.npy")
     os.environ["OPBENCH_RUN_ID"] = "20261206T000000Z-test"
     try:
@@ -242,3 +262,30 @@ def test_the_workflows_fingerprint_spares_each_job_the_hashing(monkeypatch: pyte
     monkeypatch.setenv(worker_client.CODE_ENV, worker_client.code_fingerprint())
     monkeypatch.setattr(worker_client, "code_fingerprint", lambda: pytest.fail("hashed again"))
     assert worker_client.worker_key() == own
+
+
+@pytest.mark.slow
+def test_a_served_jobs_log_ends_with_the_phases_of_client_worker_and_job(
+    runtime: Path, tmp_path: Path, iree_compile: str
+) -> None:
+    """`python -m opbench benchmark --gpu-job`, as the workflow runs it, through the worker: its log (stdout) ends
+    with every phase from the process's start to the worker's answer back, and its timing JSON holds those up to
+    its writing (the worker's and the client's before it)."""
+    job = _iree_point(tmp_path)
+    args = [f"--{key}={value}" for key, value in job.items() if key != "options"]
+    args += ["--options", json.dumps(job["options"]), "--out", str(tmp_path / "t.json"), "--gpu-job"]
+    args += ["--warmup-ms", "1", "--repetitions", "3", "--min-sample-ms", "1", "--flush-l2", "0"]
+    settings = {"enabled": True, "timeout_s": 120, "idle_exit_s": 60, "logs": str(tmp_path)}
+    env = {**os.environ, worker_client.SETTINGS_ENV: worker_client.settings_to_env(settings)}
+    for _ in range(2):  # the second finds the worker the first started
+        proc = subprocess.run([sys.executable, "-m", "opbench", "benchmark", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "served by the GPU worker" in proc.stdout
+    logged = phases.from_log(proc.stdout)
+    assert logged is not None and list(logged) == [
+        "python_start", "cli_start", "connect", "to_worker", "worker_setup", "load_inputs", "backend/iree_inputs",
+        "backend/iree_tool", "backend", "write_output", "from_worker",
+    ]  # fmt: skip
+    written = json.loads((tmp_path / "t.json").read_text())["phases_s"]
+    assert written == {name: logged[name] for name in list(logged)[:-2]}

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
+from opbench import phases
 from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend
 from opbench.backends.harness_process import call_harness
 from opbench.dtypes import DType
@@ -284,13 +285,15 @@ class CudaKernels(Backend):
         build(variant=params["variant"], archs=params["archs"], flags=params["flags"], out=out)
 
     def _call(self, job: Job, mode: str, extra: list[str]) -> tuple[dict[str, Any], np.ndarray | None]:
-        """Run the binary once; return its JSON record and, in run mode, its output."""
+        """Run the binary once; return its JSON record and, in run mode, its output. Phases (opbench.phases):
+        `harness_inputs` (the inputs written for it), harness_process's, `harness_output` (its output read)."""
         if job.artifact is None:
             raise ValueError("the cuda backend runs a built binary: no artifact given")
         with tempfile.TemporaryDirectory(prefix="opbench-cuda-") as tmp:
             paths = {name: Path(tmp) / f"{name}.npy" for name in (*job.inputs, "output")}
-            for name, array in job.inputs.items():
-                np.save(paths[name], np.ascontiguousarray(array, dtype=np.float32))
+            with phases.span("harness_inputs"):
+                for name, array in job.inputs.items():
+                    np.save(paths[name], np.ascontiguousarray(array, dtype=np.float32))
             files = [arg for name in job.inputs for arg in (HARNESS_INPUT_FLAGS[name], str(paths[name]))]
             args = [
                 "--mode", mode, "--dtype", job.dtype.name, *files, *problem_flags(job.shape, job.op),
@@ -299,7 +302,10 @@ class CudaKernels(Backend):
             ]  # fmt: skip
             stdout, stderr = call_harness(job.artifact, args)
             print(stderr, end="", file=sys.stderr)  # the harness's warnings, into the job's log
-            output = np.load(paths["output"]) if mode == "run" else None
+            output = None
+            if mode == "run":
+                with phases.span("harness_output"):
+                    output = np.load(paths["output"])
         return json.loads(stdout), output
 
     def run(self, job: Job) -> np.ndarray:

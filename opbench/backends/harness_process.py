@@ -5,6 +5,10 @@ binary runs as one `--serve` process that answers request after request and keep
 benchmark then cost no process start, no context creation and no module load. A request that kills its process
 (a CUDA error, a usage error) fails alone; the next request to that binary starts a fresh process. A request that
 outlives its timeout (a hung kernel) has its process killed.
+
+Phases (opbench.phases, in the job's recording): `harness_start` (a `--serve` process started: the Popen alone; its
+CUDA context is created in its first request) and `harness_request` (a request's round trip; a one-shot call's
+process start, CUDA context and module load included).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from opbench import phases
 
 SERVE_END = "opbench-harness: request done"  # harness.cu's kServeEnd: the request's stderr is complete
 MAX_SERVERS = 8  # live --serve processes (each holds a CUDA context, ~0.5 GB of device memory); least recent goes
@@ -107,9 +113,13 @@ class Pool:
     def call(self, binary: Path, args: list[str], timeout_s: float | None) -> tuple[str, str]:
         stat = binary.stat()
         key = (str(binary.resolve()), stat.st_size, stat.st_mtime_ns)
-        server = self.servers.pop(key, None) or _Server.start(binary)
+        server = self.servers.pop(key, None)
+        if server is None:
+            with phases.span("harness_start"):
+                server = _Server.start(binary)
         try:
-            answer = server.request(args, timeout_s)
+            with phases.span("harness_request"):
+                answer = server.request(args, timeout_s)
         except HarnessError:
             server.close(kill=True)
             raise
@@ -141,7 +151,8 @@ def call_harness(binary: Path, args: list[str]) -> tuple[str, str]:
     if _pool is not None:
         return _pool.call(binary, args, _timeout_s)
     cmd = [str(binary), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with phases.span("harness_request"):
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise HarnessError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr}")
     return proc.stdout, proc.stderr

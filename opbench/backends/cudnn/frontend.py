@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from opbench import phases
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.cudnn import frontend_search
 from opbench.backends.cudnn.common import (
@@ -509,7 +510,8 @@ def choose(session: Session, searched_by: str, reuse: bool = False) -> Choice:
     kept = _SEARCHES.pop(search_key(session.job), None) if reuse else None
     if kept is not None:
         return Choice(candidate=kept[0], search=kept[1], searched_by="run job")
-    search = frontend_search.search_in_child(session.job, SEARCH_DEADLINE_S)
+    with phases.span("engine_search"):  # the child's start (PyTorch, CUDA, the frontend) included
+        search = frontend_search.search_in_child(session.job, SEARCH_DEADLINE_S)
     if search.chosen is None:
         raise RuntimeError(no_valid_candidate(search.modes, search.candidates))
     return Choice(candidate=session.rebuild(search.chosen), search=search, searched_by=searched_by)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
-from opbench import hardware, paths
+from opbench import hardware, paths, phases
 from opbench.backends.base import Backend, BenchSettings, Job, Problem, SettingsError, register_backend
 from opbench.backends.iree.runtime import benchmark_module, run_module
 from opbench.backends.iree.tuning import TUNING_FLAG, program_form, spec_path, tuning_spec
@@ -155,9 +155,10 @@ class IreeBackend(Backend):
         if self.times_dispatches:
             from opbench.backends.iree.dispatch import time_dispatches
 
-            result["dispatches"] = time_dispatches(
-                _artifact(job) / DISPATCHES, driver=job.options["driver"], settings=settings
-            )
+            with phases.span("iree_dispatches"):  # one iree-benchmark-module per dispatch
+                result["dispatches"] = time_dispatches(
+                    _artifact(job) / DISPATCHES, driver=job.options["driver"], settings=settings
+                )
         return result
 
 

@@ -1,5 +1,6 @@
 """Running and timing a compiled module's function with IREE's runtime tools (iree-run-module and
-iree-benchmark-module)."""
+iree-benchmark-module). Phases (opbench.phases, in the job's recording): `iree_inputs` (the inputs written for the
+tool), `iree_tool` (the tool's process), `iree_output` (its output read)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from opbench import phases
 from opbench.backends.base import BenchSettings
 from opbench.dtypes import DType
 from opbench.iree_tools import tool
@@ -40,16 +42,20 @@ def run_module(
     with tempfile.TemporaryDirectory(prefix="opbench-iree-") as tmp:
         workdir = Path(tmp)
         out = workdir / "output.bin"
+        with phases.span("iree_inputs"):
+            flags = _input_flags(inputs, dtype, workdir)
         cmd = [
             tool("iree-run-module"),
             f"--module={module}",
             f"--function={function}",
             f"--device={driver}",
-            *_input_flags(inputs, dtype, workdir),
+            *flags,
             f"--output=@{out}",
         ]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        raw = out.read_bytes()
+        with phases.span("iree_tool"):
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with phases.span("iree_output"):
+            raw = out.read_bytes()
     shape = tuple(int(d) for d in output_shape)
     want = int(np.prod(shape)) * dtype.itemsize
     if len(raw) != want:
@@ -75,18 +81,21 @@ def benchmark_module(
     it (submission and synchronisation included); on llvm-cpu that host time is the device time.
     """
     with tempfile.TemporaryDirectory(prefix="opbench-iree-") as tmp:
+        with phases.span("iree_inputs"):
+            flags = _input_flags(inputs, dtype, Path(tmp))
         cmd = [
             tool("iree-benchmark-module"),
             f"--module={module}",
             f"--function={function}",
             f"--device={driver}",
-            *_input_flags(inputs, dtype, Path(tmp)),
+            *flags,
             f"--benchmark_repetitions={settings.repetitions}",
             f"--benchmark_min_time={settings.min_sample_ms / 1000:.6f}s",
             f"--benchmark_min_warmup_time={settings.warmup_ms / 1000:.6f}",
             "--benchmark_format=json",
         ]
-        proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        with phases.span("iree_tool"):
+            proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
     report = json.loads(proc.stdout)
     runs = [b for b in report["benchmarks"] if b.get("run_type") == "iteration"]
     scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}

@@ -103,8 +103,8 @@ def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], re
 
 
 def _write_run_stats(machine: Path, results: Path, started: float) -> None:
-    """<results>/run.json, beside the summary: the run's wall time, its time inside timed samples, its jobs by rule
-    and each GPU point's overhead (opbench.run_stats)."""
+    """<results>/run.json, beside the summary: the run's wall time, its time inside timed samples, its jobs by rule,
+    each GPU point's overhead and its run and benchmark jobs' phases (opbench.run_stats)."""
     from opbench.backends import BACKENDS
 
     stats = run_stats.collect(

@@ -240,6 +240,10 @@ def test_failed_verification_is_fail_everywhere_and_exit_nonzero(tmp_path: Path)
     assert all(stats["rules"][rule]["jobs"] == 2 for rule in ("run", "verify", "benchmark"))
     assert stats["rules"]["record"]["jobs"] == 4  # the compile-only SKIP rows have records too
     assert stats["wall_s"] > stats["timed_s"] and stats["jobs"] >= 8
+    for rule in ("run", "benchmark"):  # where the point jobs' wall went: the phases their logs end with
+        cpu_jobs = stats["job_phases_s"][rule]["iree-llvm-cpu"]
+        assert cpu_jobs["jobs"] == 2 and cpu_jobs["phases"]["backend/iree_tool"]["jobs"] == 2
+        assert 0 < cpu_jobs["phases"]["backend"]["total"] < cpu_jobs["wall"]["total"]
     md = (work / "results/ci/test/summary.md").read_text()
     table_lines = [line for line in md.splitlines() if line.startswith("| odd_3x3")]
     assert "FAIL" in table_lines[0]

@@ -83,7 +83,8 @@ def time_graph(
     Phases (opbench.phases, in the job's recording): `first_launch` (the untimed launch: first-call setup),
     `warmup` (the eager warm-up, which is also the calibration of `inner`), `capture` (the side stream's warm-up,
     the capture, the poisoning), `first_replay` (the untimed replay) and `samples` (the timed replays, or the eager
-    fallback's timed launches).
+    fallback's timed launches). They are the host's wall time: what `capture` enqueues without waiting (the side
+    stream's launches, the poisoning) is waited for in `first_replay`.
     """
     import torch
 

@@ -64,6 +64,10 @@ def test_served_points_verify_and_cost_a_fraction_of_a_second(runtime: Path, tmp
         assert judge(output, reference, tolerance=5e-3).status == "PASS", shape
         timing = json.loads((tmp_path / f"{shape}.benchmark").read_text())
         assert len(timing["samples_ms"]) == SETTINGS["repetitions"] and timing["bench_output_consistent"] is not False
+        # its phases (opbench.phases): the worker's and time_graph's, reached through the worker's recording
+        inside = ("first_launch", "warmup", "capture", "first_replay", "samples", "check_outputs")
+        steps = {"to_worker", "worker_setup", "load_inputs", "backend", *(f"backend/{step}" for step in inside)}
+        assert steps <= set(timing["phases_s"]), timing["phases_s"]
     assert len(pids) == 1  # one worker served every point
     # The first request paid the worker's start (imports, CUDA context); the runs after it pay a round trip and
     # their work. A benchmark's own time is its warm-up and samples (~0.1 s at these settings).

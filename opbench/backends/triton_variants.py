@@ -5,13 +5,15 @@ autotune variant ({autotune: [names]}) that times those configurations per probl
 What both backends do with them is here, once: the settings schema around the backend's own tile schema, the checks
 naming the bad key, a variant's flags and job options (a job parameter, so a changed tile reruns exactly the rows that
 use it), whether Triton is importable, a job's options read back into configurations, Triton's out-of-resources
-error, and the store of an autotune choice (one search per point, shared by its run and benchmark jobs). A backend
+error, an autotune search's key and choice, and its store (one search per point, shared by its run and benchmark
+jobs). A backend
 supplies its tile type (`TritonTileBackend.parse_tile`: a dataclass with to_config() and describe()) and what makes a
 configuration unusable (`tile_problem`). Imports neither Triton nor PyTorch; both backends' rows depend on this file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from opbench.backends.base import Backend, SettingsError, torch_missing
+from opbench.backends.base import Backend, BenchSettings, Job, SettingsError, torch_missing
 
 
 class Tile(Protocol):
@@ -137,6 +139,35 @@ def parse_options(options: dict[str, str], parse_tile: Callable[[dict[str, Any]]
 def out_of_resources(error: BaseException) -> bool:
     """Triton's OutOfResources (a configuration needs more shared memory or registers than the card has)."""
     return type(error).__name__ == "OutOfResources"
+
+
+def autotune_key(
+    job: Job, configs: dict[str, Tile], *, torch: Any, triton: Any, capability: tuple[int, int], kernel: Path,
+    timing: BenchSettings,
+) -> str:  # fmt: skip
+    """What decides an autotune search's outcome, hashed: the problem, the candidates, the card, Triton, PyTorch, the
+    kernel's source and the search's timing settings (part of the stored choice's name)."""
+    blob = json.dumps(
+        {
+            "shape": job.shape.name, "dtype": job.dtype.name, "layout": job.layout,
+            "configs": {name: c.to_config() for name, c in sorted(configs.items())},
+            "device": torch.cuda.get_device_name(), "capability": list(capability),
+            "triton": triton.__version__, "torch": torch.__version__,
+            "kernel": hashlib.sha256(kernel.read_bytes()).hexdigest(),
+            "timing": timing.__dict__,
+        },
+        sort_keys=True,
+    )  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fastest(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """A search's result from its candidates ({name, ms (None: not timed, with its reason), ...}): the fastest timed
+    one is `chosen`. RuntimeError where none was timed."""
+    timed = [c for c in candidates if c["ms"] is not None]
+    if not timed:
+        raise RuntimeError(f"no autotune candidate runs this problem: {candidates}")
+    return {"chosen": min(timed, key=lambda c: c["ms"])["name"], "candidates": candidates}
 
 
 def stored_search(path: Path, search: Callable[[], dict[str, Any]]) -> dict[str, Any]:

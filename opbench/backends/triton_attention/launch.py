@@ -16,8 +16,6 @@ conv2d backend's reader, opbench/backends/triton_conv/asm.py (the one file of th
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,8 @@ import numpy as np
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.triton_attention import tiles
 from opbench.backends.triton_conv.asm import kernel_facts, summary
-from opbench.backends.triton_variants import out_of_resources, parse_options, stored_search
+from opbench.backends.triton_variants import autotune_key as hashed_key
+from opbench.backends.triton_variants import fastest, out_of_resources, parse_options, stored_search
 from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 
 BACKEND = "triton-attention"
@@ -142,20 +141,16 @@ class Launcher:
 
 
 def autotune_key(attn: Attention, configs: dict[str, tiles.TileConfig]) -> str:
-    """What decides a search's outcome: the problem, the candidates, the card, Triton, PyTorch and the kernel."""
-    torch, job = attn.torch, attn.job
-    blob = json.dumps(
-        {
-            "shape": job.shape.name, "dtype": job.dtype.name, "layout": job.layout,
-            "configs": {name: c.to_config() for name, c in sorted(configs.items())},
-            "device": torch.cuda.get_device_name(), "capability": list(attn.capability),
-            "triton": attn.triton.__version__, "torch": torch.__version__,
-            "kernel": hashlib.sha256(KERNEL_SOURCE.read_bytes()).hexdigest(),
-            "timing": AUTOTUNE_SETTINGS.__dict__,
-        },
-        sort_keys=True,
-    )  # fmt: skip
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """This job's search key (triton_variants.autotune_key) with this backend's kernel source."""
+    return hashed_key(
+        attn.job,
+        configs,
+        torch=attn.torch,
+        triton=attn.triton,
+        capability=attn.capability,
+        kernel=KERNEL_SOURCE,
+        timing=AUTOTUNE_SETTINGS,
+    )
 
 
 def time_config(attn: Attention, launcher: Launcher, settings: BenchSettings) -> tuple[Any, float]:
@@ -178,11 +173,7 @@ def search(attn: Attention, configs: dict[str, tiles.TileConfig]) -> dict[str, A
             candidates.append({"name": name, "ms": None, "reason": f"OutOfResources: {str(error).strip()[:200]}"})
             continue
         candidates.append({"name": name, "ms": ms})
-    timed = [c for c in candidates if c["ms"] is not None]
-    if not timed:
-        raise RuntimeError(f"no autotune candidate runs this problem: {candidates}")
-    chosen = min(timed, key=lambda c: c["ms"])["name"]
-    return {"chosen": chosen, "candidates": candidates}
+    return fastest(candidates)
 
 
 def autotune_path(job: Job, key: str) -> Path:

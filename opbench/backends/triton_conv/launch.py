@@ -14,8 +14,6 @@ compiled for one job is loaded, not compiled again, by the next job with the sam
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -26,7 +24,8 @@ import numpy as np
 
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.triton_conv import asm, gemm
-from opbench.backends.triton_variants import out_of_resources, parse_options, stored_search
+from opbench.backends.triton_variants import autotune_key as hashed_key
+from opbench.backends.triton_variants import fastest, out_of_resources, parse_options, stored_search
 from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 
 CACHE_DIR = "compiled/triton/triton-cache"  # Triton's compile cache (compiled/<backend>/..., as opbench.paths names)
@@ -150,20 +149,16 @@ class Launcher:
 
 
 def autotune_key(conv: Conv, configs: dict[str, gemm.TileConfig]) -> str:
-    """What decides a search's outcome: the problem, the candidates, the card, Triton and the kernel's source."""
-    torch, job = conv.torch, conv.job
-    blob = json.dumps(
-        {
-            "shape": job.shape.name, "dtype": job.dtype.name, "layout": job.layout,
-            "configs": {name: c.to_config() for name, c in sorted(configs.items())},
-            "device": torch.cuda.get_device_name(), "capability": list(conv.capability),
-            "triton": conv.triton.__version__, "torch": torch.__version__,
-            "kernel": hashlib.sha256(KERNEL_SOURCE.read_bytes()).hexdigest(),
-            "timing": AUTOTUNE_SETTINGS.__dict__,
-        },
-        sort_keys=True,
-    )  # fmt: skip
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """This job's search key (triton_variants.autotune_key) with this backend's kernel source."""
+    return hashed_key(
+        conv.job,
+        configs,
+        torch=conv.torch,
+        triton=conv.triton,
+        capability=conv.capability,
+        kernel=KERNEL_SOURCE,
+        timing=AUTOTUNE_SETTINGS,
+    )
 
 
 def time_config(conv: Conv, launcher: Launcher, settings: BenchSettings) -> tuple[Any, float]:
@@ -191,11 +186,7 @@ def search(conv: Conv, configs: dict[str, gemm.TileConfig]) -> dict[str, Any]:
             candidates.append(entry | {"ms": None, "reason": f"OutOfResources: {str(error).strip()[:200]}"})
             continue
         candidates.append(entry | {"ms": ms, "tma": launcher.use_tma, "reduction_walk": launcher.walk})
-    timed = [c for c in candidates if c["ms"] is not None]
-    if not timed:
-        raise RuntimeError(f"no autotune candidate runs this problem: {candidates}")
-    chosen = min(timed, key=lambda c: c["ms"])["name"]
-    return {"chosen": chosen, "candidates": candidates}
+    return fastest(candidates)
 
 
 def autotuned(conv: Conv, configs: dict[str, gemm.TileConfig]) -> dict[str, Any]:

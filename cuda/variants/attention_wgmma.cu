@@ -354,18 +354,22 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   int stage = 0;
   uint32_t phase = 0;
+  // Tile kt's scores on their own (no product in flight): Q·Kᵀ, its wait, the softmax, P packed.
+  const auto score_tile = [&](int kt) {
+    hopper::mbar_wait(&k_full[stage], phase);
+    take_turn();
+    issue_qk<T, D>(s_acc, desc_q, k_tile(stage));
+    pass_turn(false);
+    hopper::wgmma_wait<0>();
+    hopper::fence_operands(s_acc);
+    softmax_any(s_acc, row_max, row_sum, alpha, kt * kBN, rows);
+    pack_p<T>(p_frag, s_acc);
+  };
 
   if constexpr (!kOverlap) {
     // Tile by tile: Q·Kᵀ, wait, softmax, P·V, wait.
     for (int kt = 0; kt < n_ktiles; ++kt) {
-      hopper::mbar_wait(&k_full[stage], phase);
-      take_turn();
-      issue_qk<T, D>(s_acc, desc_q, k_tile(stage));
-      pass_turn(false);
-      hopper::wgmma_wait<0>();
-      hopper::fence_operands(s_acc);
-      softmax_any(s_acc, row_max, row_sum, alpha, kt * kBN, rows);
-      pack_p<T>(p_frag, s_acc);
+      score_tile(kt);
       if (kt > 0) rescale(o_acc, alpha);
       hopper::mbar_wait(&v_full[stage], phase);
       take_turn();
@@ -383,14 +387,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // packing and the slot's release follow the wait in the source. (ptxas places the wait
     // early, after the row maxima, before the exp2s, to overwrite P's registers sooner; a second
     // P buffer that would spare it does not fit 240 registers at D = 128: docs/perf-log.md.)
-    hopper::mbar_wait(&k_full[stage], phase);
-    take_turn();
-    issue_qk<T, D>(s_acc, desc_q, k_tile(stage));
-    pass_turn(false);
-    hopper::wgmma_wait<0>();
-    hopper::fence_operands(s_acc);
-    softmax_any(s_acc, row_max, row_sum, alpha, 0, rows);
-    pack_p<T>(p_frag, s_acc);
+    score_tile(0);
     int prev = stage;
     uint32_t prev_phase = phase;
     if (++stage == Cfg::kStages) { stage = 0; phase ^= 1; }

@@ -174,22 +174,28 @@ def availability(backend: Backend, devices: set[str]) -> Availability:
     return Availability(runs=False, compiles=False, reason=f"no {backend.device} device on this machine")
 
 
-def named_variants_schema(description: str, names: Iterable[str]) -> dict[str, Any]:
-    """The settings schema of a backend whose variants are a fixed set of names that take no flags."""
+def variants_schema(description: str, variants: dict[str, Any]) -> dict[str, Any]:
+    """The settings schema of a backend whose settings are its `variants` (described by `variants`) and nothing else."""
     return {
         "description": description,
         "type": "object",
         "additionalProperties": False,
         "required": ["variants"],
-        "properties": {
-            "variants": {
-                "type": "object",
-                "minProperties": 1,
-                "propertyNames": {"enum": list(names)},
-                "additionalProperties": {"type": "array", "maxItems": 0},
-            }
-        },
+        "properties": {"variants": variants},
     }
+
+
+def named_variants_schema(description: str, names: Iterable[str]) -> dict[str, Any]:
+    """The settings schema of a backend whose variants are a fixed set of names that take no flags."""
+    return variants_schema(
+        description,
+        {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"enum": list(names)},
+            "additionalProperties": {"type": "array", "maxItems": 0},
+        },
+    )
 
 
 def torch_missing() -> str | None:

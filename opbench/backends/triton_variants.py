@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from opbench.backends.base import Backend, BenchSettings, Job, SettingsError, torch_missing
+from opbench.backends.base import Backend, BenchSettings, Job, SettingsError, torch_missing, variants_schema
 
 
 class Tile(Protocol):
@@ -46,21 +46,16 @@ AUTOTUNE_SCHEMA: dict[str, Any] = {
 def settings_schema(description: str, tile_schema: dict[str, Any]) -> dict[str, Any]:
     """A Triton backend's settings schema: `variants`, each one tile configuration (`tile_schema`) or an autotune
     variant."""
-    return {
-        "description": description,
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["variants"],
-        "properties": {
-            "variants": {
-                "description": "Named tile configurations and autotune variants; each is the `variant` of its rows.",
-                "type": "object",
-                "minProperties": 1,
-                "propertyNames": {"$ref": "#/$defs/name"},
-                "additionalProperties": {"oneOf": [tile_schema, AUTOTUNE_SCHEMA]},
-            }
+    return variants_schema(
+        description,
+        {
+            "description": "Named tile configurations and autotune variants; each is the `variant` of its rows.",
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"$ref": "#/$defs/name"},
+            "additionalProperties": {"oneOf": [tile_schema, AUTOTUNE_SCHEMA]},
         },
-    }
+    )
 
 
 def is_autotune(entry: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ dest=${1:-.whl}
 pyver=${WHEELHOUSE_PYTHON:-3.12}
 skip=" numpy pyyaml pulp matplotlib pillow fonttools kiwisolver contourpy cycler pyparsing python-dateutil six packaging "
 mkdir -p "$dest"
+rm -f "$dest"/*.whl  # a rebuilt wheelhouse holds no wheel an older pin left behind (two versions of one package)
 built=$(mktemp -d); trap 'rm -rf "$built"' EXIT
 # The runtime dependencies as pyproject.toml pins them (the `compiler` extra, iree-compile, stays here).
 deps=$(python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')

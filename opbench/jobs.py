@@ -27,17 +27,38 @@ def generate_mlir(*, op: str, shape: str, dtype: str, layout: str, out: Path, fo
 
 
 def make_inputs(*, op: str, shape: str, dtype: str, layout: str, seed: int, out: Path) -> None:
-    """Random inputs from the problem's seed, in the layout, rounded to the dtype, stored as float32 .npz."""
+    """Random inputs from the problem's seed, in the layout, rounded to the dtype, stored in the dtype's own width
+    (stored_array) as an .npz; load_inputs reads them back as the same float32 values."""
     the_op = get_op(op)
+    element = get_dtype(dtype).numpy
     arrays = the_op.make_inputs(the_op.shape_from_name(shape), get_dtype(dtype), layout, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **{name: stored_array(values, element) for name, values in arrays.items()})
+
+
+def stored_array(values: np.ndarray, element: np.dtype) -> np.ndarray:
+    """float32 `values` as an inputs file keeps them: in the 16-bit element type where they hold exactly (every
+    input is rounded to it; half the disk of float32, which a large problem's many files need on a GPU node's disk),
+    bf16 as its bits (uint16: NumPy's .npy has no bfloat16); float32 where any value would change."""
+    if element.itemsize != 2:
+        return values
+    narrow = values.astype(element)
+    if not np.array_equal(narrow.astype(np.float32), values):
+        return values
+    return narrow if element == np.float16 else narrow.view(np.uint16)
 
 
 def load_inputs(path: Path, op: str) -> dict[str, np.ndarray]:
+    """An inputs file's arrays as float32 (stored_array's inverse: uint16 is bfloat16's bits)."""
     with np.load(path) as data:
-        return {name: data[name] for name in get_op(op).input_names}
+        return {name: _as_float32(data[name]) for name in get_op(op).input_names}
+
+
+def _as_float32(stored: np.ndarray) -> np.ndarray:
+    if stored.dtype == np.uint16:
+        return stored.view(get_dtype("bf16").numpy).astype(np.float32)
+    return stored.astype(np.float32, copy=False)
 
 
 def compute_reference(*, op: str, shape: str, layout: str, inputs: Path, out: Path, scale_out: Path) -> None:
@@ -49,9 +70,10 @@ def compute_reference(*, op: str, shape: str, layout: str, inputs: Path, out: Pa
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, reference)
-    products = {"scale": scale, "terms": terms}
+    # The scales set a bound's size, not a value to compare with: float32 keeps them to 1e-7 in half the disk.
+    products = {"scale": scale.astype(np.float32), "terms": terms}
     if intermediate is not None:
-        products["intermediate"] = intermediate
+        products["intermediate"] = intermediate.astype(np.float32)
     with open(scale_out, "wb") as f:
         np.savez(f, **products)
 
@@ -90,9 +112,9 @@ def verify(
     """Judge a row's output: norm-wise at its tolerance and element-wise against what its rounding explains."""
     ref = np.load(reference)
     with np.load(scale) as products:
-        intermediate = products["intermediate"] if "intermediate" in products.files else None
+        scales = {name: products[name].astype(np.float64) for name in ("scale", "intermediate") if name in products}
         bound = ErrorModel.of(get_dtype(dtype), precision).bound(
-            ref, products["scale"], int(products["terms"]), intermediate
+            ref, scales["scale"], int(products["terms"]), scales.get("intermediate")
         )
     verdict = judge(np.load(output), ref, tolerance, bound)
     out.parent.mkdir(parents=True, exist_ok=True)

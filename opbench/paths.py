@@ -70,22 +70,27 @@ def failed_job_log(results: str, problems: str, build_scope: str, runs: bool, **
     """The log of the first job of a point (its fields by name) that left no output: where a row without a record
     failed. `results`: results/<machine>; `problems`: where inputs and references are; `runs`: whether the point
     runs here (else its only job before the record is its build)."""
-    stages = []
+    stages: list[tuple[tuple[str, ...], str]] = []  # (any of these files shows the job finished, the job's log)
     if runs:
         stages += [
-            (f"{problems}/{INPUTS.format(**fields)}", problem_log("make_inputs").format(**fields)),
-            (f"{problems}/{REFERENCE.format(**fields)}", problem_log("reference").format(**fields)),
+            ((f"{problems}/{INPUTS.format(**fields)}",), problem_log("make_inputs").format(**fields)),
+            ((f"{problems}/{REFERENCE.format(**fields)}",), problem_log("reference").format(**fields)),
         ]
     artifact = artifact_path(build_scope, **fields)
     if artifact is not None:
-        stages.append((artifact, BUILD_LOG[build_scope].format(**fields)))
+        stages.append(((artifact,), BUILD_LOG[build_scope].format(**fields)))
     if runs:
+        # the run's output is temp (deleted once verified): its verdict shows that the run finished too
+        finished = {"run": (OUTPUT, VERDICT), "verify": (VERDICT,), "benchmark": (TIMING,)}
         stages += [
-            (f"{results}/runs/{output.format(**fields)}", f"{results}/" + run_log(rule).format(**fields))
-            for rule, output in (("run", OUTPUT), ("verify", VERDICT), ("benchmark", TIMING))
+            (
+                tuple(f"{results}/runs/{file.format(**fields)}" for file in files),
+                f"{results}/" + run_log(rule).format(**fields),
+            )
+            for rule, files in finished.items()
         ]
-    for output, log in stages:
-        if not Path(output).exists():
+    for files, log in stages:
+        if not any(Path(file).exists() for file in files):
             return log
     return f"{results}/" + RECORD_LOG.format(**fields)
 

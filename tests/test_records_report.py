@@ -452,8 +452,12 @@ def test_a_missing_record_names_the_log_of_the_job_that_failed(tmp_path: Path, m
     Path("compiled/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s").mkdir(parents=True)
     assert failed() == "results/m/logs/run/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"
     assert failed(runs=False) == "results/m/logs/record/conv2d/tiny/a/iree-llvm-cpu/default/nhwc_hwcf/f32/s.log"
-    made("results/m/runs/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s/output.npy")
+    run = "results/m/runs/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s"
+    made(f"{run}/output.npy")
     assert failed() == "results/m/logs/verify/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"
+    made(f"{run}/verify.json")
+    Path(f"{run}/output.npy").unlink()  # temp: deleted once verified, and the run did finish
+    assert failed() == "results/m/logs/benchmark/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"
 
 
 def test_a_memory_bound_op_is_tabled_in_gb_per_s_with_its_fraction_of_copy_bandwidth(tmp_path: Path) -> None:

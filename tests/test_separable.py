@@ -310,7 +310,9 @@ def test_the_jobs_store_and_use_the_intermediate_scale(tmp_path: Path) -> None:
     shape = OP.shape_from_name(name)
     with np.load(paths["scale"]) as products:
         assert sorted(products.files) == ["intermediate", "scale", "terms"]
-        np.testing.assert_array_equal(products["intermediate"], OP.rounded_intermediate_scale(inputs, shape, layout))
+        np.testing.assert_array_equal(
+            products["intermediate"], OP.rounded_intermediate_scale(inputs, shape, layout).astype(np.float32)
+        )
     out = emulated(inputs, shape, dtype, layout)
     reference, bound = bound_of(inputs, shape, layout, dtype)
     wrong, _ = _planted((out, reference, bound), "one_percent_of_rms")

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--retime", action="store_true",
         help="time every row again in this run (no rebuild, no re-verification): ratios pair rows of one run only",
     )  # fmt: skip
+    p.add_argument(
+        "--skip-disk-check", action="store_true",
+        help="start even where the problem files still to be written look larger than the disk's free space",
+    )  # fmt: skip
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments after --")
 
     p = sub.add_parser("publish", help="copy a GPU run's results into results/published/<card>/")
@@ -189,12 +193,19 @@ def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
     if a.command == "bench":
         from opbench.config import ConfigError
         from opbench.driver import bench
+        from opbench.footprint import DiskSpaceError
 
         extra = a.snakemake_args[1:] if a.snakemake_args[:1] == ["--"] else a.snakemake_args
         try:
-            return bench(configfile=a.configfile, cores=a.cores, snakemake_args=extra, retime=a.retime)
+            return bench(
+                configfile=a.configfile, cores=a.cores, snakemake_args=extra, retime=a.retime,
+                check_disk=not a.skip_disk_check,
+            )  # fmt: skip
         except ConfigError as error:  # the message names the file and the key: no traceback
             print(f"opbench: invalid config: {error}", file=sys.stderr)
+            return 2
+        except DiskSpaceError as error:
+            print(f"opbench: not enough disk: {error}", file=sys.stderr)
             return 2
     if a.command == "publish":
         from opbench.publish import UnpairedRows, publish

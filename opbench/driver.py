@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from opbench import hardware, paths, provenance, run_stats, worker_client
+from opbench import footprint, hardware, paths, provenance, run_stats, worker_client
 from opbench.config import ConfigError, load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,9 +58,15 @@ def _snakemake(args: list[str]) -> int:
     return status
 
 
-def bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], retime: bool = False) -> int:
+def bench(
+    *, configfile: Path | None, cores: str, snakemake_args: list[str], retime: bool = False, check_disk: bool = True
+) -> int:
     """Run the matrix, summarize and report; exit status 1 on any failure, 130 when interrupted (the finished jobs
-    are kept: the same command resumes)."""
+    are kept: the same command resumes). `check_disk`: first make sure the problem files still to be written fit
+    (opbench.footprint; DiskSpaceError where they do not)."""
+    if check_disk:
+        config = load(*([configfile] if configfile is not None else []))
+        footprint.check(config, hardware.devices(config["gpu"]), REPO)
     try:
         return _bench(configfile=configfile, cores=cores, snakemake_args=snakemake_args, retime=retime)
     except Interrupted:

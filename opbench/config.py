@@ -87,8 +87,8 @@ def _first_error(schema: dict[str, Any], instance: Any) -> jsonschema.Validation
 
 
 def _boolean(value: bool | str) -> bool:
-    """A boolean the schema admits as text too ("true"/"false": `--config gpu=true` and
-    `--config 'gpu_worker={enabled: false}'` pass text)."""
+    """A boolean the schema admits as text too ("true"/"false": `--config gpu=true`, `--config keep_run_outputs=false`
+    and `--config 'gpu_worker={enabled: false}'` pass text)."""
     return value == "true" if isinstance(value, str) else value
 
 
@@ -102,6 +102,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     if config["gpu"] != "auto":
         config["gpu"] = _boolean(config["gpu"])
     config["gpu_worker"]["enabled"] = _boolean(config["gpu_worker"]["enabled"])
+    config["keep_run_outputs"] = _boolean(config["keep_run_outputs"])
     _check_layers(config, schema["$defs"])
     _check_semantics(config)
     return config

@@ -80,7 +80,7 @@ def failed_job_log(results: str, problems: str, build_scope: str, runs: bool, **
     if artifact is not None:
         stages.append(((artifact,), BUILD_LOG[build_scope].format(**fields)))
     if runs:
-        # the run's output is temp (deleted once verified): its verdict shows that the run finished too
+        # a run's output may be temp (keep_run_outputs: false): its verdict shows that the run finished too
         finished = {"run": (OUTPUT, VERDICT), "verify": (VERDICT,), "benchmark": (TIMING,)}
         stages += [
             (

@@ -37,8 +37,8 @@ if [ "$status" = 124 ]; then
   echo "bench stopped at the time budget; rerun this script to resume"
 fi
 machine=$(ls -td results/*/records | head -1 | xargs dirname)
-# The package below must not be lost to a full disk (the run's problem files can fill it): where less than 1 GiB is
-# free, the runs' outputs not yet verified go first (a resume reruns those points' run jobs, nothing else).
+# The package below must not be lost to a full disk (a run's files can fill it): where less than 1 GiB is free, the
+# runs' outputs go first (the records are made; a resume on this machine runs those points again).
 if (( $(df --output=avail -k . | tail -1) < 1048576 )); then
   echo "less than 1 GiB free: deleting $machine/runs/**/output.npy to package the results"
   find "$machine/runs" -name output.npy -delete

@@ -75,6 +75,12 @@ def test_minimal_config_gets_every_default(raw: dict) -> None:
         assert validated[section] == {k: v["default"] for k, v in props[section]["properties"].items()}
 
 
+@pytest.mark.parametrize(("given", "kept"), [(False, False), ("false", False), ("true", True)])
+def test_keep_run_outputs_takes_a_boolean_or_its_text(raw: dict, given: bool | str, kept: bool) -> None:
+    assert validate({**copy.deepcopy(raw), "keep_run_outputs": given})["keep_run_outputs"] is kept
+    assert validate(copy.deepcopy(raw))["keep_run_outputs"] is True
+
+
 def test_ci_config_validates() -> None:
     config = load(REPO / "tests" / "configs" / "ci.yaml")
     assert config["machine"] == "ci"
@@ -159,6 +165,7 @@ BAD = {
     "bad_tolerance": (_set(["tolerances", "f32"], 0), ["tolerances.f32", "0"]),
     "too_few_repetitions": (_set(["benchmark", "repetitions"], 2), ["benchmark.repetitions", "2"]),
     "bad_batch": (_set(["matrix", 1, "batches"], [1, 0]), ["matrix[1].batches[1]", "0"]),
+    "bad_keep_run_outputs": (_set(["keep_run_outputs"], "no"), ["keep_run_outputs", '"no"']),
 }
 
 

@@ -44,16 +44,22 @@ def test_the_estimate_is_what_the_problem_jobs_write(tmp_path: Path, problem: Po
     assert 0 <= written - footprint.problem_bytes(problem) < 2500
 
 
-def test_only_new_problems_count_each_once(tmp_path: Path) -> None:
+def test_only_new_problems_count_each_once_and_outputs_where_kept(tmp_path: Path) -> None:
     conv, other_backend = PROBLEMS[0], point("conv2d", PROBLEMS[0].shape, "f32", "nhwc_hwcf", backend="cuda")
     attention = PROBLEMS[3]
-    needed, problems = footprint.missing_problem_bytes([conv, other_backend, attention], tmp_path)
-    assert (needed, problems) == (footprint.problem_bytes(conv) + footprint.problem_bytes(attention), 2)
+    points = [conv, other_backend, attention]
+    problems = footprint.problem_bytes(conv) + footprint.problem_bytes(attention)
+    assert footprint.missing_bytes(points, tmp_path, "m", keep_outputs=False) == (problems, 2)
+    outputs = 2 * footprint.output_bytes(conv) + footprint.output_bytes(attention)
+    assert footprint.output_bytes(attention) == 2 * 3 * 40 * 16 * 2  # B·H·S·D in f16
+    assert footprint.missing_bytes(points, tmp_path, "m", keep_outputs=True) == (problems + outputs, 2)
     reference = tmp_path / "results/problems" / attention.problem_dir / "reference.npy"
-    reference.parent.mkdir(parents=True)
-    reference.touch()
-    assert footprint.missing_problem_bytes([conv, other_backend, attention], tmp_path) == (
-        footprint.problem_bytes(conv),
+    verdict = tmp_path / "results/m/runs" / attention.run_dir / "verify.json"
+    for made in (reference, verdict):
+        made.parent.mkdir(parents=True)
+        made.touch()
+    assert footprint.missing_bytes(points, tmp_path, "m", keep_outputs=True) == (
+        footprint.problem_bytes(conv) + 2 * footprint.output_bytes(conv),
         1,
     )
 
@@ -69,8 +75,10 @@ def test_points_that_do_not_run_here_write_no_problem_files() -> None:
 def test_the_attention_race_fits_a_gpu_nodes_disk_now() -> None:
     """config/attention.yaml's problems (the FlashAttention-2 grid, 33.5 M elements a tensor): ~0.74 GB each, where
     float32 inputs and float64 scales made them 1.2 GB and filled a 64 GiB disk with the outputs."""
-    points = footprint.executed_points(load(REPO / "config/attention.yaml"), {"cpu", "cuda"})
-    needed, problems = footprint.missing_problem_bytes(points, Path("/nonexistent"))
+    config = load(REPO / "config/attention.yaml")
+    assert config["keep_run_outputs"] is False
+    points = footprint.executed_points(config, {"cpu", "cuda"})
+    needed, problems = footprint.missing_bytes(points, Path("/nonexistent"), "m", keep_outputs=False)
     assert problems >= 48
     assert 0.7e9 < needed / problems < 0.75e9
 
@@ -95,5 +103,5 @@ def test_the_check_passes_where_they_fit(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(footprint.shutil, "disk_usage", lambda path: SimpleNamespace(free=free["free"]))
     footprint.check(load(), {"cpu"}, tmp_path)
     free["free"] = 10**6
-    with pytest.raises(footprint.DiskSpaceError, match=r"new problems need 0\.3 GB"):
+    with pytest.raises(footprint.DiskSpaceError, match=r"\(96 new problems\) need 0\.\d GB .*and run outputs"):
         footprint.check(load(), {"cpu"}, tmp_path)

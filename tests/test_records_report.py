@@ -456,7 +456,7 @@ def test_a_missing_record_names_the_log_of_the_job_that_failed(tmp_path: Path, m
     made(f"{run}/output.npy")
     assert failed() == "results/m/logs/verify/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"
     made(f"{run}/verify.json")
-    Path(f"{run}/output.npy").unlink()  # temp: deleted once verified, and the run did finish
+    Path(f"{run}/output.npy").unlink()  # keep_run_outputs: false deletes it once verified: the run did finish
     assert failed() == "results/m/logs/benchmark/iree-llvm-cpu/default/conv2d/nhwc_hwcf/f32/s.log"
 
 

@@ -125,6 +125,20 @@ def test_up_to_date_tree_has_nothing_to_do(finished: Path) -> None:
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_run_outputs_are_kept_or_deleted_once_verified_as_the_config_says(finished: Path, tmp_path: Path) -> None:
+    """keep_run_outputs (default true) keeps each run's output; false deletes it once verified (Snakemake temp()):
+    every point still PASSes, and the finished tree has nothing to do without the outputs."""
+    assert len(list((finished / "results/ci/runs").glob("**/output.npy"))) == 2
+    work = make_workdir(tmp_path, {**json.loads(json.dumps(SMALL)), "keep_run_outputs": False})
+    proc = snakemake(work)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert [r["status"] for r in summary_rows(work) if r["backend"] == "iree-llvm-cpu"] == ["PASS", "PASS"]
+    runs = work / "results/ci/runs"
+    assert len(list(runs.glob("**/verify.json"))) == 2 and not list(runs.glob("**/output.npy"))
+    again = snakemake(work, "--dry-run")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_changing_one_backends_flags_reruns_only_its_jobs(finished: Path) -> None:
     config = json.loads(json.dumps(SMALL))
     config["backends"]["iree-vulkan-spirv"]["compile_flags"] = ["--iree-opt-strip-assertions"]
@@ -275,10 +289,9 @@ def test_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path: Path) -
     problem = point.split("/", 2)[2]
     finished = [
         work / f"compiled/{point}/module.vmfb",
-        work / f"results/ci/runs/{point}/verify.json",
+        work / f"results/ci/runs/{point}/output.npy",
         work / f"results/problems/{problem}/reference.npy",
     ]
-    assert not (work / f"results/ci/runs/{point}/output.npy").exists(), "a verified run's output is temp"
     before = {p: p.stat().st_mtime_ns for p in finished}
     resumed = snakemake(work)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -323,7 +336,7 @@ def test_ctrl_c_of_the_main_command_leaves_no_lock_and_resumes(tmp_path: Path) -
     runs = work / "results/ci/runs"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if runs.exists() and list(runs.glob("**/output.npy")) + list(runs.glob("**/verify.json")):
+        if runs.exists() and list(runs.glob("**/output.npy")):
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the driver and Snakemake both get it

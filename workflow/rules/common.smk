@@ -51,6 +51,8 @@ AVAILABILITY = {name: availability(get_backend(name), DEVICES) for name in CFG["
 SKIPPED = skip_reasons(POINTS, AVAILABILITY)
 POINTS_BY_RECORD = {p.record_path: p for p in POINTS}
 BENCH = CFG["benchmark"]
+# A run's output: kept for later re-verification, or deleted once verified (temp) where the config says so.
+RUN_OUTPUT = f"{RESULTS}/runs/{paths.OUTPUT}" if CFG["keep_run_outputs"] else temp(f"{RESULTS}/runs/{paths.OUTPUT}")
 # The GPU worker's settings reach GPU jobs through the environment (`envvars` passes them to cluster jobs), not
 # through params: switching the worker or its timeout reruns nothing.
 os.environ[worker_client.SETTINGS_ENV] = worker_client.settings_to_env({**CFG["gpu_worker"], "logs": f"{RESULTS}/logs/worker"})

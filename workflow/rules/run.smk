@@ -1,7 +1,7 @@
 # Execution: run once, verify against the reference, time (a FAIL is timed too, so a fast wrong kernel shows as both),
 # and merge all of it into the point's record. Run, benchmark and record jobs have their backend's code as inputs.
-# A run's output is temp(): deleted once its verification is written (Snakemake's --notemp keeps it, to look at a
-# FAIL's output); a large op's outputs, one per backend and variant, would otherwise fill a GPU node's disk.
+# A run's output stays for later re-verification, or is temp() where the config's keep_run_outputs is false (deleted
+# once verified: a large op's outputs, one per backend and variant, would fill a GPU node's disk).
 
 
 rule run:
@@ -12,7 +12,7 @@ rule run:
         artifact=artifact_of,
         inputs=rules.make_inputs.output[0],
     output:
-        temp(f"{RESULTS}/runs/{paths.OUTPUT}"),
+        RUN_OUTPUT,
     params:
         options=job_options,
         artifact=lambda w, input: f"--artifact {input.artifact}" if input.artifact else "",

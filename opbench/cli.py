@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--skip-disk-check", action="store_true",
-        help="start even where the problem files still to be written look larger than the disk's free space",
+        help="start even where the files still to be written (problems, kept outputs) look larger than the free disk",
     )  # fmt: skip
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments after --")
 

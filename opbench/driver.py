@@ -62,7 +62,7 @@ def bench(
     *, configfile: Path | None, cores: str, snakemake_args: list[str], retime: bool = False, check_disk: bool = True
 ) -> int:
     """Run the matrix, summarize and report; exit status 1 on any failure, 130 when interrupted (the finished jobs
-    are kept: the same command resumes). `check_disk`: first make sure the problem files still to be written fit
+    are kept: the same command resumes). `check_disk`: first make sure the files still to be written fit
     (opbench.footprint; DiskSpaceError where they do not)."""
     if check_disk:
         config = load(*([configfile] if configfile is not None else []))

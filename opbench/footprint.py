@@ -22,7 +22,7 @@ SCALE_ITEMSIZE = 4  # float32 (opbench.jobs.compute_reference)
 
 
 class DiskSpaceError(Exception):
-    """The run's problem files would not fit on the disk that holds results/problems/."""
+    """The files the run still has to write would not fit on the disk that holds results/."""
 
 
 def problem_bytes(point: Point) -> int:

@@ -12,6 +12,7 @@ tests/test_gpu_triton_attention.py's.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import os
 import re
@@ -29,7 +30,7 @@ from snakemake.utils import update_config
 
 from opbench.backends import Availability, BenchSettings, Job, Problem, availability, get_backend
 from opbench.backends.triton_attention import launch, tiles
-from opbench.backends.triton_variants import is_autotune, parse_options
+from opbench.backends.triton_variants import autotune_key, is_autotune, parse_options
 from opbench.codedeps import module_files
 from opbench.config import ConfigError, load, load_schema, validate
 from opbench.dtypes import DTYPES, get_dtype, round_to
@@ -529,8 +530,9 @@ def test_the_autotune_choice_is_stored_per_problem_and_found_again(
         "compiled/triton-attention/autotune/bf16/bhsd/b1_h2_s100_d64",
         "compiled/triton-attention/autotune/bf16/bshd/b1_h2_s100_d64",
     ]
-    fewer = launch.autotune_key(attn("bhsd"), {"a": configs["a"]})
-    assert fewer != launch.autotune_key(attn("bhsd"), configs)  # the candidates are part of the key
+    key = functools.partial(autotune_key, kernel=launch.KERNEL_SOURCE, timing=launch.AUTOTUNE_SETTINGS)
+    fewer = key(attn("bhsd"), {"a": configs["a"]})
+    assert fewer != key(attn("bhsd"), configs)  # the candidates are part of the key
 
 
 # ---------------------------------------------------------------- a benchmark's record fields

@@ -136,18 +136,26 @@ def out_of_resources(error: BaseException) -> bool:
     return type(error).__name__ == "OutOfResources"
 
 
-def autotune_key(
-    job: Job, configs: dict[str, Tile], *, torch: Any, triton: Any, capability: tuple[int, int], kernel: Path,
-    timing: BenchSettings,
-) -> str:  # fmt: skip
+class OnDevice(Protocol):
+    """A Triton backend's job set up on the GPU (triton_conv's Conv, triton_attention's Attention): what an autotune
+    key reads of it."""
+
+    job: Job
+    torch: Any
+    triton: Any
+    capability: tuple[int, int]
+
+
+def autotune_key(on_device: OnDevice, configs: dict[str, Tile], *, kernel: Path, timing: BenchSettings) -> str:
     """What decides an autotune search's outcome, hashed: the problem, the candidates, the card, Triton, PyTorch, the
-    kernel's source and the search's timing settings (part of the stored choice's name)."""
+    backend's `kernel` source and the search's `timing` settings (part of the stored choice's name)."""
+    job, torch = on_device.job, on_device.torch
     blob = json.dumps(
         {
             "shape": job.shape.name, "dtype": job.dtype.name, "layout": job.layout,
             "configs": {name: c.to_config() for name, c in sorted(configs.items())},
-            "device": torch.cuda.get_device_name(), "capability": list(capability),
-            "triton": triton.__version__, "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(), "capability": list(on_device.capability),
+            "triton": on_device.triton.__version__, "torch": torch.__version__,
             "kernel": hashlib.sha256(kernel.read_bytes()).hexdigest(),
             "timing": timing.__dict__,
         },

@@ -26,8 +26,7 @@ import numpy as np
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.triton_attention import tiles
 from opbench.backends.triton_conv.asm import kernel_facts, summary
-from opbench.backends.triton_variants import autotune_key as hashed_key
-from opbench.backends.triton_variants import fastest, out_of_resources, parse_options, stored_search
+from opbench.backends.triton_variants import autotune_key, fastest, out_of_resources, parse_options, stored_search
 from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 
 BACKEND = "triton-attention"
@@ -140,19 +139,6 @@ class Launcher:
 # ---------------------------------------------------------------- the autotune variant
 
 
-def autotune_key(attn: Attention, configs: dict[str, tiles.TileConfig]) -> str:
-    """This job's search key (triton_variants.autotune_key) with this backend's kernel source."""
-    return hashed_key(
-        attn.job,
-        configs,
-        torch=attn.torch,
-        triton=attn.triton,
-        capability=attn.capability,
-        kernel=KERNEL_SOURCE,
-        timing=AUTOTUNE_SETTINGS,
-    )
-
-
 def time_config(attn: Attention, launcher: Launcher, settings: BenchSettings) -> tuple[Any, float]:
     """time_graph over the launcher's launches: (GraphTiming, median ms)."""
     timing = time_graph(launcher.launch, len(attn.sets), settings, noun=NOUN, poison_outputs=True)
@@ -183,7 +169,8 @@ def autotune_path(job: Job, key: str) -> Path:
 def autotuned(attn: Attention, configs: dict[str, tiles.TileConfig]) -> dict[str, Any]:
     """The autotune choice for this job: the stored one where the same search was done before (by the point's run
     or benchmark job), else a new search, stored."""
-    return stored_search(autotune_path(attn.job, autotune_key(attn, configs)), lambda: search(attn, configs))
+    key = autotune_key(attn, configs, kernel=KERNEL_SOURCE, timing=AUTOTUNE_SETTINGS)
+    return stored_search(autotune_path(attn.job, key), lambda: search(attn, configs))
 
 
 # ---------------------------------------------------------------- run and benchmark

@@ -24,8 +24,7 @@ import numpy as np
 
 from opbench.backends.base import BenchSettings, Job
 from opbench.backends.triton_conv import asm, gemm
-from opbench.backends.triton_variants import autotune_key as hashed_key
-from opbench.backends.triton_variants import fastest, out_of_resources, parse_options, stored_search
+from opbench.backends.triton_variants import autotune_key, fastest, out_of_resources, parse_options, stored_search
 from opbench.gpu_timing import buffer_copies, time_graph, to_host, torch_dtype, verified_timing
 
 CACHE_DIR = "compiled/triton/triton-cache"  # Triton's compile cache (compiled/<backend>/..., as opbench.paths names)
@@ -148,19 +147,6 @@ class Launcher:
 # ---------------------------------------------------------------- the autotune variant
 
 
-def autotune_key(conv: Conv, configs: dict[str, gemm.TileConfig]) -> str:
-    """This job's search key (triton_variants.autotune_key) with this backend's kernel source."""
-    return hashed_key(
-        conv.job,
-        configs,
-        torch=conv.torch,
-        triton=conv.triton,
-        capability=conv.capability,
-        kernel=KERNEL_SOURCE,
-        timing=AUTOTUNE_SETTINGS,
-    )
-
-
 def time_config(conv: Conv, launcher: Launcher, settings: BenchSettings) -> tuple[Any, float]:
     """time_graph over the launcher's launches: (GraphTiming, median ms)."""
     timing = time_graph(launcher.launch, len(conv.sets), settings, noun="convolutions", poison_outputs=True)
@@ -192,7 +178,8 @@ def search(conv: Conv, configs: dict[str, gemm.TileConfig]) -> dict[str, Any]:
 def autotuned(conv: Conv, configs: dict[str, gemm.TileConfig]) -> dict[str, Any]:
     """The autotune choice for this job: the stored one (compiled/triton/autotune/) where the same search was done
     before (by the point's run or benchmark job), else a new search, stored."""
-    path = Path(AUTOTUNE_DIR) / conv.job.dtype.name / f"{conv.job.shape.name}-{autotune_key(conv, configs)}.json"
+    key = autotune_key(conv, configs, kernel=KERNEL_SOURCE, timing=AUTOTUNE_SETTINGS)
+    path = Path(AUTOTUNE_DIR) / conv.job.dtype.name / f"{conv.job.shape.name}-{key}.json"
     return stored_search(path, lambda: search(conv, configs))
 
 

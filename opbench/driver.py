@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from opbench import footprint, hardware, paths, provenance, run_stats, worker_client
 from opbench.config import ConfigError, load
@@ -16,10 +17,8 @@ from opbench.config import ConfigError, load
 REPO = Path(__file__).resolve().parent.parent
 
 
-def machine_dir(configfile: Path | None) -> Path:
-    """results/<machine>: where the run's records, outputs and logs go (a ConfigError, naming the file and key, where
-    the config is invalid)."""
-    config = load(*([configfile] if configfile is not None else []))
+def machine_dir(config: dict[str, Any]) -> Path:
+    """results/<machine>: where the (validated) config's run puts its records, outputs and logs."""
     return Path(f"results/{hardware.machine_name(config['machine'], config['gpu'])}")
 
 
@@ -63,20 +62,23 @@ def bench(
 ) -> int:
     """Run the matrix, summarize and report; exit status 1 on any failure, 130 when interrupted (the finished jobs
     are kept: the same command resumes). `check_disk`: first make sure the files still to be written fit
-    (opbench.footprint; DiskSpaceError where they do not)."""
+    (opbench.footprint; DiskSpaceError where they do not). A ConfigError, naming the file and key, where the config
+    is invalid."""
+    config = load(*([configfile] if configfile is not None else []))
     if check_disk:
-        config = load(*([configfile] if configfile is not None else []))
         footprint.check(config, hardware.devices(config["gpu"]), REPO)
     try:
-        return _bench(configfile=configfile, cores=cores, snakemake_args=snakemake_args, retime=retime)
+        return _bench(config=config, configfile=configfile, cores=cores, snakemake_args=snakemake_args, retime=retime)
     except Interrupted:
         print("\ninterrupted: finished jobs are kept; the same command resumes the run", file=sys.stderr)
         return 130
 
 
-def _bench(*, configfile: Path | None, cores: str, snakemake_args: list[str], retime: bool) -> int:
+def _bench(
+    *, config: dict[str, Any], configfile: Path | None, cores: str, snakemake_args: list[str], retime: bool
+) -> int:
     common = ["--cores", cores, *(["--configfile", str(configfile)] if configfile else []), *snakemake_args]
-    machine = machine_dir(configfile)
+    machine = machine_dir(config)
     results = results_dir(configfile, machine)
     os.environ[provenance.RUN_ID_ENV] = provenance.new_run_id()  # one run id for all the Snakemake calls below
     started = time.time()
